@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from providers.models import LLM
+
+
+class Side(models.TextChoices):
+    A = "a"
+    B = "b"
+
+
+class BattleQuerySet(models.QuerySet["Battle"]):
+    def anonymous(self) -> BattleQuerySet:
+        return self.filter(mode=Battle.Mode.ANONYMOUS)
+
+    def voted(self) -> BattleQuerySet:
+        return self.filter(state=Battle.State.VOTED)
+
+    def of_session(self, session_hash: str) -> BattleQuerySet:
+        return self.filter(session_hash=session_hash)
+
+
+class Battle(models.Model):
+    class Mode(models.TextChoices):
+        ANONYMOUS = "anonymous"
+        NAMED = "named"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "a turn waits to be streamed"
+        STREAMING = "streaming", "answers are being generated"
+        READY = "ready", "every answer ended well; a vote is possible"
+        FAILED = "failed", "an answer failed; no vote is possible"
+        VOTED = "voted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ANONYMOUS)
+    model_a = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # SHA-256 of the browser session key: ties a battle to its visitor without storing who they are.
+    session_hash = models.CharField(max_length=64, db_index=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = BattleQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(model_a=F("model_b")), name="battle_two_distinct_models"),
+        ]
+
+    def __str__(self) -> str:
+        return f"battle {self.id}"
+
+    def llm(self, side: str) -> LLM:
+        return self.model_a if side == Side.A else self.model_b
+
+    @property
+    def names_visible(self) -> bool:
+        """Names are shown in named mode, and in anonymous mode only once the vote is in."""
+        return self.mode == self.Mode.NAMED or self.state == self.State.VOTED
+
+
+class Turn(models.Model):
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField()
+    prompt = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["battle", "index"], name="one_turn_per_index")]
+
+
+class Answer(models.Model):
+    """One side's answer to one turn, and the measurements of the call that produced it.
+
+    The row is written before the call goes out and completed when it ends, so a crash mid-call
+    leaves a visible trace instead of nothing.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        DONE = "done"
+        ERROR = "error"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="answers")
+    side = models.CharField(max_length=1, choices=Side.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    # Full upstream error for operators; may name the model, so it is never sent to a browser.
+    error = models.TextField(blank=True)
+    # Sampling parameters actually sent, stored with the call so both sides can be audited as equal.
+    params = models.JSONField(default=dict)
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token.")
+    duration_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["turn__index", "side"]
+        constraints = [models.UniqueConstraint(fields=["turn", "side"], name="one_answer_per_side")]
+
+
+class Vote(models.Model):
+    class Winner(models.TextChoices):
+        A = "a", "model A is better"
+        B = "b", "model B is better"
+        TIE = "tie", "tie"
+        BOTH_BAD = "bothbad", "both are bad"
+
+    class Exclusion(models.TextChoices):
+        NONE = "", "counted"
+        IDENTITY_LEAK = "identity_leak", "an answer named a model or vendor"
+
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="votes")
+    winner = models.CharField(max_length=8, choices=Winner.choices)
+    excluded = models.CharField(max_length=32, choices=Exclusion.choices, blank=True, default="")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]

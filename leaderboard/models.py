@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.db import models
+
+from providers.models import LLM
+
+
+class SnapshotQuerySet(models.QuerySet["Snapshot"]):
+    def of_board(self, board: str) -> SnapshotQuerySet:
+        return self.filter(board=board)
+
+    def latest_first(self) -> SnapshotQuerySet:
+        return self.order_by("-created", "-id")
+
+
+class Snapshot(models.Model):
+    """One computed board. Written with its ratings in one transaction, so readers see all or none."""
+
+    board = models.CharField(max_length=64, default="overall")
+    created = models.DateTimeField(auto_now_add=True)
+    votes = models.PositiveIntegerField()
+    votes_digest = models.CharField(max_length=64, help_text="SHA-256 of the votes used, in order.")
+    method = models.CharField(max_length=64, default="bradley-terry")
+    params = models.JSONField(default=dict)
+    excluded = models.JSONField(default=dict, help_text="Votes left out, counted by reason.")
+    duration_ms = models.FloatField(default=0)
+
+    objects = SnapshotQuerySet.as_manager()
+
+    class Meta:
+        # Readers ask for the newest snapshot of one board.
+        indexes = [models.Index(fields=["board", "-created"], name="snapshot_board_latest")]
+
+
+class Rating(models.Model):
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="ratings")
+    llm = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
+    rating = models.FloatField()
+    ci_lower = models.FloatField()
+    ci_upper = models.FloatField()
+    rank = models.PositiveIntegerField()
+    votes = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["rank", "-rating"]
+        constraints = [models.UniqueConstraint(fields=["snapshot", "llm"], name="one_rating_per_model")]

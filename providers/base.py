@@ -1,0 +1,87 @@
+"""The one seam between the arena and every model backend.
+
+An adapter turns a chat request into one normalised stream of `Chunk`s. All vendor HTTP goes
+through the `httpx.AsyncClient` handed in by `providers.http.client()`, so tests replace exactly
+one thing: the upstream at the other end of the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, TypedDict
+
+import httpx
+
+
+class Message(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """Everything an adapter needs for one call; a plain value, no database row."""
+
+    backend: str
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)  # never in reprs, logs or error texts
+    temperature: float
+    max_tokens: int
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 60.0
+    total_timeout: float = 300.0
+    # Backend-specific knobs (the demo backend's pace, for instance).
+    options: dict[str, float | str] = field(default_factory=dict)
+
+    def sampling_params(self) -> dict[str, float | int]:
+        """The parameters sent on every call, recorded with it."""
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One normalised stream event.
+
+    kind "delta": `text` is new answer text. kind "finish": the answer ended; `finish_reason`,
+    and token counts when the upstream reported usage. An adapter yields deltas then exactly one
+    finish, or raises `UpstreamError`.
+    """
+
+    kind: Literal["delta", "finish"]
+    text: str = ""
+    finish_reason: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class UpstreamError(Exception):
+    """The upstream failed. `public` is safe to show a voter; `detail` is for operators only.
+
+    `public` must never name the model or vendor (anonymity); `detail` may carry the upstream body.
+    `transient` says whether a retry could help (connect errors, 429, 5xx); `permanent` errors
+    (401, 403, 404) mean the model's configuration is wrong and it should leave the draw.
+    """
+
+    def __init__(
+        self, public: str, *, detail: str = "", status: int | None = None, transient: bool = False
+    ) -> None:
+        super().__init__(detail or public)
+        self.public = public
+        self.detail = detail or public
+        self.status = status
+        self.transient = transient
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in (401, 403, 404)
+
+
+class Backend:
+    """Base of every adapter: one subclass per wire protocol, registered in `providers.registry`."""
+
+    name: ClassVar[str]
+
+    def stream(self, spec: CallSpec, messages: list[Message], client: httpx.AsyncClient) -> AsyncIterator[Chunk]:
+        raise NotImplementedError

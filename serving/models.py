@@ -1,0 +1,1 @@
+# Local vLLM deployments get their tables with the backends issue; nothing is stored here yet.
