@@ -76,6 +76,9 @@ class Turn(models.Model):
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["battle", "index"], name="one_turn_per_index")]
 
+    def __str__(self) -> str:
+        return f"turn {self.index} of battle {self.battle_id}"
+
 
 class Answer(models.Model):
     """One side's answer to one turn, and the measurements of the call that produced it.
@@ -110,6 +113,9 @@ class Answer(models.Model):
         ordering = ["turn__index", "side"]
         constraints = [models.UniqueConstraint(fields=["turn", "side"], name="one_answer_per_side")]
 
+    def __str__(self) -> str:
+        return f"answer {self.side} to {self.turn}"
+
 
 class Vote(models.Model):
     class Winner(models.TextChoices):
@@ -129,3 +135,6 @@ class Vote(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]
+
+    def __str__(self) -> str:
+        return f"vote {self.winner} on battle {self.battle_id}"

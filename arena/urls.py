@@ -1,3 +1,16 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from arena import views
+
+urlpatterns = [
+    path("", views.battle_page, name="battle"),
+    path("named/", views.named_page, name="named"),
+    path("api/v1/battles/", views.BattleCreateApi.as_view(), name="battle-create"),
+    path("api/v1/battles/<str:battle_id>/", views.BattleDetailApi.as_view(), name="battle-detail"),
+    path("api/v1/battles/<str:battle_id>/stream", views.battle_stream, name="battle-stream"),
+    path("api/v1/battles/<str:battle_id>/turns/", views.BattleTurnCreateApi.as_view(), name="battle-turn"),
+    path("api/v1/battles/<str:battle_id>/vote/", views.BattleVoteApi.as_view(), name="battle-vote"),
+    path("api/v1/models/", views.ModelListApi.as_view(), name="model-list"),
+]

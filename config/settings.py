@@ -7,6 +7,7 @@ With DEBUG off, missing or unsafe values fail loudly at start-up. `.env.example`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -83,6 +84,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file, not Django's shared-cache memory database: tests run a live ASGI server in threads,
+    # and shared-cache SQLite fails concurrent writers at once instead of waiting for the lock.
+    # One file per test process, so that two test runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     # Under ASGI each request may run on a different thread; Django's docs advise no persistent
     # connections there (they would leak per thread). Use PgBouncer in front for pooling.
@@ -103,7 +108,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # Without Redis there is no broker: tasks run in-process, at the moment they are queued.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "memory://"
 # Tasks write their results to the database; nobody reads Celery's result backend.
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged after it ran, so a worker killed mid-recompute does not lose it; the

@@ -31,6 +31,9 @@ class Snapshot(models.Model):
         # Readers ask for the newest snapshot of one board.
         indexes = [models.Index(fields=["board", "-created"], name="snapshot_board_latest")]
 
+    def __str__(self) -> str:
+        return f"{self.board} board of {self.created:%Y-%m-%d %H:%M}"
+
 
 class Rating(models.Model):
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="ratings")
@@ -44,3 +47,6 @@ class Rating(models.Model):
     class Meta:
         ordering = ["rank", "-rating"]
         constraints = [models.UniqueConstraint(fields=["snapshot", "llm"], name="one_rating_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.llm} at {self.rating:.0f}"

@@ -1,3 +1,10 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from leaderboard import views
+
+urlpatterns = [
+    path("leaderboard/", views.board_page, name="leaderboard"),
+    path("api/v1/leaderboard/", views.LeaderboardApi.as_view(), name="leaderboard-api"),
+]

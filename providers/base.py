@@ -65,13 +65,21 @@ class UpstreamError(Exception):
     """
 
     def __init__(
-        self, public: str, *, detail: str = "", status: int | None = None, transient: bool = False
+        self,
+        public: str,
+        *,
+        detail: str = "",
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail or public)
         self.public = public
         self.detail = detail or public
         self.status = status
         self.transient = transient
+        # Seconds the upstream asked us to wait (a 429's Retry-After), when it said.
+        self.retry_after = retry_after
 
     @property
     def permanent(self) -> bool:
@@ -83,5 +91,7 @@ class Backend:
 
     name: ClassVar[str]
 
-    def stream(self, spec: CallSpec, messages: list[Message], client: httpx.AsyncClient) -> AsyncIterator[Chunk]:
+    def stream(
+        self, spec: CallSpec, messages: list[Message], client: httpx.AsyncClient
+    ) -> AsyncIterator[Chunk]:
         raise NotImplementedError

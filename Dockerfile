@@ -1,0 +1,17 @@
+# One image for web, worker and beat (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# Static files are collected at build time and served by WhiteNoise from the web process.
+RUN DEBUG=true python manage.py collectstatic --noinput
+
+RUN useradd --create-home arena
+USER arena
+EXPOSE 8000
+CMD ["gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "600"]

@@ -1,0 +1,376 @@
+"""Battle workflows: draw a pair, run a turn against both backends at once, take the vote."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from providers.http import call_spec, client
+from providers.registry import backend_for
+
+from arena.models import Answer, Battle, Side, Turn, Vote
+from config.errors import Conflict, DomainError, NotFound, Unavailable
+from providers.base import Chunk, Message, UpstreamError
+from providers.models import LLM
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class BattleError(DomainError):
+    pass
+
+
+def session_hash(session_key: str) -> str:
+    """A keyed hash of the session key: stable per visitor, useless to anyone reading the table."""
+    return salted_hmac("arena.session", session_key, algorithm="sha256").hexdigest()
+
+
+def clean_prompt(prompt: object) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BattleError("The prompt is empty.", code="empty_prompt")
+    if len(prompt) > settings.ARENA_PROMPT_MAX_CHARS:
+        raise BattleError(
+            f"The prompt is {len(prompt)} characters long; the limit is {settings.ARENA_PROMPT_MAX_CHARS}.",
+            code="prompt_too_long",
+        )
+    return prompt
+
+
+def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
+    """Two distinct drawable models, each drawn with probability proportional to its weight."""
+    rng = rng or random.SystemRandom()
+    models = list(LLM.objects.drawable())
+    if len(models) < 2:
+        raise Unavailable("Fewer than two models are available right now; please try again later.")
+    first = rng.choices(models, weights=[m.weight for m in models])[0]
+    rest = [m for m in models if m.pk != first.pk]
+    second = rng.choices(rest, weights=[m.weight for m in rest])[0]
+    return (first, second) if rng.random() < 0.5 else (second, first)
+
+
+def _named_model(name: object, field: str) -> LLM:
+    if not isinstance(name, str) or not name:
+        raise BattleError(f"Named mode needs {field}: the name of a model.", code="missing_model")
+    llm = LLM.objects.public().active().filter(name=name).first()
+    if llm is None:
+        raise BattleError(f"{field}: no available model is named {name!r}.", code="unknown_model")
+    return llm
+
+
+@transaction.atomic
+def _open_turn(battle: Battle, index: int, prompt: str) -> Turn:
+    turn = Turn.objects.create(battle=battle, index=index, prompt=prompt)
+    Answer.objects.bulk_create([Answer(turn=turn, side=Side.A), Answer(turn=turn, side=Side.B)])
+    return turn
+
+
+def battle_start(
+    *,
+    session: str,
+    prompt: object,
+    mode: object = Battle.Mode.ANONYMOUS,
+    model_a: object = None,
+    model_b: object = None,
+) -> Battle:
+    prompt = clean_prompt(prompt)
+    if mode == Battle.Mode.ANONYMOUS:
+        if model_a is not None or model_b is not None:
+            raise BattleError(
+                "Anonymous mode draws the models; do not name them.", code="models_in_anonymous"
+            )
+        a, b = draw_pair()
+    elif mode == Battle.Mode.NAMED:
+        a, b = _named_model(model_a, "model_a"), _named_model(model_b, "model_b")
+        if a.pk == b.pk:
+            raise BattleError("model_a and model_b must be two different models.", code="same_model")
+    else:
+        raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
+    with transaction.atomic():
+        battle = Battle.objects.create(mode=mode, model_a=a, model_b=b, session_hash=session)
+        _open_turn(battle, 0, prompt)
+    return battle
+
+
+def battle_of_session(battle_id: object, session: str | None) -> Battle:
+    """The battle, if it belongs to this visitor; anyone else is told it does not exist."""
+    battle = None
+    if session:
+        try:
+            battle = Battle.objects.select_related("model_a", "model_b").of_session(session).get(pk=battle_id)
+        except (Battle.DoesNotExist, ValidationError, ValueError, TypeError):
+            battle = None
+    if battle is None:
+        raise NotFound("No such battle.")
+    return battle
+
+
+def battle_continue(*, battle: Battle, prompt: object) -> Turn:
+    prompt = clean_prompt(prompt)
+    if battle.state == Battle.State.VOTED:
+        raise Conflict("This battle is over: it has a vote. Start a new round.", code="already_voted")
+    if battle.state == Battle.State.FAILED:
+        raise Conflict("An answer in this battle failed; start a new round.", code="battle_failed")
+    if battle.state != Battle.State.READY:
+        raise Conflict("Wait for both answers to end before asking a follow-up.", code="answers_pending")
+    index = battle.turns.count()
+    if index >= settings.ARENA_MAX_TURNS:
+        raise Conflict(f"A battle has at most {settings.ARENA_MAX_TURNS} turns.", code="too_many_turns")
+    # The conditional update is the claim: two follow-ups sent at once cannot both open a turn.
+    with transaction.atomic():
+        if not Battle.objects.filter(pk=battle.pk, state=Battle.State.READY).update(
+            state=Battle.State.PENDING
+        ):
+            raise Conflict("Wait for both answers to end before asking a follow-up.", code="answers_pending")
+        try:
+            turn = _open_turn(battle, index, prompt)
+        except IntegrityError as exc:
+            raise Conflict("Another follow-up was sent at the same time.", code="answers_pending") from exc
+    battle.state = Battle.State.PENDING
+    return turn
+
+
+# --- voting ------------------------------------------------------------------------------------
+
+
+def leaked_identity(texts: Iterable[str], models: Iterable[LLM]) -> bool:
+    """Whether an answer names either model, its upstream id or its organisation."""
+    terms = sorted({t for m in models for t in m.identity_terms()}, key=len, reverse=True)
+    if not terms:
+        return False
+    pattern = re.compile(
+        r"(?<![\w-])(" + "|".join(re.escape(t) for t in terms) + r")(?![\w-])", re.IGNORECASE
+    )
+    return any(pattern.search(text) for text in texts)
+
+
+def battle_vote(*, battle: Battle, winner: object) -> Vote:
+    if winner not in Vote.Winner.values:
+        raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")
+    if battle.state == Battle.State.VOTED:
+        raise Conflict("This battle already has a vote.", code="already_voted")
+    if battle.state == Battle.State.FAILED:
+        raise Conflict("An answer in this battle failed, so it cannot be voted on.", code="battle_failed")
+    if battle.state != Battle.State.READY:
+        raise Conflict("Both answers must end before you vote.", code="answers_pending")
+    texts = Answer.objects.filter(turn__battle=battle).values_list("text", flat=True)
+    leak = leaked_identity(texts, [battle.model_a, battle.model_b])
+    try:
+        with transaction.atomic():
+            # Claim the battle: only one request can move it from ready to voted.
+            if not Battle.objects.filter(pk=battle.pk, state=Battle.State.READY).update(
+                state=Battle.State.VOTED
+            ):
+                raise Conflict("This battle already has a vote.", code="already_voted")
+            vote = Vote.objects.create(
+                battle=battle, winner=winner, excluded=Vote.Exclusion.IDENTITY_LEAK if leak else ""
+            )
+    except IntegrityError as exc:
+        raise Conflict("This battle already has a vote.", code="already_voted") from exc
+    battle.state = Battle.State.VOTED
+    return vote
+
+
+# --- streaming a turn ---------------------------------------------------------------------------
+
+END = object()  # a side task's last item on the queue
+
+# Tasks that outlive the request which started them (a visitor closing the tab must not leave a
+# half-written battle); held here so the event loop does not garbage-collect them mid-flight.
+_running: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class StreamPlan:
+    battle: Battle
+    turn: Turn
+    live: bool  # False: the turn already ended, replay it from the database
+
+
+def _stale_before() -> Any:
+    return timezone.now() - timedelta(seconds=settings.UPSTREAM_TOTAL_TIMEOUT + 60)
+
+
+def _db(fn: Any) -> Any:
+    """Run ORM work off the event loop, in a pool thread that closes its connection afterwards.
+
+    Side tasks may outlive their request, so they cannot use the request's thread-sensitive
+    executor; each call here is a short, self-contained transaction.
+    """
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(wrapped, thread_sensitive=False)
+
+
+def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
+    battle = battle_of_session(battle_id, session)
+    turn = battle.turns.order_by("-index").first()
+    assert turn is not None  # every battle is created with its first turn
+    claimed = Battle.objects.filter(
+        Q(state=Battle.State.PENDING) | Q(state=Battle.State.STREAMING, updated__lt=_stale_before()),
+        pk=battle.pk,
+    ).update(state=Battle.State.STREAMING, updated=timezone.now())
+    if claimed:
+        battle.state = Battle.State.STREAMING
+        return StreamPlan(battle, turn, live=True)
+    battle.refresh_from_db(fields=["state"])
+    if battle.state == Battle.State.STREAMING:
+        raise Conflict("This battle is already streaming in another window.", code="already_streaming")
+    return StreamPlan(battle, turn, live=False)
+
+
+def _conversation(turn: Turn, side: str) -> list[Message]:
+    messages: list[Message] = []
+    earlier = Turn.objects.filter(battle_id=turn.battle_id, index__lt=turn.index).prefetch_related("answers")
+    for past in earlier:
+        messages.append({"role": "user", "content": past.prompt})
+        answer = next(a for a in past.answers.all() if a.side == side)
+        messages.append({"role": "assistant", "content": answer.text})
+    messages.append({"role": "user", "content": turn.prompt})
+    return messages
+
+
+def _answer_started(turn: Turn, side: str, params: dict[str, Any]) -> None:
+    Answer.objects.filter(turn=turn, side=side).update(
+        status=Answer.Status.STREAMING, started=timezone.now(), params=params, text="", error=""
+    )
+
+
+def _answer_ended(turn: Turn, side: str, **fields: Any) -> None:
+    Answer.objects.filter(turn=turn, side=side).update(finished=timezone.now(), **fields)
+
+
+def _battle_ended(battle: Battle, ok: bool) -> str:
+    state = Battle.State.READY if ok else Battle.State.FAILED
+    Battle.objects.filter(pk=battle.pk, state=Battle.State.STREAMING).update(state=state)
+    return state
+
+
+async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> bool:
+    llm = plan.battle.llm(side)
+    spec = await sync_to_async(call_spec, thread_sensitive=False)(llm)
+    messages = await _db(_conversation)(plan.turn, side)
+    await _db(_answer_started)(plan.turn, side, spec.sampling_params())
+    started = time.monotonic()
+    ttft: float | None = None
+    parts: list[str] = []
+    finish: Chunk | None = None
+    try:
+        async with asyncio.timeout(spec.total_timeout):
+            async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
+                if chunk.kind == "delta" and chunk.text:
+                    if ttft is None:
+                        ttft = (time.monotonic() - started) * 1000
+                    parts.append(chunk.text)
+                    await queue.put({"side": side, "type": "delta", "text": chunk.text})
+                elif chunk.kind == "finish":
+                    finish = chunk
+        if finish is None:
+            raise UpstreamError(
+                "The answer was cut off before it ended.", detail="stream ended without finish"
+            )
+    except Exception as exc:  # every failure, a bug included, ends this side cleanly
+        public, detail = _failure(exc)
+        if isinstance(exc, UpstreamError) and exc.permanent:
+            await _db(llm.mark_outage)(f"{timezone.now():%Y-%m-%d %H:%M} {detail}")
+        await _db(_answer_ended)(
+            plan.turn,
+            side,
+            status=Answer.Status.ERROR,
+            text="".join(parts),
+            error=detail,
+            ttft_ms=ttft,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
+        await queue.put({"side": side, "type": "error", "text": public})
+        return False
+    await _db(_answer_ended)(
+        plan.turn,
+        side,
+        status=Answer.Status.DONE,
+        text="".join(parts),
+        finish_reason=finish.finish_reason,
+        ttft_ms=ttft,
+        duration_ms=(time.monotonic() - started) * 1000,
+        input_tokens=finish.input_tokens,
+        output_tokens=finish.output_tokens,
+    )
+    await queue.put({"side": side, "type": "done", "text": ""})
+    return True
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """(text for the voter, text for operators). The first never names a model or vendor."""
+    if isinstance(exc, UpstreamError):
+        return exc.public, exc.detail
+    if isinstance(exc, TimeoutError):
+        return "The answer took too long and was stopped.", "total time-out"
+    logger.exception("answer failed", exc_info=exc)
+    return "Something went wrong while generating this answer.", f"{type(exc).__name__}: {exc}"
+
+
+async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Any]) -> None:
+    async def side(s: str) -> bool:
+        try:
+            return await _run_side(plan, s, queue)
+        finally:
+            await queue.put(END)
+
+    results = await asyncio.gather(side(Side.A), side(Side.B))
+    state = await _db(_battle_ended)(plan.battle, all(results))
+    await queue.put({"side": None, "type": "end", "text": "", "state": state})
+
+
+async def stream_events(plan: StreamPlan) -> AsyncIterator[Event]:
+    """Both answers as one stream of events, interleaved as they arrive."""
+    if not plan.live:
+        for event in await _db(_replay)(plan):
+            yield event
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    task = asyncio.create_task(_run_turn(plan, queue))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    while True:
+        item = await queue.get()
+        if item is END:
+            continue
+        yield item
+        if item["type"] == "end":
+            return
+
+
+def _replay(plan: StreamPlan) -> list[Event]:
+    events: list[Event] = []
+    answers = {a.side: a for a in plan.turn.answers.all()}
+    for side in (Side.A, Side.B):
+        answer = answers[side]
+        if answer.text:
+            events.append({"side": side, "type": "delta", "text": answer.text})
+        if answer.status == Answer.Status.DONE:
+            events.append({"side": side, "type": "done", "text": ""})
+        else:
+            events.append({"side": side, "type": "error", "text": "This answer did not complete."})
+    state = Battle.objects.values_list("state", flat=True).get(pk=plan.battle.pk)
+    events.append({"side": None, "type": "end", "text": "", "state": state})
+    return events

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from arena import services
+from arena.models import Battle
+from config.errors import DomainError, error_body
+from providers.models import LLM
+
+
+def visitor(request: HttpRequest, *, create: bool = False) -> str | None:
+    """The visitor's session hash; with create, opens a session for a first-time visitor."""
+    session = request.session
+    if session.session_key is None and create:
+        session["arena"] = 1  # a non-empty, modified session is what makes Django send the cookie
+        session.save()
+    return services.session_hash(session.session_key) if session.session_key else None
+
+
+class BattleCreateThrottle(SimpleRateThrottle):
+    """Battles opened per client address (Redis-backed when Redis is the cache)."""
+
+    scope = "battle_create"
+
+    def get_rate(self) -> str:
+        return settings.ARENA_BATTLE_RATE  # read per request, so an operator's change applies at once
+
+    def get_cache_key(self, request: Request, view: APIView) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class ModelOutputSerializer(serializers.ModelSerializer):
+    label = serializers.CharField()
+    demo = serializers.BooleanField(source="is_demo")
+
+    class Meta:
+        model = LLM
+        fields = ["name", "label", "organization", "license", "demo"]
+
+
+def battle_models(battle: Battle) -> dict[str, Any]:
+    if not battle.names_visible:
+        return {"model_a": None, "model_b": None}
+    return {
+        "model_a": ModelOutputSerializer(battle.model_a).data,
+        "model_b": ModelOutputSerializer(battle.model_b).data,
+    }
+
+
+class BattleCreateApi(APIView):
+    throttle_classes = [BattleCreateThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
+        mode = serializers.ChoiceField(choices=Battle.Mode.choices, default=Battle.Mode.ANONYMOUS)
+        model_a = serializers.CharField(required=False)
+        model_b = serializers.CharField(required=False)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        battle = services.battle_start(session=visitor(request, create=True) or "", **data.validated_data)
+        body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class BattleDetailApi(APIView):
+    def get(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_session(battle_id, visitor(request))
+        turns = []
+        for turn in battle.turns.prefetch_related("answers"):
+            answers = {
+                a.side: {"text": a.text, "status": a.status, "finish_reason": a.finish_reason}
+                for a in turn.answers.all()
+            }
+            turns.append({"index": turn.index, "prompt": turn.prompt, "answers": answers})
+        vote = battle.votes.first()
+        return Response(
+            {
+                "id": str(battle.id),
+                "mode": battle.mode,
+                "state": battle.state,
+                "turns": turns,
+                "vote": {"winner": vote.winner} if vote else None,
+                **battle_models(battle),
+            }
+        )
+
+
+class BattleTurnCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
+
+    def post(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_session(battle_id, visitor(request))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turn = services.battle_continue(battle=battle, **data.validated_data)
+        return Response({"index": turn.index, "state": battle.state}, status=status.HTTP_201_CREATED)
+
+
+class BattleVoteApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        # Validated by the service, so the message names the accepted values.
+        winner = serializers.JSONField()
+
+    def post(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_session(battle_id, visitor(request))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        vote = services.battle_vote(battle=battle, **data.validated_data)
+        return Response({"winner": vote.winner, **battle_models(battle)})
+
+
+class ModelListApi(APIView):
+    """Models a visitor may pick in named mode."""
+
+    def get(self, request: Request) -> Response:
+        return Response(ModelOutputSerializer(LLM.objects.public().active(), many=True).data)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+@require_GET
+async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
+    """Both answers of the latest turn as one server-sent event stream."""
+    try:
+        session = await sync_to_async(visitor)(request)
+        plan = await sync_to_async(services.plan_stream)(battle_id=battle_id, session=session)
+    except DomainError as exc:
+        return JsonResponse(error_body(exc.message, exc.code), status=exc.status_code)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event in services.stream_events(plan):
+            yield _sse(event)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must pass each event on as it comes
+    return response
+
+
+def battle_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "arena/battle.html", {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS})
+
+
+def named_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "arena/named.html",
+        {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS, "models": LLM.objects.public().active()},
+    )

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from leaderboard.models import Rating, Snapshot
+
+
+class RatingInline(admin.TabularInline):
+    model = Rating
+    extra = 0
+    readonly_fields = ["llm", "rating", "ci_lower", "ci_upper", "rank", "votes"]
+    can_delete = False
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "board", "created", "votes", "duration_ms"]
+    list_filter = ["board"]
+    readonly_fields = [
+        "board",
+        "created",
+        "votes",
+        "votes_digest",
+        "method",
+        "params",
+        "excluded",
+        "duration_ms",
+    ]
+    inlines = [RatingInline]

@@ -1,0 +1,26 @@
+"""Which adapter speaks for each `LLM.Backend`. Adding a vendor: one adapter file, one line here."""
+
+from __future__ import annotations
+
+from providers.base import Backend, UpstreamError
+from providers.demo import Demo
+from providers.openai import OpenAICompatible
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        OpenAICompatible(),
+        Demo(),
+    )
+}
+
+
+def backend_for(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        # A registry row naming a backend this code does not have: a configuration error, told
+        # to the voter in words that name nothing.
+        raise UpstreamError(
+            "The model's service is not configured correctly.", detail=f"no adapter for backend {name!r}"
+        ) from None

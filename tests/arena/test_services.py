@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from arena import services
+from arena.models import Battle
+from config.errors import DomainError, Unavailable
+from providers.models import LLM
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_draws_two_distinct_models_in_proportion_to_their_weights(make_llm: Callable[..., LLM]) -> None:
+    heavy, light, other = make_llm(weight=6), make_llm(weight=1), make_llm(weight=1)
+    rng = random.Random(7)
+    seen: Counter[str] = Counter()
+    for _ in range(4000):
+        a, b = services.draw_pair(rng)
+        assert a.pk != b.pk
+        seen[a.name] += 1
+        seen[b.name] += 1
+    # Weights 6:1:1: heavy is drawn first 3/4 of the time, else second with chance 6/7.
+    assert seen[heavy.name] / 4000 == pytest.approx(0.75 + 0.25 * 6 / 7, abs=0.02)
+    assert seen[light.name] / 4000 == pytest.approx(seen[other.name] / 4000, abs=0.05)
+
+
+def test_it_puts_each_model_on_either_side(make_llm: Callable[..., LLM]) -> None:
+    first, _ = make_llm(), make_llm()
+    rng = random.Random(1)
+    sides = Counter(services.draw_pair(rng)[0].pk == first.pk for _ in range(1000))
+    assert 400 < sides[True] < 600
+
+
+def test_it_never_draws_private_retired_outage_or_weightless_models(make_llm: Callable[..., LLM]) -> None:
+    a, b = make_llm(), make_llm()
+    make_llm(visibility=LLM.Visibility.PRIVATE)
+    make_llm(state=LLM.State.RETIRED)
+    make_llm(state=LLM.State.OUTAGE)
+    make_llm(weight=0)
+    rng = random.Random(3)
+    assert {m.pk for _ in range(200) for m in services.draw_pair(rng)} == {a.pk, b.pk}
+
+
+def test_it_refuses_a_battle_with_fewer_than_two_models(make_llm: Callable[..., LLM]) -> None:
+    make_llm()
+    with pytest.raises(Unavailable):
+        services.battle_start(session="s", prompt="Hi")
+    assert not Battle.objects.exists()
+
+
+def test_it_rejects_naming_models_in_anonymous_mode(make_llm: Callable[..., LLM]) -> None:
+    a, b = make_llm(), make_llm()
+    with pytest.raises(DomainError, match="do not name them"):
+        services.battle_start(session="s", prompt="Hi", model_a=a.name, model_b=b.name)
+
+
+@pytest.mark.parametrize(
+    ("answer", "leaks"),
+    [
+        ("I am Alpha Chat, a helpful assistant.", True),
+        ("I was trained by alpha labs.", True),
+        ("Running as alpha-7b-instruct here.", True),
+        ("The alphabet has 26 letters.", False),
+        ("Alpha channels store transparency.", False),
+    ],
+)
+def test_it_spots_an_answer_that_names_its_model(
+    make_llm: Callable[..., LLM], answer: str, leaks: bool
+) -> None:
+    alpha = make_llm(
+        name="alpha-chat", display_name="Alpha Chat", organization="Alpha Labs", model="org/alpha-7b-instruct"
+    )
+    beta = make_llm(name="beta", display_name="Beta", organization="Beta Inc")
+    assert services.leaked_identity([answer], [alpha, beta]) is leaks
+
+
+def test_the_session_hash_is_stable_and_does_not_reveal_the_key() -> None:
+    assert services.session_hash("abc") == services.session_hash("abc")
+    assert services.session_hash("abc") != services.session_hash("abd")
+    assert "abc" not in services.session_hash("abc") and len(services.session_hash("abc")) == 64

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from django.core.asgi import get_asgi_application
+from django.core.cache import cache
+
+from providers.models import LLM
+
+pytest_plugins = ["tests.upstream"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    # Throttle counters and the recompute lock live in the cache (Redis in CI): start each test clean.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def make_llm(db: None) -> Callable[..., LLM]:
+    counter = iter(range(1, 10_000))
+
+    def make(**fields: Any) -> LLM:
+        n = next(counter)
+        values: dict[str, Any] = {
+            "name": f"model-{n}",
+            "display_name": f"Model {n}",
+            "organization": f"Org {n}",
+            "backend": LLM.Backend.DEMO,
+            "model": "concise",
+        }
+        values.update(fields)
+        return LLM.objects.create(**values)
+
+    return make
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_asgi(transactional_db: None) -> Iterator[str]:
+    """The project served by a real uvicorn on 127.0.0.1, in a thread of this process.
+
+    Same process, so `settings` overrides apply; rows must be committed (transactional_db) for
+    the server's threads to see them.
+    """
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            get_asgi_application(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
