@@ -104,6 +104,7 @@ class Answer(models.Model):
     params = models.JSONField(default=dict)
     ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token.")
     duration_ms = models.FloatField(null=True, blank=True)
+    inter_token_ms = models.FloatField(null=True, blank=True, help_text="Mean gap between two text chunks.")
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     started = models.DateTimeField(null=True, blank=True)
@@ -111,10 +112,20 @@ class Answer(models.Model):
 
     class Meta:
         ordering = ["turn__index", "side"]
+        # Latency figures per model read finished answers of one model: leaderboard.services.latency.
+        indexes = [models.Index(fields=["status", "finished"], name="answer_finished")]
         constraints = [models.UniqueConstraint(fields=["turn", "side"], name="one_answer_per_side")]
 
     def __str__(self) -> str:
         return f"answer {self.side} to {self.turn}"
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Decoding speed: tokens after the first, over the time after the first."""
+        if not self.output_tokens or self.ttft_ms is None or self.duration_ms is None:
+            return None
+        decoding = (self.duration_ms - self.ttft_ms) / 1000
+        return (self.output_tokens - 1) / decoding if decoding > 0 and self.output_tokens > 1 else None
 
 
 class Vote(models.Model):

@@ -273,14 +273,20 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
     await _db(_answer_started)(plan.turn, side, spec.sampling_params())
     started = time.monotonic()
     ttft: float | None = None
+    last = started
+    gaps: list[float] = []
     parts: list[str] = []
     finish: Chunk | None = None
     try:
         async with asyncio.timeout(spec.total_timeout):
             async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
                 if chunk.kind == "delta" and chunk.text:
+                    now = time.monotonic()
                     if ttft is None:
-                        ttft = (time.monotonic() - started) * 1000
+                        ttft = (now - started) * 1000
+                    else:
+                        gaps.append(now - last)
+                    last = now
                     parts.append(chunk.text)
                     await queue.put({"side": side, "type": "delta", "text": chunk.text})
                 elif chunk.kind == "finish":
@@ -312,6 +318,7 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
         finish_reason=finish.finish_reason,
         ttft_ms=ttft,
         duration_ms=(time.monotonic() - started) * 1000,
+        inter_token_ms=1000 * sum(gaps) / len(gaps) if gaps else None,
         input_tokens=finish.input_tokens,
         output_tokens=finish.output_tokens,
     )

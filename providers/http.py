@@ -7,6 +7,7 @@ socket (`tests.upstream`).
 from __future__ import annotations
 
 import asyncio
+import threading
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -23,6 +24,8 @@ LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepa
 # across loops (tests run several, each `asyncio.run` makes one) fails with "attached to a
 # different loop". So one client per running loop.
 _clients: WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = WeakKeyDictionary()
+# Loops of several threads (the ASGI server's, a test's) may ask at once.
+_lock = threading.Lock()
 
 
 def client() -> httpx.AsyncClient:
@@ -31,20 +34,22 @@ def client() -> httpx.AsyncClient:
     No default timeout: each call sets its own from its `CallSpec`.
     """
     loop = asyncio.get_running_loop()
-    shared = _clients.get(loop)
-    if shared is None or shared.is_closed:
-        # A client's pooled connections refer to their loop, so a dead loop is never collected
-        # from the weak mapping on its own; drop clients of closed loops here.
-        for old in [old for old in _clients if old.is_closed()]:
-            del _clients[old]
-        shared = httpx.AsyncClient(limits=LIMITS, timeout=None, follow_redirects=False)
-        _clients[loop] = shared
-    return shared
+    with _lock:
+        shared = _clients.get(loop)
+        if shared is None or shared.is_closed:
+            # A client's pooled connections refer to their loop, so a dead loop is never collected
+            # from the weak mapping on its own; drop the clients of closed loops here.
+            for old in [old for old in _clients if old.is_closed()]:
+                del _clients[old]
+            shared = httpx.AsyncClient(limits=LIMITS, timeout=None, follow_redirects=False)
+            _clients[loop] = shared
+        return shared
 
 
 async def close_client() -> None:
     """Close the running loop's client, if it has one (end of a test, or of a worker's loop)."""
-    shared = _clients.pop(asyncio.get_running_loop(), None)
+    with _lock:
+        shared = _clients.pop(asyncio.get_running_loop(), None)
     if shared is not None:
         await shared.aclose()
 

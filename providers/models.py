@@ -23,6 +23,8 @@ class LLM(models.Model):
 
     class Backend(models.TextChoices):
         OPENAI_COMPATIBLE = "openai-compatible"
+        ANTHROPIC = "anthropic"
+        GEMINI = "gemini"
         DEMO = "demo"
 
     class Visibility(models.TextChoices):
@@ -35,7 +37,7 @@ class LLM(models.Model):
         RETIRED = "retired"
 
     # Backends that call out over HTTP and so need an address and an upstream model id.
-    REMOTE_BACKENDS = frozenset({Backend.OPENAI_COMPATIBLE})
+    REMOTE_BACKENDS = frozenset({Backend.OPENAI_COMPATIBLE, Backend.ANTHROPIC, Backend.GEMINI})
 
     name = models.CharField(max_length=100, unique=True, help_text="Public name, stable across releases.")
     display_name = models.CharField(max_length=200, blank=True)
@@ -68,7 +70,8 @@ class LLM(models.Model):
             ),
             models.CheckConstraint(condition=Q(max_tokens__gte=1), name="llm_max_tokens_positive"),
             models.CheckConstraint(
-                condition=~Q(backend="openai-compatible") | (~Q(base_url="") & ~Q(model="")),
+                condition=~Q(backend__in=["openai-compatible", "anthropic", "gemini"])
+                | (~Q(base_url="") & ~Q(model="")),
                 name="llm_remote_backend_has_address",
             ),
         ]
@@ -98,5 +101,3 @@ class LLM(models.Model):
     def mark_outage(self, reason: str) -> None:
         LLM.objects.filter(pk=self.pk).update(state=self.State.OUTAGE, state_reason=reason)
         self.state, self.state_reason = self.State.OUTAGE, reason
-
-
