@@ -50,3 +50,9 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.llm} at {self.rating:.0f}"
+
+    @property
+    def shown(self) -> dict[str, int]:
+        """Rounded figures for display; each bound is rounded first, so rating + plus = upper bound."""
+        rating, lower, upper = round(self.rating), round(self.ci_lower), round(self.ci_upper)
+        return {"rating": rating, "plus": upper - rating, "minus": rating - lower}
