@@ -143,6 +143,13 @@ class Vote(models.Model):
     winner = models.CharField(max_length=8, choices=Winner.choices)
     excluded = models.CharField(max_length=32, choices=Exclusion.choices, blank=True, default="")
     created = models.DateTimeField(default=timezone.now)
+    # Category tags and style counts, fixed at vote time by arena.categories (rules documented there).
+    language = models.CharField(max_length=8, blank=True)
+    coding = models.BooleanField(default=False)
+    long_query = models.BooleanField(default=False)
+    multi_turn = models.BooleanField(default=False)
+    hard = models.BooleanField(default=False)
+    conv_metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]

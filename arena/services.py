@@ -8,7 +8,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +19,14 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
-from providers.http import call_spec, client
-from providers.registry import backend_for
 
+from arena import categories
 from arena.models import Answer, Battle, Side, Turn, Vote
 from config.errors import Conflict, DomainError, NotFound, Unavailable
 from providers.base import Chunk, Message, UpstreamError
+from providers.http import call_spec, client
 from providers.models import LLM
+from providers.registry import backend_for
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +169,10 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
         raise Conflict("An answer in this battle failed, so it cannot be voted on.", code="battle_failed")
     if battle.state != Battle.State.READY:
         raise Conflict("Both answers must end before you vote.", code="answers_pending")
-    texts = Answer.objects.filter(turn__battle=battle).values_list("text", flat=True)
-    leak = leaked_identity(texts, [battle.model_a, battle.model_b])
+    turns = list(battle.turns.prefetch_related("answers"))
+    answers = {side: [a.text for t in turns for a in t.answers.all() if a.side == side] for side in Side}
+    leak = leaked_identity(answers[Side.A] + answers[Side.B], [battle.model_a, battle.model_b])
+    tags = categories.tags([t.prompt for t in turns])
     try:
         with transaction.atomic():
             # Claim the battle: only one request can move it from ready to voted.
@@ -178,7 +181,11 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
             ):
                 raise Conflict("This battle already has a vote.", code="already_voted")
             vote = Vote.objects.create(
-                battle=battle, winner=winner, excluded=Vote.Exclusion.IDENTITY_LEAK if leak else ""
+                battle=battle,
+                winner=winner,
+                excluded=Vote.Exclusion.IDENTITY_LEAK if leak else "",
+                conv_metadata=categories.conv_metadata(answers[Side.A], answers[Side.B]),
+                **asdict(tags),
             )
     except IntegrityError as exc:
         raise Conflict("This battle already has a vote.", code="already_voted") from exc

@@ -40,6 +40,8 @@ LOCAL = {
 }
 DEMO = {"name": "demo-one", "backend": "demo", "model": "concise"}
 
+BACKENDS = ", ".join(LLM.Backend.values)
+
 
 def write(tmp_path: Path, entries: Any, name: str = "models.yaml") -> Path:
     path = tmp_path / name
@@ -208,7 +210,7 @@ def test_missing_required_keys_are_reported(entry: dict[str, Any], words: str) -
         ({"base_url": "ftp://files.example.org/v1"}, '"base_url" must be an http:// or https:// address'),
         ({"base_url": "api.openai.com/v1"}, '"base_url" must be an http:// or https:// address'),
         ({"base_url": "https://user:pw@api.example.org/v1"}, '"base_url" must not carry credentials'),
-        ({"backend": "carrier-pigeon"}, '"backend" must be one of openai-compatible, demo'),
+        ({"backend": "carrier-pigeon"}, f'"backend" must be one of {BACKENDS}'),
         ({"visibility": "secret"}, '"visibility" must be one of public, private'),
         ({"state": "dead"}, '"state" must be one of active, outage, retired'),
         ({"name": ""}, '"name" must not be empty'),
@@ -242,7 +244,7 @@ def test_every_problem_is_reported_at_once() -> None:
     assert message.splitlines() == [
         'entry 1 ("demo-one"): "weight" must be at least 0, not -1',
         'entry 3 ("bad"): unknown key "colour"',
-        'entry 3 ("bad"): "backend" must be one of openai-compatible, demo, not "nope"',
+        f'entry 3 ("bad"): "backend" must be one of {BACKENDS}, not "nope"',
     ]
 
 
