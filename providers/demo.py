@@ -31,7 +31,9 @@ STOPWORDS = frozenset(
     its itself just let like me more most much my no nor not now of off on once only or other our
     out over own please same she should so some such tell than that the their them then there these
     they this those through to too under until up very was way we were what when where which while
-    who whom why will with would you your yours explain describe""".split()
+    who whom why will with would you your yours explain describe make made good best better need
+    want know use using used write show find work one two many well think really thing things
+    something new way ways help cup bit lot""".split()
 )
 
 # Words that must not come out of a demo model, even when the voter typed them: the personality
@@ -76,7 +78,10 @@ def _keywords(text: str) -> list[str]:
         if word.lower() in STOPWORDS or len(word) < 3 or word.lower() in (w.lower() for w in found):
             continue
         found.append(word)
-    return found[:5]
+    # Longer words carry the topic ("coffee", "press") more often than short ones; keep the five
+    # longest, in the order the voter wrote them.
+    longest = set(sorted(found, key=len, reverse=True)[:5])
+    return [w for w in found if w in longest][:5]
 
 
 # --- the personalities ----------------------------------------------------------------------------
