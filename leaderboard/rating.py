@@ -21,8 +21,8 @@ Ridge
     The objective carries a tiny L2 penalty, RIDGE/2 * sum(theta**2) with RIDGE = 1e-4 (a Gaussian prior
     with a standard deviation of 100 logits). It does three things. A model with only wins (or only
     losses) has no finite maximum-likelihood strength; with the ridge it stays finite but visibly
-    extreme (5 wins and nothing else against an average model gives theta ≈ 8.8, about 2500 on the
-    display scale) with a wide interval. The likelihood does not change when every theta moves by the
+    extreme (a model that won all 5 of its battles ends about 9 logits, 1570 display points, above the
+    model it beat) with a wide interval. The likelihood does not change when every theta moves by the
     same constant; the ridge picks the solution with mean zero (within each connected part of the
     comparison graph, because the likelihood's gradient sums to zero over each part). And it shifts a
     model with n battles by only about RIDGE * theta / (n p (1 - p)), under 1e-5 relative on the LLMFAO
@@ -40,12 +40,14 @@ Bootstrap
     Summed over the c battles of one (pair, outcome) cell that weight is Poisson(c), so one draw per
     cell resamples battles exactly at the cost of the aggregated counts. Unlike the multinomial
     bootstrap the total number of battles varies between rounds (by about its square root); both
-    give the same intervals asymptotically, and the Poisson one needs no sequential draws. Each round
-    is refitted by Newton warm-started from the point estimate, many rounds at once (batched Hessian
-    solves), in chunks that bound memory. Intervals are the 2.5th and 97.5th percentiles of the
-    mean-centred round estimates, widened if needed to contain the point estimate (percentile
-    intervals of a skewed bootstrap distribution can miss it, and a board whose dot lies outside its
-    whisker confuses readers). Same seed, same output.
+    give the same intervals asymptotically, and the Poisson one needs no sequential draws (the draws
+    come from a table sampler, `_PoissonTable`, several times faster than numpy's). Each round is
+    refitted by Newton warm-started from the point estimate, many rounds at once (batched Hessian
+    solves), in chunks that bound memory, optionally in worker threads (`workers`, same output for any
+    number); a round stops after a step below 1e-3 logits, leaving an error of about 1e-7. Intervals
+    are the 2.5th and 97.5th percentiles of the mean-centred round estimates, widened if needed to
+    contain the point estimate (percentile intervals of a skewed bootstrap distribution can miss it,
+    and a board whose dot lies outside its whisker confuses readers). Same seed, same output.
 
 Rank
     1 + the number of models whose interval lies wholly above this model's (lower bound greater than
@@ -60,14 +62,16 @@ Style control
     are theta_A - theta_B + beta . x, where x holds, per style feature, (a - b)/(a + b + 1) of the two
     answers' counts (`style_delta`), standardised over the battles. The ratings are then the
     strengths with style held equal, and beta says how much a standard deviation of each feature
-    moves the log-odds. Continuous covariates do not reduce to pair counts, so this fit and its
-    bootstrap run over battles: O(battles) per Newton step.
+    moves the log-odds (the ridge applies to beta too). Continuous covariates do not reduce to pair
+    counts, so this fit and its bootstrap run over battles: O(battles) per Newton step, one round at a
+    time, each battle with a Poisson(1) weight per round.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
@@ -169,12 +173,9 @@ def _check_votes(
     o = np.asarray(outcome)
     if a.ndim != 1 or a.shape != b.shape or a.shape != o.shape:
         raise ValueError("model_a, model_b and outcome must be 1-D arrays of the same length")
-    for name, arr in (("model_a", a), ("model_b", b), ("outcome", o)):
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, not {arr.dtype}")
-    a = a.astype(np.int64, copy=False)
-    b = b.astype(np.int64, copy=False)
-    o = o.astype(np.int64, copy=False)
+    # Integer arrays keep their dtype (no int64 copies of millions of votes); the pair keys that need
+    # 64 bits are built as such.
+    a, b, o = _integers("model_a", a), _integers("model_b", b), _integers("outcome", o)
     for name, arr in (("model_a", a), ("model_b", b)):
         bad = np.flatnonzero((arr < 0) | (arr >= n_models))
         if bad.size:
@@ -188,21 +189,38 @@ def _check_votes(
     return a, b, o
 
 
+def _integers(name: str, arr: np.ndarray) -> np.ndarray:
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr
+    if arr.size:
+        raise ValueError(f"{name} must hold integers, not {arr.dtype}")
+    return arr.astype(np.int64)  # an empty list arrives as float64
+
+
 def _pair_outcome_cells(
     a: np.ndarray, b: np.ndarray, o: np.ndarray, n_models: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Key (lo * n_models + hi) of each pair seen and its (lo wins, hi wins, half-half) counts."""
-    lo = np.minimum(a, b)
-    hi = np.maximum(a, b)
-    lo_wins = np.where(a < b, o == A_WINS, o == B_WINS)
-    cls = np.where(o >= TIE, 2, np.where(lo_wins, 0, 1))
-    key = lo * n_models + hi
+    """Key (lo * n_models + hi) of each pair seen and its (lo wins, hi wins, half-half) counts.
+
+    Built in place in one int64 array plus byte-sized temporaries, to keep peak memory near the size
+    of the votes themselves.
+    """
+    # Outcome class relative to the pair: 0 the lower index wins, 1 the higher, 2 half-half.
+    cls = ((a < b) == (o == B_WINS)).astype(np.int8)
+    cls[o >= TIE] = 2
+    key = np.minimum(a, b).astype(np.int64)
+    key *= n_models
+    key += np.maximum(a, b)
     if n_models * n_models <= _DENSE_PAIRS_PER_VOTE * a.size + 65536:
-        cells = np.bincount(key * 3 + cls, minlength=3 * n_models * n_models).reshape(-1, 3)
+        key *= 3
+        key += cls
+        cells = np.bincount(key, minlength=3 * n_models * n_models).reshape(-1, 3)
         keys = np.flatnonzero(cells.any(axis=1))
         return keys, cells[keys]
     keys, inverse = np.unique(key, return_inverse=True)
-    cells = np.bincount(inverse * 3 + cls, minlength=3 * keys.size).reshape(-1, 3)
+    inverse *= 3
+    inverse += cls
+    cells = np.bincount(inverse, minlength=3 * keys.size).reshape(-1, 3)
     return keys, cells
 
 
@@ -247,11 +265,19 @@ class _Problem(Protocol):
     def hessian(self, curvature: Any, cols: np.ndarray) -> np.ndarray: ...
 
 
-def _newton(problem: _Problem, start: np.ndarray, tol: float = _STEP_TOL) -> np.ndarray:
-    """Minimise `problem` for every round (column of start) by line-searched Newton; returns (d, r)."""
+def _newton(
+    problem: _Problem,
+    start: np.ndarray,
+    tol: float = _STEP_TOL,
+    first: tuple[np.ndarray, np.ndarray, Any] | None = None,
+) -> np.ndarray:
+    """Minimise `problem` for every round (column of start) by line-searched Newton; returns (d, r).
+
+    first, if given, is problem.loss_grad at start, computed more cheaply by the caller.
+    """
     x = np.array(start, dtype=np.float64, copy=True)
     live = np.arange(x.shape[1])
-    loss, grad, curv = problem.loss_grad(x, live)
+    loss, grad, curv = problem.loss_grad(x, live) if first is None else first
     for _ in range(_MAX_ITER):
         step = -np.linalg.solve(problem.hessian(curv, live), grad.T[:, :, None])[:, :, 0].T
         # Near the optimum Newton converges quadratically: a step this small leaves an error of the
@@ -372,7 +398,8 @@ class _Graph:
 
 def _column_sums(values: np.ndarray) -> np.ndarray:
     # einsum is several times faster than .sum(axis=0) on tall arrays with few columns.
-    return np.einsum("pr->r", values)
+    sums: np.ndarray = np.einsum("pr->r", values)
+    return sums
 
 
 class _PairProblem:
@@ -416,7 +443,8 @@ def fit(
     """Bradley-Terry maximum likelihood (with the tiny ridge): mean-centred log-strengths, (n_models,).
 
     init warm-starts Newton (any vector; only differences matter). weights, one per pair row,
-    multiply that row's counts.
+    multiply that row's counts (for weighting or a pair-level bootstrap; `rate` resamples battles
+    within pairs instead, see "Bootstrap" above).
     """
     score = counts.wins_i.astype(np.float64)
     n = counts.n.astype(np.float64)
@@ -451,7 +479,7 @@ class _PoissonTable:
         reach = (12 * np.sqrt(values) + 30).astype(np.int64)
         first = np.maximum(values - reach, 0)
         sizes = values + reach - first + 1
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        starts = np.cumsum(sizes) - sizes
         # Four guide buckets per table entry: then only about one draw in thirty lands in a bucket
         # that holds a jump of the CDF and needs a search.
         buckets = 4 * sizes
@@ -498,7 +526,8 @@ class _PoissonTable:
                 open_ = open_[high[open_] - low[open_] > 1]
             flat[todo] = high
         found -= self._base
-        return found
+        draws: np.ndarray = found
+        return draws
 
 
 def _chunks(rounds: int, per_round_bytes: int) -> list[int]:
@@ -534,7 +563,9 @@ def _bootstrap_pairs(
     workers: int,
 ) -> np.ndarray:
     """(rounds, n_models) mean-centred refits on Poisson-resampled battles."""
-    cells = np.stack([counts.wins_i - 0.5 * counts.ties, counts.wins_j - 0.5 * counts.ties, counts.ties], axis=1)
+    cells = np.stack(
+        [counts.wins_i - 0.5 * counts.ties, counts.wins_j - 0.5 * counts.ties, counts.ties], axis=1
+    )
     table = _PoissonTable(cells.reshape(-1).astype(np.int64))
     pairs = counts.i.size
     graph = _Graph.build(counts.i, counts.j, n_models)
@@ -547,10 +578,12 @@ def _bootstrap_pairs(
         n = np.ascontiguousarray((first + second + half).T, dtype=np.float64)
         problem = _PairProblem(graph, score, n, RIDGE)
         fitted = _newton(problem, np.repeat(theta[:, None], size, axis=1), _BOOTSTRAP_STEP_TOL).T
-        return fitted - fitted.mean(axis=1, keepdims=True)
+        centred: np.ndarray = fitted - fitted.mean(axis=1, keepdims=True)
+        return centred
 
-    if rounds == 0:
-        return np.empty((0, n_models))
+    if rounds == 0 or pairs == 0:
+        # Without votes every round is the point estimate (all zeros).
+        return np.zeros((rounds, n_models))
     # About a dozen pair-by-round temporaries and one Hessian per round are alive at once.
     per_round = 8 * (12 * pairs + n_models * n_models)
     return _run_chunks(rng, _chunks(rounds, per_round), work, workers)
@@ -641,9 +674,10 @@ def win_rate_matrix(counts: PairCounts, n_models: int) -> np.ndarray:
 
 
 def predicted_win_matrix(theta: np.ndarray) -> np.ndarray:
-    """Bradley-Terry probability that row beats column, sigmoid(theta_row - theta_col); 0.5 on the diagonal."""
+    """Modelled probability that row beats column: sigmoid(theta_row - theta_col), 0.5 on the diagonal."""
     theta = np.asarray(theta, dtype=np.float64)
-    return scipy.special.expit(theta[:, None] - theta[None, :])
+    wins: np.ndarray = scipy.special.expit(theta[:, None] - theta[None, :])
+    return wins
 
 
 # --- Style control -----------------------------------------------------------------------------------
@@ -661,88 +695,114 @@ def style_delta(a_counts: np.ndarray, b_counts: np.ndarray) -> np.ndarray:
     return (a - b) / (a + b + 1.0)
 
 
-class _StyleProblem:
-    """Bradley-Terry with per-battle covariates; parameters (theta (m), beta (k)), one column per round.
+@dataclass(frozen=True)
+class _StyleDesign:
+    """Battles prepared for the style fit, shared by the point fit and every bootstrap round.
 
     Battles are flipped so that each reads as (lower index, higher index) and sorted by pair: the
     theta part of every logit is then one difference per pair, repeated over its battles, and
     per-pair sums are contiguous np.add.reduceat segments instead of scatters. Continuous covariates
     do not aggregate further: battles with identical covariates are rare (length ratios are almost
-    all distinct), so de-duplicating would cost a sort for no gain.
+    all distinct), so de-duplicating would cost a sort for little gain.
     """
 
-    def __init__(
-        self,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        seg_start: np.ndarray,
-        seg_len: np.ndarray,
-        y: np.ndarray,
-        x: np.ndarray,
-        n_models: int,
-        weight: np.ndarray | None,
-        ridge: float,
-    ) -> None:
-        self.lo, self.hi = lo, hi  # per pair
-        self.seg_start, self.seg_len = seg_start, seg_len
-        self.y = y  # (battles,) score of the lower-index model
-        self.x = x  # (battles, k), sign-flipped to the same orientation
-        self.m = n_models
-        self.k = x.shape[1]
-        self.weight = weight  # (battles, rounds) or None for all ones
+    graph: _Graph  # one row per pair present
+    seg_start: np.ndarray  # first battle of each pair
+    seg_len: np.ndarray
+    y: np.ndarray  # (battles,) score of the lower-index model, ties 0.5
+    # (1 + k, battles): a row of ones, then the standardised, flipped features. Feature-major, so that
+    # scaling by a per-battle vector broadcasts along the long axis (numpy's fast loop).
+    with_one: np.ndarray
+    # The same in float32 for the Hessian: its rounding only perturbs Newton's search direction (the
+    # fixed point comes from the float64 gradient), and it halves the memory traffic of the costliest
+    # pass of a round.
+    with_one_32: np.ndarray
+
+    @property
+    def x(self) -> np.ndarray:  # (k, battles)
+        return self.with_one[1:]
+
+    @classmethod
+    def build(cls, a: np.ndarray, b: np.ndarray, o: np.ndarray, x: np.ndarray, n_models: int) -> _StyleDesign:
+        a, b = a.astype(np.int64), b.astype(np.int64)
+        flip = a > b
+        key = np.where(flip, b * n_models + a, a * n_models + b)
+        order = np.argsort(key, kind="stable")
+        key, flip, o = key[order], flip[order], o[order]
+        score_a = np.where(o == A_WINS, 1.0, np.where(o == B_WINS, 0.0, 0.5))
+        y = np.where(flip, 1.0 - score_a, score_a)
+        with_one = np.empty((1 + x.shape[1], a.size))
+        with_one[0] = 1.0
+        with_one[1:] = x[order].T
+        with_one[1:] *= np.where(flip, -1.0, 1.0)
+        seg_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
+        seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
+        pair = key[seg_start]
+        graph = _Graph.build(pair // n_models, pair % n_models, n_models)
+        return cls(graph, seg_start, seg_len, y, with_one, with_one.astype(np.float32))
+
+
+class _StyleProblem:
+    """Bradley-Terry with per-battle covariates, parameters (theta (m), beta (k)), for one round.
+
+    Rounds are not batched here, unlike the pair problem: every evaluation already streams over all
+    battles, so per-call overhead does not matter, and one-dimensional arrays keep numpy on its
+    fastest loops.
+    """
+
+    def __init__(self, design: _StyleDesign, weight: np.ndarray | None, ridge: float) -> None:
+        self.design = design
+        self.m = design.graph.n_models
+        self.weight = weight  # (battles,) bootstrap weights, None for all ones
+        self.wy = design.y if weight is None else weight * design.y
         self.ridge = ridge
-        pairs = lo.size
-        rows = np.concatenate([lo, hi])
-        cols = np.tile(np.arange(pairs), 2)
-        self.incidence = scipy.sparse.csr_matrix(
-            (np.concatenate([np.ones(pairs), -np.ones(pairs)]), (rows, cols)), shape=(n_models, pairs)
-        )
-        self.touches = abs(self.incidence)
-        iu = np.triu_indices(self.k)
-        self.tri = iu
-        self.xx = x[:, iu[0]] * x[:, iu[1]]  # products of feature pairs, for the beta-beta block
 
-    def _weight(self, cols: np.ndarray) -> np.ndarray:
-        if self.weight is None:
-            return np.ones((self.y.size, cols.size))
-        if cols.size == self.weight.shape[1]:
-            return self.weight
-        return self.weight[:, cols]
-
-    def _per_pair(self, values: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(values, self.seg_start, axis=0)
+    def logits(self, params: np.ndarray) -> np.ndarray:
+        d = self.design
+        theta, beta = params[: self.m], params[self.m :]
+        z = np.repeat(theta[d.graph.i] - theta[d.graph.j], d.seg_len)
+        z += beta @ d.x
+        return z
 
     def loss_grad(self, params: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        theta, beta = params[: self.m], params[self.m :]
-        w = self._weight(cols)
-        z = np.repeat(theta[self.lo] - theta[self.hi], self.seg_len, axis=0)
-        z += self.x @ beta
-        softplus, p, pq = _softplus_terms(z)
-        wy = w * self.y[:, None]
-        loss = (w * softplus - wy * z).sum(axis=0) + 0.5 * self.ridge * (params * params).sum(axis=0)
-        resid = w * p - wy
-        grad = np.concatenate([self.incidence @ self._per_pair(resid), self.x.T @ resid]) + self.ridge * params
-        return loss, grad, w * pq
+        z = self.logits(params[:, 0])
+        return self.terms(params, z, *_softplus_terms(z))
 
-    def hessian(self, v: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        m, k, rounds = self.m, self.k, v.shape[1]
-        hess = np.zeros((m + k, m + k, rounds))
-        pair_v = self._per_pair(v)
-        hess[self.lo, self.hi] = -pair_v
-        hess[self.hi, self.lo] = -pair_v
-        diag = np.arange(m)
-        hess[diag, diag] = self.touches @ pair_v
-        for f in range(k):
-            cross = self.incidence @ self._per_pair(v * self.x[:, f : f + 1])
-            hess[:m, m + f] = cross
-            hess[m + f, :m] = cross
-        block = self.xx.T @ v  # (k(k+1)/2, rounds)
-        r, c = self.tri
-        hess[m + r, m + c] = block
-        hess[m + c, m + r] = block
-        full = np.arange(m + k)
-        hess[full, full] += self.ridge
-        return hess.transpose(2, 0, 1)
+    def terms(
+        self, params: np.ndarray, z: np.ndarray, softplus: np.ndarray, p: np.ndarray, pq: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Loss, gradient and per-battle curvature from the logits and their softplus terms."""
+        w = self.weight
+        if w is None:
+            loss = softplus.sum() - self.wy @ z
+            resid = p - self.wy
+            curv = pq
+        else:
+            loss = w @ softplus - self.wy @ z
+            resid = w * p
+            resid -= self.wy
+            curv = w * pq
+        d = self.design
+        per_pair = np.add.reduceat(resid, d.seg_start) if resid.size else np.zeros(0)
+        grad = np.concatenate([d.graph.incidence @ per_pair, d.x @ resid])[:, None]
+        grad += self.ridge * params
+        loss += 0.5 * self.ridge * float(params[:, 0] @ params[:, 0])
+        return np.array([loss]), grad, curv[:, None]
+
+    def hessian(self, curv: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        d, m = self.design, self.m
+        k = d.with_one.shape[0] - 1
+        weighted = d.with_one_32 * curv[:, 0].astype(np.float32)
+        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms.
+        per_pair = np.add.reduceat(weighted, d.seg_start, axis=1) if curv.size else np.zeros((k + 1, 0))
+        per_pair = per_pair.astype(np.float64)
+        hess = d.graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
+        cross = d.graph.incidence @ per_pair[1:].T
+        hess[:m, m:] = cross
+        hess[m:, :m] = cross.T
+        hess[m:, m:] = weighted[1:] @ d.with_one_32[1:].T
+        hess[np.diag_indices(m + k)] += self.ridge
+        return hess[None]
 
 
 def rate_style(
@@ -778,37 +838,33 @@ def rate_style(
     std = np.where(std > 0, std, 1.0)
     x = (x - mean) / std
 
-    flip = a > b
-    lo_b = np.where(flip, b, a)
-    hi_b = np.where(flip, a, b)
-    score_a = np.where(o == A_WINS, 1.0, np.where(o == B_WINS, 0.0, 0.5))
-    y = np.where(flip, 1.0 - score_a, score_a)
-    x = np.where(flip[:, None], -x, x)
-    key = lo_b * n_models + hi_b
-    order = np.argsort(key, kind="stable")
-    key, y, x = key[order], y[order], np.ascontiguousarray(x[order])
-    seg_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
-    seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
-    lo, hi = key[seg_start] // n_models, key[seg_start] % n_models
-
-    def problem(weight: np.ndarray | None) -> _StyleProblem:
-        return _StyleProblem(lo, hi, seg_start, seg_len, y, x, n_models, weight, RIDGE)
-
+    design = _StyleDesign.build(a, b, o, x, n_models)
     k = x.shape[1]
-    params = _newton(problem(None), np.zeros((n_models + k, 1)))[:, 0]
+    point = _StyleProblem(design, None, RIDGE)
+    params = _newton(point, np.zeros((n_models + k, 1)))[:, 0]
     params[:n_models] -= params[:n_models].mean()
+    # Every round starts from the point estimate, so the logits and their softplus terms there are the
+    # same for all rounds: compute them once and let each round's first evaluation reuse them.
+    z0 = point.logits(params)
+    terms0 = _softplus_terms(z0)
     table = _PoissonTable(np.ones(1, dtype=np.int64))
 
     def work(child: np.random.Generator, size: int) -> np.ndarray:
-        weight = np.ascontiguousarray(table.draw(child, a.size * size).reshape(size, a.size).T, dtype=np.float64)
-        fitted = _newton(problem(weight), np.repeat(params[:, None], size, axis=1)).T
+        fitted = np.empty((size, n_models + k))
+        draws = table.draw(child, a.size * size).reshape(size, a.size).astype(np.float64)
+        for r in range(size):
+            problem = _StyleProblem(design, draws[r], RIDGE)
+            start = params[:, None]
+            first = problem.terms(start, z0, *terms0)
+            fitted[r] = _newton(problem, start, _BOOTSTRAP_STEP_TOL, first)[:, 0]
         fitted[:, :n_models] -= fitted[:, :n_models].mean(axis=1, keepdims=True)
         return fitted
 
     if bootstrap and a.size:
+        # One round's weights (8 bytes a battle) and a dozen per-battle temporaries per round.
         rounds = _run_chunks(np.random.default_rng(seed), _chunks(bootstrap, a.size * 8 * 12), work, workers)
     else:
-        rounds = np.empty((0, n_models + k))
+        rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
     ratings = _summarise(
         params[:n_models], rounds[:, :n_models], _votes_per_model(a, b, n_models), anchor, anchor_rating, seed
     )
@@ -826,3 +882,237 @@ def rate_style(
         feature_mean=mean,
         feature_std=std,
     )
+
+
+# --- Battle files and the command line ---------------------------------------------------------------
+
+WINNERS = {"model_a": A_WINS, "model_b": B_WINS, "tie": TIE, "tie (bothbad)": BOTH_BAD}
+
+# Per style feature, the conv_metadata keys for answer A and answer B in the published clean_battle
+# dumps. A value is a count or a dict of counts (h1..h6, ordered/unordered, **/__), which are summed.
+STYLE_KEYS = {
+    "length": ("sum_assistant_a_tokens", "sum_assistant_b_tokens"),
+    "headers": ("header_count_a", "header_count_b"),
+    "lists": ("list_count_a", "list_count_b"),
+    "bold": ("bold_count_a", "bold_count_b"),
+}
+
+
+class BattleFileError(ValueError):
+    """A battles file that cannot be used; the message names the file and the line or record."""
+
+
+Battles = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def load_battles(path: str | Path, *, style: bool = False) -> Battles:
+    """Read battles in the public Chatbot Arena format: a JSON array, JSON lines or a CSV file.
+
+    Each record has model_a, model_b and winner (model_a, model_b, tie or tie (bothbad)). Returns
+    (models sorted by name, model_a, model_b, outcome, features): index arrays into models, outcome
+    codes, and with style=True the (battles, 4) `style_delta` of STYLE_FEATURES taken from each
+    record's conv_metadata (then required on every record), else None. The format is told by the
+    first character: "[" a JSON array, "{" JSON lines, anything else CSV with a header row (a
+    conv_metadata column holds JSON). Raises BattleFileError naming the line or record at fault.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BattleFileError(f"{path}: cannot read: {exc}") from exc
+    stripped = text.lstrip()
+    if not stripped:
+        raise BattleFileError(f"{path}: the file is empty")
+    if stripped[0] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BattleFileError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from exc
+        records: Iterable[tuple[str, Any]] = ((f"record {n}", r) for n, r in enumerate(data, 1))
+    elif stripped[0] == "{":
+        records = _json_lines(path, text)
+    else:
+        records = _csv_rows(path, text)
+
+    names_a: list[str] = []
+    names_b: list[str] = []
+    outcomes: list[int] = []
+    counts: list[list[float]] = []
+    for where, record in records:
+        try:
+            a, b, outcome = _read_battle(record)
+            if style:
+                counts.append(_read_style(record))
+        except BattleFileError as exc:
+            raise BattleFileError(f"{path}, {where}: {exc}") from None
+        names_a.append(a)
+        names_b.append(b)
+        outcomes.append(outcome)
+    models = sorted(set(names_a) | set(names_b))
+    index = {name: i for i, name in enumerate(models)}
+    model_a = np.array([index[name] for name in names_a], dtype=np.int64)
+    model_b = np.array([index[name] for name in names_b], dtype=np.int64)
+    features = None
+    if style:
+        both = np.array(counts, dtype=np.float64).reshape(-1, 2, len(STYLE_FEATURES))
+        features = style_delta(both[:, 0], both[:, 1])
+    return models, model_a, model_b, np.array(outcomes, dtype=np.int64), features
+
+
+def _json_lines(path: Path, text: str) -> Iterable[tuple[str, Any]]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BattleFileError(f"{path}, line {number}: not valid JSON: {exc.msg}") from exc
+
+
+def _csv_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [field for field in ("model_a", "model_b", "winner") if field not in (reader.fieldnames or [])]
+    if missing:
+        raise BattleFileError(f"{path}, line 1: the CSV header lacks {', '.join(missing)}")
+    for row in reader:
+        where = f"line {reader.line_num}"
+        metadata = row.get("conv_metadata")
+        if metadata:
+            try:
+                row["conv_metadata"] = json.loads(metadata)
+            except json.JSONDecodeError as exc:
+                raise BattleFileError(f"{path}, {where}: conv_metadata is not valid JSON: {exc.msg}") from exc
+        yield where, row
+
+
+def _read_battle(record: Any) -> tuple[str, str, int]:
+    if not isinstance(record, dict):
+        raise BattleFileError(
+            f"expected an object with model_a, model_b and winner, got {type(record).__name__}"
+        )
+    names = []
+    for field in ("model_a", "model_b"):
+        name = record.get(field)
+        if not isinstance(name, str) or not name:
+            raise BattleFileError(f"missing or empty field {field!r}")
+        names.append(name)
+    winner = record.get("winner")
+    if winner is None:
+        raise BattleFileError("missing field 'winner'")
+    if winner not in WINNERS:
+        raise BattleFileError(f"unknown winner {winner!r} (expected one of {', '.join(WINNERS)})")
+    if names[0] == names[1]:
+        raise BattleFileError(f"model_a and model_b are both {names[0]!r}")
+    return names[0], names[1], WINNERS[winner]
+
+
+def _read_style(record: dict[str, Any]) -> list[float]:
+    metadata = record.get("conv_metadata")
+    if not isinstance(metadata, dict):
+        raise BattleFileError("missing conv_metadata (needed for style control)")
+    sides: list[list[float]] = [[], []]
+    for keys in STYLE_KEYS.values():
+        for side, key in zip(sides, keys, strict=True):
+            side.append(_style_count(metadata, key))
+    return sides[0] + sides[1]
+
+
+def _style_count(metadata: dict[str, Any], key: str) -> float:
+    value = metadata.get(key)
+    parts = value.values() if isinstance(value, dict) else [value]
+    total = 0.0
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, int | float) or not part >= 0:
+            raise BattleFileError(f"conv_metadata.{key} must be a count or a dict of counts, got {value!r}")
+        total += part
+    return total
+
+
+def _rows(models: Sequence[str], ratings: Ratings) -> list[dict[str, Any]]:
+    order = sorted(range(len(models)), key=lambda i: (-ratings.rating[i], models[i]))
+    return [
+        {
+            "model": models[i],
+            "rating": float(ratings.rating[i]),
+            "ci_lower": float(ratings.ci_lower[i]),
+            "ci_upper": float(ratings.ci_upper[i]),
+            "rank": int(ratings.rank[i]),
+            "votes": int(ratings.votes[i]),
+        }
+        for i in order
+    ]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    width = max([len("model"), *(len(row["model"]) for row in rows)])
+    lines = [f"{'rank':>4}  {'model':<{width}}  {'rating':>8}  {'95% interval':>17}  {'votes':>7}"]
+    for row in rows:
+        interval = f"{row['ci_lower']:.1f} .. {row['ci_upper']:.1f}"
+        model = f"{row['model']:<{width}}"
+        lines.append(f"{row['rank']:>4}  {model}  {row['rating']:>8.1f}  {interval:>17}  {row['votes']:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m leaderboard.rating",
+        description="Bradley-Terry ratings with bootstrap intervals from a file of arena battles.",
+    )
+    parser.add_argument("battles", metavar="BATTLES", help="JSON array, JSON lines or CSV file of battles")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bootstrap rounds (default 1000; 100 for --style)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    parser.add_argument("--style", action="store_true", help="also fit style control from conv_metadata")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    args = parser.parse_args(argv)
+    if args.bootstrap is not None and args.bootstrap < 0:
+        parser.error("--bootstrap must be >= 0")
+
+    try:
+        models, model_a, model_b, outcome, features = load_battles(args.battles, style=args.style)
+    except BattleFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n = len(models)
+    plain = rate(model_a, model_b, outcome, n, bootstrap=_or(args.bootstrap, 1000), seed=args.seed)
+    result: dict[str, Any] = {"models": _rows(models, plain)}
+    if features is not None:
+        styled = rate_style(
+            model_a, model_b, outcome, features, n, bootstrap=_or(args.bootstrap, 100), seed=args.seed
+        )
+        result["style"] = {
+            "coefficients": [
+                {"feature": name, "coef": float(c), "ci_lower": float(lo), "ci_upper": float(hi)}
+                for name, c, lo, hi in zip(
+                    STYLE_FEATURES, styled.coef, styled.coef_lower, styled.coef_upper, strict=True
+                )
+            ],
+            "models": _rows(models, styled.ratings),
+        }
+
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{len(outcome)} battles, {n} models, {plain.bootstrap} bootstrap rounds, seed {args.seed}\n")
+    print(_table(result["models"]))
+    if "style" in result:
+        print("\nStyle control: log-odds per standard deviation of (a - b)/(a + b + 1)\n")
+        for row in result["style"]["coefficients"]:
+            interval = f"{row['ci_lower']:+.3f} .. {row['ci_upper']:+.3f}"
+            print(f"  {row['feature']:<8} {row['coef']:+.3f}  ({interval})")
+        print("\nStyle-controlled ratings\n")
+        print(_table(result["style"]["models"]))
+    return 0
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
