@@ -27,6 +27,7 @@ from providers.base import Chunk, Message, UpstreamError
 from providers.http import call_spec, client
 from providers.models import LLM
 from providers.registry import backend_for
+from serving.load import saturated_ids
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
     """Two distinct drawable models, each drawn with probability proportional to its weight."""
     rng = rng or random.SystemRandom()
     models = list(LLM.objects.drawable())
+    # A local server with requests queued would keep a voter waiting: left out until it catches up.
+    busy = saturated_ids(m.pk for m in models)
+    models = [m for m in models if m.pk not in busy]
     if len(models) < 2:
         raise Unavailable("Fewer than two models are available right now; please try again later.")
     first = rng.choices(models, weights=[m.weight for m in models])[0]

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,6 +50,19 @@ class ModelOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = LLM
         fields = ["name", "label", "organization", "license", "demo"]
+
+    def to_representation(self, instance: LLM) -> dict[str, Any]:
+        if instance.visibility == LLM.Visibility.PRIVATE:
+            # A provider's unreleased variant stays anonymous even after the vote: it is seen only
+            # by its organisation until published (provider testing rules).
+            return {
+                "name": "",
+                "label": "An unreleased model under test",
+                "organization": "",
+                "license": "",
+                "demo": False,
+            }
+        return super().to_representation(instance)
 
 
 def battle_models(battle: Battle) -> dict[str, Any]:
@@ -126,10 +140,15 @@ class BattleVoteApi(APIView):
 
 
 class ModelListApi(APIView):
-    """Models a visitor may pick in named mode."""
+    """Models a visitor may pick in named mode: public ones only, never an address or a key."""
 
+    class OutputSerializer(ModelOutputSerializer):
+        class Meta(ModelOutputSerializer.Meta):
+            fields = [*ModelOutputSerializer.Meta.fields, "backend", "temperature", "max_tokens"]
+
+    @extend_schema(operation_id="models_list", responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(ModelOutputSerializer(LLM.objects.public().active(), many=True).data)
+        return Response(self.OutputSerializer(LLM.objects.public().active(), many=True).data)
 
 
 def _sse(event: dict[str, Any]) -> bytes:

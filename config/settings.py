@@ -7,6 +7,8 @@ With DEBUG off, missing or unsafe values fail loudly at start-up. `.env.example`
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -38,6 +40,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "providers",
     "arena",
     "leaderboard",
@@ -157,6 +162,25 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"battle_create": ARENA_BATTLE_RATE},
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+}
+# OpenAPI schema at /api/v1/schema/, docs at /api/v1/docs/; Swagger UI and Redoc are served from
+# drf-spectacular-sidecar's static files, never from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Open LLM Arena API",
+    "DESCRIPTION": "Public reads (leaderboard, models, testing ledger) and the provider API for "
+    "testing private variants (`Authorization: Api-Key <key>`).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "BackendEnum": "providers.models.LLM.Backend",
+        "RemoteBackendEnum": "providers.api.BACKENDS",
+    },
 }
 
 # --- Static files ----------------------------------------------------------------------------------
@@ -195,3 +219,43 @@ LOGGING = {
     # httpx logs every request line at INFO; upstream URLs are operator data, keep them out of logs.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- Provider testing rules
+# Each rule is enforced in code (providers/variants.py, LLM.objects.drawable(), leaderboard.services)
+# and tested in tests/providers/test_rules.py; README-providers.md explains them to providers.
+# Private variants one organisation may have under test at once (a 4th submission gets a 409).
+PROVIDER_MAX_VARIANTS_UNDER_TEST = env.int("PROVIDER_MAX_VARIANTS_UNDER_TEST", default=3)
+# Sampling weight of every variant, whoever submits it; providers cannot choose it.
+PROVIDER_VARIANT_WEIGHT = env.float("PROVIDER_VARIANT_WEIGHT", default=1.0)
+# Votes a private variant collects before it leaves the draw, until published or retired.
+PROVIDER_VARIANT_BUDGET = env.int("PROVIDER_VARIANT_BUDGET", default=5000)
+# No retraction: a variant that stopped with this many votes has its final rating disclosed on the
+# testing ledger when its organisation publishes any variant, or this many days after it stopped.
+PROVIDER_DISCLOSURE_MIN_VOTES = env.int("PROVIDER_DISCLOSURE_MIN_VOTES", default=1000)
+PROVIDER_DISCLOSURE_DELAY_DAYS = env.int("PROVIDER_DISCLOSURE_DELAY_DAYS", default=90)
+# Fresh votes: a published variant's public rating is provisional until it has this many votes
+# collected after publication; from then on the public board counts only those.
+PROVIDER_FRESH_VOTES = env.int("PROVIDER_FRESH_VOTES", default=2000)
+# Requests per API key (DRF rate), and submissions per key (each probes the endpoint).
+PROVIDER_API_RATE = env.str("PROVIDER_API_RATE", default="120/minute")
+PROVIDER_SUBMIT_RATE = env.str("PROVIDER_SUBMIT_RATE", default="30/hour")
+# Seconds the probe of a submitted endpoint may take in all.
+PROVIDER_PROBE_TIMEOUT = env.float("PROVIDER_PROBE_TIMEOUT", default=10.0)
+# Whether a variant may live at a loopback, private or link-local address or speak plain http.
+# Off in production, so that a submitted base_url cannot reach the arena's own network.
+PROVIDER_ALLOW_PRIVATE_URLS = env.bool("PROVIDER_ALLOW_PRIVATE_URLS", default=DEBUG)
+# Fernet keys (comma-separated; the first encrypts, all decrypt) for the variants' stored API keys.
+# Make one: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+# Without it in production the arena runs, but refuses variants that come with a key (HTTP 503).
+FIELD_ENCRYPTION_KEY = env.list("FIELD_ENCRYPTION_KEY", default=[])
+if not FIELD_ENCRYPTION_KEY and DEBUG:
+    # Development only: derived from SECRET_KEY (the same derivation as providers.crypto.derived_key).
+    _digest = hashlib.sha256(b"arena.field-encryption:" + SECRET_KEY.encode()).digest()
+    FIELD_ENCRYPTION_KEY = [base64.urlsafe_b64encode(_digest).decode()]
+for _key in FIELD_ENCRYPTION_KEY:
+    try:
+        _valid = len(base64.urlsafe_b64decode(_key.encode())) == 32
+    except ValueError:
+        _valid = False
+    if not _valid:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY: each key must be a Fernet key (see .env.example)")

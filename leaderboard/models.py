@@ -43,6 +43,9 @@ class Rating(models.Model):
     ci_upper = models.FloatField()
     rank = models.PositiveIntegerField()
     votes = models.PositiveIntegerField()
+    # A published variant with fewer fresh votes (collected after publication) than the rule asks
+    # for: its rating still leans on pre-publication votes (leaderboard.services, fresh-vote rule).
+    provisional = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["rank", "-rating"]

@@ -905,15 +905,11 @@ class BattleFileError(ValueError):
 Battles = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
-def load_battles(path: str | Path, *, style: bool = False) -> Battles:
-    """Read battles in the public Chatbot Arena format: a JSON array, JSON lines or a CSV file.
+def iter_records(path: str | Path) -> Iterable[tuple[str, Any]]:
+    """(where, record) pairs of a battles file, `where` naming its line or record for messages.
 
-    Each record has model_a, model_b and winner (model_a, model_b, tie or tie (bothbad)). Returns
-    (models sorted by name, model_a, model_b, outcome, features): index arrays into models, outcome
-    codes, and with style=True the (battles, 4) `style_delta` of STYLE_FEATURES taken from each
-    record's conv_metadata (then required on every record), else None. The format is told by the
-    first character: "[" a JSON array, "{" JSON lines, anything else CSV with a header row (a
-    conv_metadata column holds JSON). Raises BattleFileError naming the line or record at fault.
+    The format is told by the first character: "[" a JSON array, "{" JSON lines, anything else
+    CSV with a header row (a conv_metadata column holds JSON).
     """
     path = Path(path)
     try:
@@ -928,11 +924,25 @@ def load_battles(path: str | Path, *, style: bool = False) -> Battles:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BattleFileError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from exc
-        records: Iterable[tuple[str, Any]] = ((f"record {n}", r) for n, r in enumerate(data, 1))
-    elif stripped[0] == "{":
-        records = _json_lines(path, text)
-    else:
-        records = _csv_rows(path, text)
+        return ((f"record {n}", r) for n, r in enumerate(data, 1))
+    if stripped[0] == "{":
+        return _json_lines(path, text)
+    return _csv_rows(path, text)
+
+
+
+def load_battles(path: str | Path, *, style: bool = False) -> Battles:
+    """Read battles in the public Chatbot Arena format: a JSON array, JSON lines or a CSV file.
+
+    Each record has model_a, model_b and winner (model_a, model_b, tie or tie (bothbad)). Returns
+    (models sorted by name, model_a, model_b, outcome, features): index arrays into models, outcome
+    codes, and with style=True the (battles, 4) `style_delta` of STYLE_FEATURES taken from each
+    record's conv_metadata (then required on every record), else None. The format is told by the
+    first character: "[" a JSON array, "{" JSON lines, anything else CSV with a header row (a
+    conv_metadata column holds JSON). Raises BattleFileError naming the line or record at fault.
+    """
+    path = Path(path)
+    records = iter_records(path)
 
     names_a: list[str] = []
     names_b: list[str] = []
@@ -940,7 +950,7 @@ def load_battles(path: str | Path, *, style: bool = False) -> Battles:
     counts: list[list[float]] = []
     for where, record in records:
         try:
-            a, b, outcome = _read_battle(record)
+            a, b, outcome = read_battle(record)
             if style:
                 counts.append(_read_style(record))
         except BattleFileError as exc:
@@ -985,7 +995,7 @@ def _csv_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
         yield where, row
 
 
-def _read_battle(record: Any) -> tuple[str, str, int]:
+def read_battle(record: Any) -> tuple[str, str, int]:
     if not isinstance(record, dict):
         raise BattleFileError(
             f"expected an object with model_a, model_b and winner, got {type(record).__name__}"

@@ -7,4 +7,5 @@ from leaderboard import views
 urlpatterns = [
     path("leaderboard/", views.board_page, name="leaderboard"),
     path("api/v1/leaderboard/", views.LeaderboardApi.as_view(), name="leaderboard-api"),
+    path("api/v1/leaderboard/snapshots/", views.SnapshotListApi.as_view(), name="snapshot-list-api"),
 ]

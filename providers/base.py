@@ -72,6 +72,7 @@ class UpstreamError(Exception):
         status: int | None = None,
         transient: bool = False,
         retry_after: float | None = None,
+        permanent: bool | None = None,
     ) -> None:
         super().__init__(detail or public)
         self.public = public
@@ -80,9 +81,13 @@ class UpstreamError(Exception):
         self.transient = transient
         # Seconds the upstream asked us to wait (a 429's Retry-After), when it said.
         self.retry_after = retry_after
+        # Said outright when the status does not tell (Gemini rejects a bad key with a 400).
+        self._permanent = permanent
 
     @property
     def permanent(self) -> bool:
+        if self._permanent is not None:
+            return self._permanent
         return self.status in (401, 403, 404)
 
 

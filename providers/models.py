@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import logging
 import os
+from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from rest_framework_api_key.models import AbstractAPIKey
+
+from providers import crypto
+
+logger = logging.getLogger(__name__)
 
 
 class LLMQuerySet(models.QuerySet["LLM"]):
@@ -14,8 +23,46 @@ class LLMQuerySet(models.QuerySet["LLM"]):
         return self.filter(state=LLM.State.ACTIVE)
 
     def drawable(self) -> LLMQuerySet:
-        """Models the anonymous sampler may draw: public, active, with a positive weight."""
-        return self.public().active().filter(weight__gt=0)
+        """Models the anonymous sampler may draw: active, with a positive weight, and public or a
+        provider's private variant still within its battle budget (provider testing rules)."""
+        within_budget = Q(
+            visibility=LLM.Visibility.PRIVATE,
+            owner__isnull=False,
+            test_votes__lt=settings.PROVIDER_VARIANT_BUDGET,
+        )
+        return self.active().filter(weight__gt=0).filter(Q(visibility=LLM.Visibility.PUBLIC) | within_budget)
+
+    def variants(self) -> LLMQuerySet:
+        """Models submitted by an organisation through the provider API, published or not."""
+        return self.filter(owner__isnull=False)
+
+    def of_organization(self, organization: Organization) -> LLMQuerySet:
+        return self.filter(owner=organization)
+
+    def under_test(self) -> LLMQuerySet:
+        """Variants that hold one of their organisation's testing slots: private and not retired.
+
+        A variant at its battle budget still holds its slot until it is published or retired.
+        """
+        return self.variants().filter(visibility=LLM.Visibility.PRIVATE, retired_at__isnull=True)
+
+    def disclosed(self, *, now: datetime) -> LLMQuerySet:
+        """Variants whose final rating the testing ledger shows (no-retraction rule).
+
+        Those that stopped with enough votes, once their organisation published any variant after
+        this one started testing, or once the disclosure delay after stopping has passed.
+        """
+        published_since = LLM.objects.filter(
+            owner=OuterRef("owner"),
+            published_at__gte=OuterRef("testing_started_at"),
+            published_at__lte=now,
+        )
+        delay = timedelta(days=settings.PROVIDER_DISCLOSURE_DELAY_DAYS)
+        return (
+            self.variants()
+            .filter(test_votes__gte=settings.PROVIDER_DISCLOSURE_MIN_VOTES, testing_ended_at__lte=now)
+            .filter(Q(testing_ended_at__lte=now - delay) | Exists(published_since))
+        )
 
 
 class LLM(models.Model):
@@ -26,6 +73,8 @@ class LLM(models.Model):
         ANTHROPIC = "anthropic"
         GEMINI = "gemini"
         DEMO = "demo"
+        # Votes loaded from a public dump (import_battles): such a model is shown, never called.
+        IMPORTED = "imported"
 
     class Visibility(models.TextChoices):
         PUBLIC = "public"
@@ -55,6 +104,29 @@ class LLM(models.Model):
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     state_reason = models.TextField(blank=True, help_text="Why the model is in outage; for operators.")
+    # --- Private variants submitted through the provider API (providers/api.py) ---
+    owner = models.ForeignKey(
+        "Organization",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="variants",
+        help_text="The organisation that submitted this variant through the provider API.",
+    )
+    codename = models.CharField(max_length=40, blank=True, help_text="The provider's name for the variant.")
+    notes = models.TextField(blank=True)
+    # A Fernet token (providers/crypto.py), never the key itself; read through api_key().
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Anonymous votes collected while private: the battle budget and the disclosure threshold read
+    # it. Kept here, counted when a vote is stored, because providers may not read arena's tables.
+    test_votes = models.PositiveIntegerField(default=0, editable=False)
+    testing_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When it stopped collecting votes as a private variant: published, retired or at its budget.
+    testing_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The result against the public pool when testing ended, frozen when first read.
+    final_result = models.JSONField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -74,6 +146,14 @@ class LLM(models.Model):
                 | (~Q(base_url="") & ~Q(model="")),
                 name="llm_remote_backend_has_address",
             ),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True) | ~Q(codename=""), name="llm_variant_has_codename"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "codename"],
+                condition=Q(owner__isnull=False),
+                name="llm_one_codename_per_organization",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -90,7 +170,16 @@ class LLM(models.Model):
         return f"{label} (demo)" if self.is_demo else label
 
     def api_key(self) -> str:
-        """The key is read from the environment at call time; it is never stored in the database."""
+        """A variant's key is stored encrypted and decrypted at call time; a registry model's is read
+        from the environment variable it names, at call time, and never stored."""
+        if self.api_key_encrypted:
+            try:
+                return crypto.decrypt(self.api_key_encrypted)
+            except (InvalidToken, ValueError):
+                # FIELD_ENCRYPTION_KEY changed (or went) without the old key: the call goes out without
+                # a key, the upstream refuses it and the model leaves the draw with the reason.
+                logger.error("cannot decrypt the stored API key of model %s (id %s)", self.name, self.pk)
+                return ""
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
 
     def identity_terms(self) -> set[str]:
@@ -101,3 +190,100 @@ class LLM(models.Model):
     def mark_outage(self, reason: str) -> None:
         LLM.objects.filter(pk=self.pk).update(state=self.State.OUTAGE, state_reason=reason)
         self.state, self.state_reason = self.State.OUTAGE, reason
+
+    @property
+    def is_variant(self) -> bool:
+        return self.owner_id is not None
+
+    @property
+    def testing_status(self) -> str:
+        """Where a variant stands: testing, budget_reached, outage, published or retired."""
+        if self.retired_at:
+            return "retired"
+        if self.published_at:
+            return "published"
+        if self.state == self.State.OUTAGE:
+            return "outage"
+        if self.test_votes >= settings.PROVIDER_VARIANT_BUDGET:
+            return "budget_reached"
+        return "testing"
+
+
+class Organization(models.Model):
+    """A model provider: owns API keys and the private variants submitted with them."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=40, unique=True, help_text="Short name, used by create_api_key.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A person's place in an organisation. Owners may publish and retire; members test."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.organization}"
+
+
+class OrganizationAPIKey(AbstractAPIKey):
+    """A provider API key: only a hash is stored (djangorestframework-api-key); shown once.
+
+    Issued to the organisation, and optionally to one member: such a key carries that member's role
+    and stops working when they leave. A key without a member (from `create_api_key` without
+    --user) acts as an owner's.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="api_keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The member the key was issued to; empty for an organisation key.",
+    )
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "organisation API key"
+        verbose_name_plural = "organisation API keys"
+
+
+class APIKeyEvent(models.Model):
+    """Audit trail of API keys: one row per creation and per revocation, never the key itself."""
+
+    class Action(models.TextChoices):
+        CREATED = "created"
+        REVOKED = "revoked"
+
+    key = models.ForeignKey(OrganizationAPIKey, on_delete=models.PROTECT, related_name="events")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.CharField(max_length=200, help_text='Who did it: "admin:<username>", "command", ...')
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API key event"
+
+    def __str__(self) -> str:
+        return f"key {self.key_id.partition('.')[0]} {self.action} by {self.actor}"

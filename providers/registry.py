@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from providers.anthropic import Anthropic
 from providers.base import Backend, UpstreamError
 from providers.demo import Demo
+from providers.gemini import Gemini
 from providers.openai import OpenAICompatible
 
 BACKENDS: dict[str, Backend] = {
     backend.name: backend
     for backend in (
         OpenAICompatible(),
+        Anthropic(),
+        Gemini(),
         Demo(),
     )
 }

@@ -13,7 +13,7 @@ from django.core.cache import cache
 
 from providers.models import LLM
 
-pytest_plugins = ["tests.upstream"]
+pytest_plugins = ["tests.upstream", "tests.vendor_upstreams"]
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ REASONS = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    529: "Overloaded",  # Anthropic's own status
 }
 
 
@@ -68,16 +69,21 @@ class Behaviour:
     reject_stream_options: bool = False  # answer 422 to `stream_options`, as Mistral's API does
 
 
-class FakeOpenAI:
+class FakeServer:
+    """An HTTP/1.1 server on 127.0.0.1, in its own thread and event loop; a vendor fake subclasses it.
+
+    It parses each request (kept in `requests`, in order) and hands it to `handle`, which writes
+    the whole response in the vendor's format.
+    """
+
     base_url: str
+    name = "fake-upstream"
+    base_path = "/v1"  # the path of `base_url`
 
     def __init__(self) -> None:
-        self.behaviours: dict[str, Behaviour] = {}
-        self.default: Behaviour | None = None
         self.requests: list[dict[str, Any]] = []
-        self._answered: dict[str, int] = {}  # requests seen per model, for `status_times`
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=self.name, daemon=True)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._parked: list[socket.socket] = []
@@ -92,7 +98,7 @@ class FakeOpenAI:
         )
         self._server = started.result(timeout=10)
         port = self._server.sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.base_url = f"http://127.0.0.1:{port}{self.base_path}"
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -118,7 +124,7 @@ class FakeOpenAI:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self._parked.append(sock)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        return f"http://127.0.0.1:{sock.getsockname()[1]}{self.base_path}"
 
     # --- HTTP/1.1 ---------------------------------------------------------------------------------
 
@@ -152,7 +158,46 @@ class FakeOpenAI:
         except ValueError:
             payload = None
         self.requests.append({"path": target, "headers": headers, "json": payload})
+        return await self.handle(writer, method, target, headers, payload)
 
+    async def handle(
+        self, writer: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], payload: Any
+    ) -> bool:
+        """Write the response to one request; whether the connection stays open for the next."""
+        raise NotImplementedError
+
+    async def _respond(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: Any,
+        extra: dict[str, str],
+        *,
+        content_type: str = "application/json",
+        encode: Callable[[Any], str] = json.dumps,
+    ) -> None:
+        data = encode(body).encode()
+        headers = {"content-type": content_type, "content-length": str(len(data)), **extra}
+        writer.write(_head(status, headers) + data)
+        await writer.drain()
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}fake{self._ids:08d}"
+
+
+class FakeOpenAI(FakeServer):
+    name = "fake-openai"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.behaviours: dict[str, Behaviour] = {}
+        self.default: Behaviour | None = None
+        self._answered: dict[str, int] = {}  # requests seen per model, for `status_times`
+
+    async def handle(
+        self, writer: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], payload: Any
+    ) -> bool:
         if method != "POST" or target != "/v1/chat/completions":
             await self._error(writer, 404, f"Invalid URL ({method} {target})", code=None)
             return True
@@ -179,19 +224,6 @@ class FakeOpenAI:
             return True
         return await self._stream(writer, payload, behaviour)
 
-    async def _respond(
-        self, writer: asyncio.StreamWriter, status: int, body: dict[str, Any], extra: dict[str, str]
-    ) -> None:
-        data = json.dumps(body).encode()
-        headers = {
-            "content-type": "application/json",
-            "content-length": str(len(data)),
-            "x-request-id": self._next_id("req_"),
-            **extra,
-        }
-        writer.write(_head(status, headers) + data)
-        await writer.drain()
-
     async def _error(
         self,
         writer: asyncio.StreamWriter,
@@ -208,7 +240,9 @@ class FakeOpenAI:
             "param": None,
             "code": default_code if code == "" else code,
         }
-        extra = {"retry-after": retry_after} if status == 429 and retry_after is not None else {}
+        extra = {"x-request-id": self._next_id("req_")}
+        if status == 429 and retry_after is not None:
+            extra["retry-after"] = retry_after
         await self._respond(writer, status, {"error": error}, extra)
 
     async def _mistral_rejects_stream_options(self, writer: asyncio.StreamWriter) -> None:
@@ -227,7 +261,7 @@ class FakeOpenAI:
             "param": None,
             "code": None,
         }
-        await self._respond(writer, 422, body, {})
+        await self._respond(writer, 422, body, {"x-request-id": self._next_id("req_")})
 
     # --- the event stream ---------------------------------------------------------------------------
 
@@ -330,10 +364,6 @@ class FakeOpenAI:
             return True
         return False
 
-    def _next_id(self, prefix: str) -> str:
-        self._ids += 1
-        return f"{prefix}fake{self._ids:08d}"
-
 
 def _head(status: int, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", *(f"{k}: {v}" for k, v in headers.items())]
@@ -360,6 +390,11 @@ async def _send_event(
         # Inside the text at an odd byte offset: mid-character for any multi-byte UTF-8 text, so
         # the client's decoder has to carry half a character over to the next read.
         middle = start + min(length - 1, (length // 2) | 1)
+    await _send_split(writer, data, middle, pause)
+
+
+async def _send_split(writer: asyncio.StreamWriter, data: bytes, middle: int, pause: float = 0) -> None:
+    """`data` in two HTTP chunks, hence two TCP writes, cut at `middle`."""
     await _send(writer, data[:middle])
     await asyncio.sleep(pause)
     await _send(writer, data[middle:])

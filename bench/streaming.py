@@ -1,0 +1,568 @@
+"""What the platform adds to a streamed answer, and how many battles it holds at once.
+
+Prints figures, asserts nothing.
+
+    python bench/streaming.py                                   # all scenarios, a few minutes on two cores
+    python bench/streaming.py --scenario gradio --gradio 100    # one scenario, another size
+    python bench/streaming.py --database-url postgres://postgres@127.0.0.1:5432/bench_streaming
+
+Three processes, all on 127.0.0.1:
+    upstream   this script in `upstream` mode: an OpenAI-compatible server (asyncio, uvloop) that
+               streams "tokens" at a fixed pace; the model name says how many and how fast
+               ("500x10": 500 tokens, one every 10 ms, the first at once)
+    platform   uvicorn serving config.asgi, against SQLite in a temporary file (or --database-url),
+               with pairs of models pointing at the upstream; battles go through the public API
+               (POST /api/v1/battles/ in named mode, then GET .../stream)
+    client     this process: raw asyncio HTTP/1.1 (a pure-Python HTTP parser would be the
+               bottleneck at 50,000 events a second), timing every token with perf_counter
+
+Scenarios
+    latency      battles one at a time; time to first token and the gaps between tokens, straight
+                 from the upstream and through the platform: the difference is what the platform adds
+    concurrency  N battles at once (2N upstream streams), each stream long enough that all overlap;
+                 errors counted, and the most streams the upstream saw open at the same moment
+    gradio       Gradio's streaming benchmark load: 250 battles at once, each side 500 tokens at 100
+                 tokens/s (ideal 5.0 s a stream); completion time of each stream, direct and through
+                 the platform
+
+"From POST" counts from the battle's creation request, as a voter waits; "from GET" from the
+stream request, which is what starts the upstream calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import resource
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+# --- the upstream -------------------------------------------------------------------------------------
+
+
+class Upstream:
+    """An OpenAI-compatible chat-completions server that streams at the pace its model name gives."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.max_open = 0
+        self.streams = 0
+
+    async def serve(self, port: int) -> None:
+        server = await asyncio.start_server(self.connection, HOST, port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _, path, _, body = await read_request(reader)
+                if path == "/stats":
+                    await respond_json(writer, {"max_open": self.max_open, "streams": self.streams})
+                elif path == "/reset":
+                    self.max_open, self.streams = self.open, 0
+                    await respond_json(writer, {})
+                else:
+                    await self.stream(writer, json.loads(body))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stream(self, writer: asyncio.StreamWriter, request: dict[str, Any]) -> None:
+        tokens, interval_ms = (int(n) for n in str(request["model"]).split("x"))
+        self.open += 1
+        self.streams += 1
+        self.max_open = max(self.max_open, self.open)
+        try:
+            head = "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\ncache-control: no-cache"
+            writer.write(f"HTTP/1.1 200 OK\r\n{head}\r\n\r\n".encode())
+            base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                return event({**base, "choices": [choice]})
+
+            writer.write(chunk({"role": "assistant", "content": ""}))
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for n in range(tokens):
+                # On a fixed schedule, so a late wake-up does not push every later token back.
+                delay = start + n * interval_ms / 1000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(chunk({"content": f" tok{n}"}))
+                await writer.drain()
+            writer.write(chunk({}, "stop"))
+            usage = {"prompt_tokens": 3, "completion_tokens": tokens, "total_tokens": tokens + 3}
+            writer.write(event({**base, "choices": [], "usage": usage}))
+            writer.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+            await writer.drain()
+        finally:
+            self.open -= 1
+
+
+def event(body: dict[str, Any]) -> bytes:
+    data = b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def respond_json(writer: asyncio.StreamWriter, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (len(data), data)
+    )
+    await writer.drain()
+
+
+# --- a small HTTP/1.1 client ----------------------------------------------------------------------------
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    method, path, _ = head[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    return method, path, headers, await reader.readexactly(int(headers.get("content-length", 0)))
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]]]:
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = [
+        (k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    ]
+    return int(lines[0].split(" ", 2)[1]), headers
+
+
+async def call(
+    port: int, method: str, path: str, body: dict[str, Any] | None = None, cookie: str = ""
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request on a connection of its own; the whole response."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request_bytes(port, method, path, body, cookie))
+        status, headers = await read_head(reader)
+        fields = dict(headers)
+        if "content-length" in fields:
+            data = await reader.readexactly(int(fields["content-length"]))
+        else:
+            data = b"".join([piece async for piece in chunks(reader)])
+        return status, headers, data
+    finally:
+        writer.close()
+
+
+def request_bytes(port: int, method: str, path: str, body: dict[str, Any] | None, cookie: str) -> bytes:
+    data = json.dumps(body).encode() if body is not None else b""
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"host: {HOST}:{port}",
+        "connection: close",
+        f"content-length: {len(data)}",
+    ]
+    if body is not None:
+        lines.append("content-type: application/json")
+    if cookie:
+        lines.append(f"cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+async def chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The pieces of a chunked body."""
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        if size == 0:
+            await reader.readline()
+            return
+        yield await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
+async def sse(
+    port: int, method: str, path: str, body: dict[str, Any] | None = None, cookie: str = ""
+) -> AsyncIterator[tuple[float, str]]:
+    """(arrival time, data) of each server-sent event of one streamed response."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request_bytes(port, method, path, body, cookie))
+        status, _ = await read_head(reader)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status} from {path}")
+        buffer = b""
+        async for piece in chunks(reader):
+            now = time.perf_counter()
+            buffer += piece
+            while b"\n\n" in buffer:
+                raw, buffer = buffer.split(b"\n\n", 1)
+                for line in raw.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        yield now, line[6:].decode()
+    finally:
+        writer.close()
+
+
+# --- measurements ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One answer's timeline, in perf_counter seconds."""
+
+    start: float  # the request that caused it (POST for the platform, the upstream call when direct)
+    stream_start: float = 0.0  # the GET of the battle's stream (= start when direct)
+    tokens: list[float] = field(default_factory=list)
+    done: float | None = None
+    error: str = ""
+
+    @property
+    def ttft(self) -> float | None:
+        return self.tokens[0] - self.start if self.tokens else None
+
+    @property
+    def ttft_from_get(self) -> float | None:
+        return self.tokens[0] - self.stream_start if self.tokens else None
+
+    @property
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.tokens, self.tokens[1:], strict=False)]
+
+
+async def direct_stream(port: int, model: str) -> Stream:
+    stream = Stream(start=time.perf_counter())
+    stream.stream_start = stream.start
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    try:
+        async for at, data in sse(port, "POST", "/v1/chat/completions", body):
+            if data == "[DONE]":
+                stream.done = at
+                break
+            choices = json.loads(data)["choices"]
+            if choices and choices[0]["delta"].get("content"):
+                stream.tokens.append(at)
+    except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError) as exc:
+        stream.error = f"{type(exc).__name__}: {exc}"
+    return stream
+
+
+async def battle(port: int, pair: tuple[str, str]) -> tuple[Stream, Stream, str]:
+    """One battle through the public API: (side a, side b, the battle's final state or an error)."""
+    start = time.perf_counter()
+    a, b = Stream(start=start), Stream(start=start)
+    try:
+        body = {"prompt": "hi", "mode": "named", "model_a": pair[0], "model_b": pair[1]}
+        status, headers, data = await call(port, "POST", "/api/v1/battles/", body)
+        if status != 201:
+            raise RuntimeError(f"POST /battles/ answered {status}: {data[:200]!r}")
+        cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("sessionid="))
+        battle_id = json.loads(data)["id"]
+        a.stream_start = b.stream_start = time.perf_counter()
+        sides = {"a": a, "b": b}
+        state = "no end event"
+        async for at, raw in sse(port, "GET", f"/api/v1/battles/{battle_id}/stream", cookie=cookie):
+            item = json.loads(raw)
+            if item["type"] == "delta":
+                sides[item["side"]].tokens.append(at)
+            elif item["type"] == "done":
+                sides[item["side"]].done = at
+            elif item["type"] == "error":
+                sides[item["side"]].error = item["text"]
+            elif item["type"] == "end":
+                state = item["state"]
+        return a, b, state
+    except (OSError, RuntimeError, ValueError, StopIteration, asyncio.IncompleteReadError) as exc:
+        return a, b, f"{type(exc).__name__}: {exc}"
+
+
+def ms(values: list[float], q: float) -> float:
+    """The q-quantile of seconds, in milliseconds (nearest rank)."""
+    ordered = sorted(values)
+    return (
+        1000 * ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+        if ordered
+        else float("nan")
+    )
+
+
+# --- the platform ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Platform:
+    """uvicorn serving the project in a subprocess, with its own database and models."""
+
+    def __init__(self, folder: Path, database_url: str | None, upstream_port: int, workers: int) -> None:
+        self.port = free_port()
+        self.log = folder / "uvicorn.log"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
+            "DEBUG": "false",  # no query log kept in memory, as in production
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": HOST,
+            "SECURE_SSL_REDIRECT": "false",
+            "ARENA_BATTLE_RATE": "1000000/second",  # one client address opens every battle
+            "LOG_LEVEL": "WARNING",
+        }
+        self.env.pop("REDIS_URL", None)
+        self.upstream_port = upstream_port
+        self.workers = workers
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def models(self, paces: list[str]) -> None:
+        entries = [
+            {
+                "name": f"bench-{side}-{pace}",
+                "backend": "openai-compatible",
+                "base_url": f"http://{HOST}:{self.upstream_port}/v1",
+                "model": pace,
+                "max_tokens": 100000,
+            }
+            for pace in paces
+            for side in "ab"
+        ]
+        path = self.folder / "models.json"
+        path.write_text(json.dumps({"models": entries}))
+        self.manage("load_models", str(path))
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+        ]
+        argv += [
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(self.workers),
+            "--backlog",
+            "4096",
+        ]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until_listening(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path | None = None) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"exited with {process.returncode}:\n{log.read_text()[-3000:] if log else ''}")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port} after 60 s")
+
+
+# --- scenarios ------------------------------------------------------------------------------------------
+
+
+async def at_once(n: int, make: Callable[[], Awaitable[Any]]) -> list[Any]:
+    return await asyncio.gather(*(make() for _ in range(n)))
+
+
+async def upstream_stats(port: int, path: str) -> dict[str, Any]:
+    return json.loads((await call(port, "GET", path))[2])
+
+
+def flat(battles: list[tuple[Stream, Stream, str]]) -> list[Stream]:
+    return [s for a, b, _ in battles for s in (a, b)]
+
+
+def failures(battles: list[tuple[Stream, Stream, str]]) -> list[str]:
+    found = [state for a, b, state in battles if state != "ready"]
+    found += [s.error for s in flat(battles) if s.error]
+    return found
+
+
+async def latency(platform: Platform, upstream_port: int, count: int, tokens: int, interval: int) -> None:
+    pace = f"{tokens}x{interval}"
+    direct = [await direct_stream(upstream_port, pace) for _ in range(2 * count)]
+    battles = [await battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")) for _ in range(count)]
+    through = flat(battles)
+    print(f"\nlatency: {count} battles one at a time, each side {tokens} tokens, one every {interval} ms")
+    rows = [
+        ("time to first token p50", [s.ttft for s in direct], [s.ttft for s in through], 0.5),
+        ("time to first token p99", [s.ttft for s in direct], [s.ttft for s in through], 0.99),
+        ("  (platform from GET) p50", [s.ttft for s in direct], [s.ttft_from_get for s in through], 0.5),
+        ("  (platform from GET) p99", [s.ttft for s in direct], [s.ttft_from_get for s in through], 0.99),
+        (
+            "inter-token delay p50",
+            [g for s in direct for g in s.gaps],
+            [g for s in through for g in s.gaps],
+            0.5,
+        ),
+        (
+            "inter-token delay p99",
+            [g for s in direct for g in s.gaps],
+            [g for s in through for g in s.gaps],
+            0.99,
+        ),
+    ]
+    print(f"  {'ms':<28}{'direct':>10}{'platform':>10}{'added':>10}")
+    for label, ours, theirs, q in rows:
+        d, p = ms([v for v in ours if v is not None], q), ms([v for v in theirs if v is not None], q)
+        print(f"  {label:<28}{d:>10.2f}{p:>10.2f}{p - d:>10.2f}")
+    mean_gap = [statistics.fmean(s.gaps) for s in through if s.gaps]
+    direct_gap = [statistics.fmean(s.gaps) for s in direct if s.gaps]
+    print(f"  mean gap per stream (ms): direct {1000 * statistics.fmean(direct_gap):.3f}, "
+          f"platform {1000 * statistics.fmean(mean_gap):.3f}")  # fmt: skip
+    print(f"  errors: {len(failures(battles)) + sum(1 for s in direct if s.error)}")
+
+
+async def concurrency(
+    platform: Platform, upstream_port: int, levels: list[int], tokens: int, interval: int
+) -> None:
+    pace = f"{tokens}x{interval}"
+    print(f"\nconcurrency: N battles started at once, each side {tokens} tokens, one every {interval} ms "
+          f"({tokens * interval / 1000:g} s a stream)")  # fmt: skip
+    print(f"  {'battles':>8}{'streams':>9}{'held at once':>14}{'errors':>8}"
+          f"{'TTFT p50/p99 from POST (ms)':>30}{'from GET (ms)':>20}{'wall (s)':>10}")  # fmt: skip
+    for n in levels:
+        await upstream_stats(upstream_port, "/reset")
+        started = time.perf_counter()
+        battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")))
+        wall = time.perf_counter() - started
+        stats = await upstream_stats(upstream_port, "/stats")
+        streams = flat(battles)
+        ttft = [s.ttft for s in streams if s.ttft is not None]
+        from_get = [s.ttft_from_get for s in streams if s.ttft_from_get is not None]
+        errors = failures(battles)
+        print(f"  {n:>8}{stats['streams']:>9}{stats['max_open']:>14}{len(errors):>8}"
+              f"{f'{ms(ttft, 0.5):.1f} / {ms(ttft, 0.99):.1f}':>30}"
+              f"{f'{ms(from_get, 0.5):.1f} / {ms(from_get, 0.99):.1f}':>20}{wall:>10.1f}")  # fmt: skip
+        for error in sorted(set(errors))[:5]:
+            print(f"           e.g. {errors.count(error)} x {error[:150]}")
+
+
+async def gradio(platform: Platform, upstream_port: int, n: int, tokens: int, interval: int) -> None:
+    pace = f"{tokens}x{interval}"
+    ideal = tokens * interval / 1000
+    print(f"\ngradio load: {n} battles at once, each side {tokens} tokens at {1000 / interval:g} tokens/s "
+          f"(ideal {ideal:.1f} s a stream)")  # fmt: skip
+    direct = await at_once(2 * n, lambda: direct_stream(upstream_port, pace))
+    battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")))
+    within_label = f"within {ideal * 1.2:g} s"
+    print(f"  {'stream completion (s)':<30}{'p50':>8}{'p99':>8}{'max':>8}{within_label:>14}{'errors':>8}")
+    for label, streams, origin in (
+        ("direct (2N streams)", direct, "start"),
+        ("platform, from GET", flat(battles), "stream_start"),
+        ("platform, from POST", flat(battles), "start"),
+    ):
+        done = [s.done - getattr(s, origin) for s in streams if s.done is not None and not s.error]
+        within = sum(1 for d in done if d <= ideal * 1.2)
+        errors = sum(1 for s in streams if s.error or s.done is None)
+        print(f"  {label:<30}{ms(done, 0.5) / 1000:>8.2f}{ms(done, 0.99) / 1000:>8.2f}"
+              f"{max(done, default=math.nan):>8.2f}{f'{within}/{len(streams)}':>14}{errors:>8}")  # fmt: skip
+
+
+# --- main -----------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=["all", "latency", "concurrency", "gradio"], default="all")
+    parser.add_argument("--latency", type=int, default=50, help="battles of the latency scenario")
+    parser.add_argument("--battles", default="100,250,500", help="battles at once, per concurrency level")
+    parser.add_argument("--gradio", type=int, default=250, help="battles of the Gradio load")
+    parser.add_argument("--database-url", help="default: SQLite in a temporary file")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: serve the upstream here
+    args = parser.parse_args()
+    use_uvloop()
+    # A thousand streams are two thousand sockets between the three processes, which inherit this.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    if args.upstream:
+        asyncio.run(Upstream().serve(args.upstream))
+        return
+
+    latency_pace, concurrency_pace, gradio_pace = (50, 10), (100, 100), (500, 10)
+    with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
+        upstream_port = free_port()
+        upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(upstream_port)])
+        platform = Platform(Path(tmp), args.database_url, upstream_port, args.workers)
+        try:
+            wait_until_listening(upstream_port, upstream)
+            platform.manage("migrate", "--noinput")
+            platform.models([f"{t}x{i}" for t, i in (latency_pace, concurrency_pace, gradio_pace)])
+            platform.start()
+            database = (
+                "SQLite (temporary file)" if not args.database_url else args.database_url.split("@")[-1]
+            )
+            print("Streaming through the platform vs straight from the upstream: loopback, "
+                  f"{os.cpu_count()} CPU cores, {args.workers} uvicorn worker(s), "
+                  f"database {database}")  # fmt: skip
+            if args.scenario in ("all", "latency"):
+                asyncio.run(latency(platform, upstream_port, args.latency, *latency_pace))
+            if args.scenario in ("all", "concurrency"):
+                levels = [int(n) for n in re.split(r"[, ]+", args.battles) if n]
+                asyncio.run(concurrency(platform, upstream_port, levels, *concurrency_pace))
+            if args.scenario in ("all", "gradio"):
+                asyncio.run(gradio(platform, upstream_port, args.gradio, *gradio_pace))
+        finally:
+            platform.stop()
+            upstream.terminate()
+            upstream.wait()
+
+
+def use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+if __name__ == "__main__":
+    main()

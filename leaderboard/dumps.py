@@ -1,0 +1,161 @@
+"""Votes to and from the public Chatbot Arena battle format.
+
+One record per battle: `model_a`, `model_b`, `winner` (`model_a` | `model_b` | `tie` |
+`tie (bothbad)`), plus `question_id`, `tstamp`, `anony`, `language`, `turn` and `conv_metadata`
+(style counts) as in the published `clean_battle_*.json` dumps. Exported files are JSON lines, so
+`python -m leaderboard.rating FILE` reads them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, QuerySet
+
+from arena.models import Battle, Vote
+from leaderboard.rating import BattleFileError, iter_records, read_battle
+from providers.models import LLM
+
+WINNER_OUT = {
+    Vote.Winner.A: "model_a",
+    Vote.Winner.B: "model_b",
+    Vote.Winner.TIE: "tie",
+    Vote.Winner.BOTH_BAD: "tie (bothbad)",
+}
+WINNER_IN = {name: code for code, name in WINNER_OUT.items()}
+BATCH = 5000
+# Language names as the public dumps write them, to the codes arena.categories uses.
+LANGUAGES = {
+    "english": "en",
+    "french": "fr",
+    "german": "de",
+    "spanish": "es",
+    "italian": "it",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "russian": "ru",
+    "chinese": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "arabic": "ar",
+    "hindi": "hi",
+    "greek": "el",
+    "hebrew": "he",
+    "thai": "th",
+}
+
+
+@dataclass
+class ImportReport:
+    battles: int = 0
+    models_created: list[str] = field(default_factory=list)
+
+
+def export_record(vote: Vote) -> dict[str, Any]:
+    battle = vote.battle
+    return {
+        "question_id": str(battle.id),
+        "model_a": battle.model_a.name,
+        "model_b": battle.model_b.name,
+        "winner": WINNER_OUT[vote.winner],
+        "tstamp": vote.created.timestamp(),
+        "anony": battle.mode == Battle.Mode.ANONYMOUS,
+        "language": vote.language,
+        # Imported battles keep no turns; their multi-turn flag still says "more than one".
+        "turn": max(getattr(vote, "turn_count", 0), 2 if vote.multi_turn else 1),
+        "is_code": vote.coding,
+        "hard": vote.hard,
+        "long_query": vote.long_query,
+        "conv_metadata": vote.conv_metadata,
+    }
+
+
+def export_lines(votes: QuerySet[Vote]) -> Iterator[str]:
+    """JSON lines of the votes, in id order, streamed from the database in chunks."""
+    rows = (
+        votes.select_related("battle__model_a", "battle__model_b")
+        .annotate(turn_count=Count("battle__turns"))
+        .order_by("id")
+    )
+    for vote in rows.iterator(chunk_size=2000):
+        yield json.dumps(export_record(vote), ensure_ascii=False) + "\n"
+
+
+def import_battles(path: str | Path) -> ImportReport:
+    """Load a public battle dump: models are created as needed (imported, never drawn into battles).
+
+    The whole file is checked before anything is written, and written in one transaction: a bad
+    record leaves the database as it was.
+    """
+    records = []
+    for where, record in iter_records(path):
+        try:
+            read_battle(record)
+        except BattleFileError as exc:
+            raise BattleFileError(f"{path}, {where}: {exc}") from None
+        records.append(record)
+
+    report = ImportReport()
+    names = {r["model_a"] for r in records} | {r["model_b"] for r in records}
+    with transaction.atomic():
+        models = {m.name: m for m in LLM.objects.filter(name__in=names)}
+        for name in sorted(names - models.keys()):
+            models[name] = LLM.objects.create(
+                name=name, display_name=name, backend=LLM.Backend.IMPORTED, state=LLM.State.RETIRED
+            )
+            report.models_created.append(name)
+        for start in range(0, len(records), BATCH):
+            battles, votes = [], []
+            for record in records[start : start + BATCH]:
+                battle, vote = _rows(record, models)
+                battles.append(battle)
+                votes.append(vote)
+            Battle.objects.bulk_create(battles)
+            Vote.objects.bulk_create(votes)
+        report.battles = len(records)
+    return report
+
+
+def _rows(record: dict[str, Any], models: dict[str, LLM]) -> tuple[Battle, Vote]:
+    created = _timestamp(record.get("tstamp"))
+    anonymous = record.get("anony", True) is not False
+    battle = Battle(
+        id=uuid.uuid4(),
+        mode=Battle.Mode.ANONYMOUS if anonymous else Battle.Mode.NAMED,
+        model_a=models[record["model_a"]],
+        model_b=models[record["model_b"]],
+        state=Battle.State.VOTED,
+        session_hash="imported",
+        created=created,
+    )
+    metadata = record.get("conv_metadata")
+    language = str(record.get("language") or "")
+    vote = Vote(
+        battle=battle,
+        winner=WINNER_IN[record["winner"]],
+        created=created,
+        language=LANGUAGES.get(language.lower(), language[:8].lower()),
+        multi_turn=_int(record.get("turn"), 1) > 1,
+        coding=bool(record.get("is_code", False)),
+        hard=bool(record.get("hard", False)),
+        long_query=bool(record.get("long_query", False)),
+        conv_metadata=metadata if isinstance(metadata, dict) else {},
+    )
+    return battle, vote
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return datetime.now(tz=UTC)
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

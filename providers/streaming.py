@@ -1,0 +1,236 @@
+"""What every streaming adapter shares: one retry before the first token, the call's time limits,
+and transport failures told in words that name nothing.
+
+An adapter builds one request and reads its events through `Exchange.events`; `retry_once` runs
+the adapter's attempt again when it failed transiently before anything reached the voter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import ServerSentEvent, SSEError, aconnect_sse
+
+from providers.base import CallSpec, Chunk, UpstreamError
+
+T = TypeVar("T")
+
+# Texts a voter may read. They name no model, vendor or address: battles are anonymous, and an
+# error that said "api.mistral.ai could not be reached" would reveal one side.
+UNREACHABLE = "The model's service could not be reached."
+SLOW_START = "The model took too long to start answering."
+TOO_LONG = "The answer took too long and was stopped."
+CUT_OFF = "The answer was cut off before it ended."
+UNREADABLE = "The model's service sent an answer that could not be read."
+FAILED_MID_ANSWER = "The model's service reported an error while answering."
+
+# One retry before the first token: long enough to ride out a dropped keep-alive connection or a
+# brief overload, short enough that the voter is not left staring at an empty pane.
+MAX_BACKOFF = 2.0
+
+
+def status_text(status: int) -> str:
+    return f"The model's service answered with an error (HTTP {status})."
+
+
+async def retry_once(
+    spec: CallSpec, attempt: Callable[[float], AsyncIterator[Chunk]]
+) -> AsyncIterator[Chunk]:
+    """The chunks of `attempt(deadline)`, attempted once more after a transient failure.
+
+    Only before the first chunk: once text reached the voter a retry would show a second,
+    different answer. The wait is the upstream's `retry_after` when it gave one, capped.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + spec.total_timeout
+    retried = False
+    while True:
+        answered = False
+        try:
+            # aclosing: a consumer that stops early closes the upstream response now, not
+            # whenever the garbage collector finalises the inner generator.
+            async with aclosing(attempt(deadline)) as chunks:
+                async for chunk in chunks:
+                    answered = True
+                    yield chunk
+            return
+        except UpstreamError as exc:
+            if answered or retried or not exc.transient:
+                raise
+            backoff = exc.retry_after if exc.retry_after is not None else _backoff(spec)
+            backoff = min(backoff, MAX_BACKOFF)
+            if loop.time() + backoff >= deadline:
+                raise
+            retried = True
+            await asyncio.sleep(backoff)
+
+
+def _backoff(spec: CallSpec) -> float:
+    return float(spec.options.get("retry_backoff", 0.5))
+
+
+async def within(deadline: float, awaitable: Awaitable[T]) -> T:
+    """Await one step under a deadline of the event loop's clock.
+
+    The deadline wraps each await, never a `yield`: a timeout scope left open across a yield
+    would cancel whatever the consumer happens to be doing when it fires.
+    """
+    async with asyncio.timeout_at(deadline):
+        return await awaitable
+
+
+StatusError = Callable[["Exchange", httpx.Response, bytes], UpstreamError]
+
+
+class Exchange:
+    """One streamed POST: its server-sent events under the call's time limits.
+
+    Every failure of the transport becomes an `UpstreamError` with a neutral public text and
+    the address in the operators' detail. The adapter sets `answered` once it passed text on,
+    which decides whether a silence is a slow start or an answer cut off.
+    """
+
+    def __init__(self, spec: CallSpec, url: str, deadline: float) -> None:
+        self.spec = spec
+        self.url = url
+        self.deadline = deadline
+        # The first token has its own deadline, not only a read time-out: keep-alive pings (or
+        # a thinking model's hidden tokens) would otherwise hold an empty pane for minutes.
+        self.first_token_deadline = asyncio.get_running_loop().time() + spec.first_token_timeout
+        self.answered = False
+
+    def error(self, public: str, detail: str, **kwargs: Any) -> UpstreamError:
+        # The upstream may echo the key back (a 401's message often quotes part of it).
+        if self.spec.api_key:
+            detail = detail.replace(self.spec.api_key, "[api key]")
+        return UpstreamError(public, detail=detail[:2000], **kwargs)
+
+    def parse(self, data: str) -> Any:
+        """The JSON of one event's data; anything else is an unreadable answer."""
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise self.error(UNREADABLE, f"non-JSON data from {self.url}: {data[:300]!r}") from None
+
+    def _limit(self) -> float:
+        return self.deadline if self.answered else min(self.deadline, self.first_token_deadline)
+
+    async def events(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        json: dict[str, Any],
+        headers: dict[str, str],
+        status_error: StatusError,
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The events of the response, until its body ends; an HTTP error as `status_error` says."""
+        spec = self.spec
+        # The read time-out bounds each wait for the next piece of the answer; the first token
+        # and the total are enforced as deadlines (`within`).
+        timeout = httpx.Timeout(
+            connect=spec.connect_timeout,
+            read=spec.first_token_timeout,
+            write=spec.connect_timeout,
+            pool=spec.connect_timeout,
+        )
+        responded = False
+        started = time.monotonic()
+        try:
+            async with AsyncExitStack() as stack:
+                source = await within(
+                    self._limit(),
+                    stack.enter_async_context(
+                        aconnect_sse(client, "POST", self.url, json=json, headers=headers, timeout=timeout)
+                    ),
+                )
+                responded = True
+                if not source.response.is_success:
+                    body = await within(self._limit(), source.response.aread())
+                    raise status_error(self, source.response, body)
+                events = await stack.enter_async_context(aclosing(source.aiter_sse()))
+                while True:
+                    try:
+                        event = await within(self._limit(), anext(events))
+                    except StopAsyncIteration:
+                        return
+                    yield event
+        except TimeoutError:
+            if not self.answered and self.first_token_deadline < self.deadline:
+                raise self.error(
+                    SLOW_START, f"{self.url}: no answer within {spec.first_token_timeout:g} s"
+                ) from None
+            raise self.error(
+                TOO_LONG, f"{self.url}: no complete answer within {spec.total_timeout:g} s"
+            ) from None
+        except httpx.TimeoutException as exc:
+            waited = f"{time.monotonic() - started:.1f} s"
+            if isinstance(exc, httpx.ReadTimeout) and self.answered:
+                raise self.error(CUT_OFF, f"{self.url}: the stream stalled mid-answer ({waited})") from None
+            if isinstance(exc, httpx.ReadTimeout):
+                raise self.error(
+                    SLOW_START, f"{self.url}: no answer within {spec.first_token_timeout:g} s"
+                ) from None
+            raise self.error(
+                UNREACHABLE, f"{self.url}: {type(exc).__name__} after {waited}", transient=True
+            ) from None
+        except httpx.TransportError as exc:
+            if responded:
+                raise self.error(
+                    CUT_OFF, f"{self.url}: the stream broke: {type(exc).__name__}: {exc}"
+                ) from None
+            # Refused, unresolvable, or a pooled keep-alive connection the server had just closed:
+            # nothing was sent back, so trying again is safe.
+            raise self.error(
+                UNREACHABLE, f"{self.url}: {type(exc).__name__}: {exc}", transient=True
+            ) from None
+        except SSEError as exc:
+            raise self.error(UNREADABLE, f"{self.url}: {exc}") from None
+
+
+async def drain(events: AsyncIterator[Any]) -> None:
+    """Read the end of the body after the last event so the connection goes back to the pool.
+
+    A server that sent its final event but keeps the body open costs a second at most.
+    """
+    try:
+        async with asyncio.timeout(1.0):
+            async for _ in events:
+                pass
+    except (TimeoutError, UpstreamError):
+        pass
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from `retry-after-ms` (OpenAI) or `retry-after` (seconds or an HTTP date)."""
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def worth_waiting(retry_after: float | None) -> bool:
+    """Whether a rate limit is worth one retry: not when the wait asked for is longer than we hold a voter."""
+    return retry_after is None or retry_after <= MAX_BACKOFF
+
+
+def count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
