@@ -143,6 +143,9 @@ ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
 LEADERBOARD_SEED = env.int("LEADERBOARD_SEED", default=42)
+LEADERBOARD_STYLE_BOOTSTRAP = env.int("LEADERBOARD_STYLE_BOOTSTRAP", default=100)
+# Below this many votes a model is provisional on the overall board and absent from category boards.
+LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 
 # --- Upstream calls ------------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)

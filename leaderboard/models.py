@@ -24,6 +24,8 @@ class Snapshot(models.Model):
     params = models.JSONField(default=dict)
     excluded = models.JSONField(default=dict, help_text="Votes left out, counted by reason.")
     duration_ms = models.FloatField(default=0)
+    # Plots and side figures: heatmap matrices, style coefficients, per-model latency.
+    details = models.JSONField(default=dict, blank=True)
 
     objects = SnapshotQuerySet.as_manager()
 

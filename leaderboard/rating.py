@@ -930,7 +930,6 @@ def iter_records(path: str | Path) -> Iterable[tuple[str, Any]]:
     return _csv_rows(path, text)
 
 
-
 def load_battles(path: str | Path, *, style: bool = False) -> Battles:
     """Read battles in the public Chatbot Arena format: a JSON array, JSON lines or a CSV file.
 
@@ -1014,6 +1013,20 @@ def read_battle(record: Any) -> tuple[str, str, int]:
     if names[0] == names[1]:
         raise BattleFileError(f"model_a and model_b are both {names[0]!r}")
     return names[0], names[1], WINNERS[winner]
+
+
+def style_counts(metadata: Any) -> list[list[float]]:
+    """[a-side, b-side] counts of STYLE_FEATURES from a conv_metadata dict; missing counts are 0."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    sides: list[list[float]] = [[], []]
+    for keys in STYLE_KEYS.values():
+        for side, key in zip(sides, keys, strict=True):
+            value = metadata.get(key)
+            parts = value.values() if isinstance(value, dict) else [value]
+            side.append(
+                float(sum(p for p in parts if isinstance(p, int | float) and not isinstance(p, bool)))
+            )
+    return sides
 
 
 def _read_style(record: dict[str, Any]) -> list[float]:

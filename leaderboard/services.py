@@ -17,8 +17,8 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from arena.models import Battle, Vote
-from leaderboard import rating
+from arena.models import Answer, Battle, Vote
+from leaderboard import boards, rating
 from leaderboard.models import Rating, Snapshot
 from providers.models import LLM, Organization
 
@@ -34,34 +34,137 @@ OUTCOME = {
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Exactly which votes a snapshot counted, stored with it so its votes can be exported again."""
+
+    board: str
+    last_vote_id: int
+    private: tuple[int, ...] = ()  # unpublished variants: a vote with one of them never counts
+    # Published variants with enough fresh votes: only their votes from this moment on count.
+    fresh_since: dict[int, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "board": self.board,
+            "last_vote_id": self.last_vote_id,
+            "private": list(self.private),
+            "fresh_since": {str(k): v for k, v in self.fresh_since.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Filters:
+        return cls(
+            data["board"],
+            data["last_vote_id"],
+            tuple(data.get("private", ())),
+            {int(k): v for k, v in data.get("fresh_since", {}).items()},
+        )
+
+
+def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
+    """The filters the public board applies now, and the published variants still provisional."""
+    last = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    private = tuple(
+        LLM.objects.filter(visibility=LLM.Visibility.PRIVATE).order_by("pk").values_list("pk", flat=True)
+    )
+    votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="")
+    fresh: Counter[int] = Counter()
+    for side in ("battle__model_a", "battle__model_b"):
+        after = votes.filter(
+            **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
+        )
+        fresh.update(dict(after.values(side).annotate(n=Count("id")).values_list(side, "n")))
+    published = dict(LLM.objects.filter(published_at__isnull=False).values_list("pk", "published_at"))
+    fresh_since = {
+        pk: at.isoformat()
+        for pk, at in sorted(published.items())
+        if fresh[pk] >= settings.PROVIDER_FRESH_VOTES
+    }
+    provisional = frozenset(pk for pk in published if fresh[pk] < settings.PROVIDER_FRESH_VOTES)
+    return Filters(board_slug, last, private, fresh_since), provisional
+
+
+def filtered_votes(filters: Filters) -> tuple[QuerySet[Vote], dict[str, int]]:
+    """The votes a board counts under these filters, and those the testing rules left out, by reason."""
+    spec = boards.board(filters.board)
+    votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="", id__lte=filters.last_vote_id)
+    if spec is not None:
+        votes = votes.filter(spec.votes)
+    left_out: dict[str, int] = {}
+    if filters.private:
+        private = Q(battle__model_a__in=filters.private) | Q(battle__model_b__in=filters.private)
+        left_out["unpublished_variant"] = votes.filter(private).count()
+        votes = votes.exclude(private)
+    if filters.fresh_since:
+        stale = Q()
+        for pk, since in filters.fresh_since.items():
+            at = datetime.fromisoformat(since)
+            stale |= (Q(battle__model_a=pk) | Q(battle__model_b=pk)) & Q(created__lt=at)
+        left_out["before_publication"] = votes.filter(stale).count()
+        votes = votes.exclude(stale)
+    return votes, {reason: n for reason, n in left_out.items() if n}
+
+
+def public_votes() -> tuple[QuerySet[Vote], dict[str, int], frozenset[int]]:
+    """The votes the overall public board counts now, those left out by the testing rules, and
+    the provisional published variants (fresh-vote rule: PROVIDER_FRESH_VOTES since publication)."""
+    filters, provisional = current_filters("overall")
+    votes, left_out = filtered_votes(filters)
+    return votes, left_out, provisional
+
+
+@dataclass(frozen=True)
 class VoteArrays:
     model_ids: list[int]  # index -> LLM primary key
     model_a: np.ndarray
     model_b: np.ndarray
     outcome: np.ndarray
     digest: str
-    # Published variants whose rating still leans on pre-publication votes (fresh-vote rule).
-    provisional: frozenset[int] = frozenset()
+    features: np.ndarray | None = None  # style control: (votes, 4) style_delta
 
 
-def counted_votes() -> tuple[VoteArrays, dict[str, int]]:
-    """The votes the public board counts, as arrays, with the others counted by reason."""
-    votes, left_out, provisional = public_votes()
-    rows = votes.order_by("id").values_list("id", "battle__model_a_id", "battle__model_b_id", "winner")
-    ids, a_pk, b_pk, winners = zip(*rows, strict=True) if rows else ((), (), (), ())
-    model_ids = sorted(set(a_pk) | set(b_pk))
+def vote_arrays(votes: QuerySet[Vote], *, last_vote_id: int, style: bool = False) -> VoteArrays:
+    """Votes as index arrays for the rating engine.
+
+    Without style the database aggregates them to (model_a, model_b, winner) counts, so a board of
+    millions of votes moves a few thousand rows, not millions; the arrays are rebuilt with
+    np.repeat. The digest covers those counts and the last vote id: the same votes give the same
+    digest in any order. Style control needs each vote's style counts, so it reads vote by vote.
+    """
+    digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
+    if style:
+        rows = list(
+            votes.order_by("id").values_list(
+                "battle__model_a_id", "battle__model_b_id", "winner", "conv_metadata"
+            )
+        )
+        counts = [(a, b, w, 1) for a, b, w, _ in rows]
+    else:
+        grouped = votes.values_list("battle__model_a_id", "battle__model_b_id", "winner").annotate(
+            n=Count("id")
+        )
+        counts = sorted(grouped.order_by())
+        rows = []
+    for a, b, w, n in sorted(counts) if style else counts:
+        digest.update(f"{a},{b},{w},{n}\n".encode())
+    model_ids = sorted({a for a, _, _, _ in counts} | {b for _, b, _, _ in counts})
     index = {pk: i for i, pk in enumerate(model_ids)}
-    digest = hashlib.sha256()
-    for vote_id, a, b, winner in zip(ids, a_pk, b_pk, winners, strict=True):
-        digest.update(f"{vote_id},{a},{b},{winner}\n".encode())
-    arrays = VoteArrays(
+    n = np.array([c[3] for c in counts], dtype=np.int64)
+    features = None
+    if style:
+        sides = np.array([rating.style_counts(meta) for *_, meta in rows], dtype=np.float64)
+        features = rating.style_delta(sides[:, 0], sides[:, 1]) if len(rows) else np.zeros((0, 4))
+    return VoteArrays(
         model_ids=model_ids,
-        model_a=np.fromiter((index[pk] for pk in a_pk), dtype=np.int64, count=len(a_pk)),
-        model_b=np.fromiter((index[pk] for pk in b_pk), dtype=np.int64, count=len(b_pk)),
-        outcome=np.fromiter((OUTCOME[w] for w in winners), dtype=np.int64, count=len(winners)),
+        model_a=np.repeat(np.array([index[c[0]] for c in counts], dtype=np.int64), n),
+        model_b=np.repeat(np.array([index[c[1]] for c in counts], dtype=np.int64), n),
+        outcome=np.repeat(np.array([OUTCOME[c[2]] for c in counts], dtype=np.int64), n),
         digest=digest.hexdigest(),
-        provisional=provisional,
+        features=features,
     )
+
+
+def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
     excluded = left_out | {
         row["excluded"]: row["n"]
         for row in Vote.objects.exclude(excluded="").values("excluded").annotate(n=Count("id"))
@@ -69,50 +172,111 @@ def counted_votes() -> tuple[VoteArrays, dict[str, int]]:
     named = Vote.objects.filter(battle__mode=Battle.Mode.NAMED).count()
     if named:
         excluded["named_mode"] = named
-    return arrays, excluded
+    return excluded
 
 
 def recompute(*, board: str = "overall") -> Snapshot | None:
-    """Publish a new snapshot when the counted votes changed; None when nothing was done.
+    """Recompute every board; return the new snapshot of `board`, or None if it did not change."""
+    published = recompute_all()
+    return next((s for s in published if s.board == board), None)
 
-    A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run).
+
+def recompute_all() -> list[Snapshot]:
+    """Publish a new snapshot of each board whose counted votes changed.
+
+    A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run);
+    the one that finds it taken does nothing. Pages are invalidated by bumping a generation key.
     """
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
-        return None
+        return []
     try:
-        return _recompute(board)
+        languages = set(Vote.objects.exclude(language="").values_list("language", flat=True).distinct())
+        published = [s for b in boards.all_boards(languages) if (s := _recompute(b)) is not None]
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
+    if published:
+        bump_generation()
+    return published
 
 
-def _recompute(board: str) -> Snapshot | None:
+GENERATION_KEY = "leaderboard:generation"
+
+
+def generation() -> int:
+    return cache.get_or_set(GENERATION_KEY, 1, timeout=None)
+
+
+def bump_generation() -> None:
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:  # not set yet (or evicted): any new value invalidates
+        cache.set(GENERATION_KEY, int(time.time()), timeout=None)
+
+
+def _recompute(board: boards.Board) -> Snapshot | None:
     started = time.perf_counter()
-    votes, excluded = counted_votes()
-    latest = Snapshot.objects.of_board(board).latest_first().first()
-    if latest and latest.votes_digest == votes.digest and latest.excluded == excluded:
+    filters, provisional = current_filters(board.slug)
+    votes, left_out = filtered_votes(filters)
+    arrays = vote_arrays(votes, last_vote_id=filters.last_vote_id, style=board.style)
+    excluded = excluded_counts(left_out)
+    latest = latest_snapshot(board.slug)
+    if latest and latest.votes_digest == arrays.digest and latest.excluded == excluded:
         return None
+    if board.category and not arrays.model_ids and latest is None:
+        return None  # a category nobody voted in yet: no empty board to show
     params = {
-        "bootstrap": settings.LEADERBOARD_BOOTSTRAP,
+        "bootstrap": settings.LEADERBOARD_BOOTSTRAP
+        if not board.style
+        else settings.LEADERBOARD_STYLE_BOOTSTRAP,
         "seed": settings.LEADERBOARD_SEED,
         "scale": 400,
         "base": 10,
         "offset": 1000,
         "anchor": "mean",
         "ties": "half a win each side",
+        "min_votes": settings.LEADERBOARD_MIN_VOTES,
+        "filters": filters.as_json(),
+        "code_version": CODE_VERSION,
     }
     rows: list[Rating] = []
-    if votes.model_ids:
-        result = rating.rate(
-            votes.model_a,
-            votes.model_b,
-            votes.outcome,
-            len(votes.model_ids),
-            bootstrap=settings.LEADERBOARD_BOOTSTRAP,
-            seed=settings.LEADERBOARD_SEED,
-        )
-        for i, pk in enumerate(votes.model_ids):
+    details: dict[str, Any] = {}
+    if arrays.model_ids:
+        n = len(arrays.model_ids)
+        if board.style:
+            styled = rating.rate_style(
+                arrays.model_a,
+                arrays.model_b,
+                arrays.outcome,
+                arrays.features,
+                n,
+                bootstrap=params["bootstrap"],
+                seed=params["seed"],
+            )
+            result = styled.ratings
+            details["style"] = {
+                name: {
+                    "coef": float(styled.coef[k]),
+                    "ci_lower": float(styled.coef_lower[k]),
+                    "ci_upper": float(styled.coef_upper[k]),
+                }
+                for k, name in enumerate(rating.STYLE_FEATURES)
+            }
+        else:
+            result = rating.rate(
+                arrays.model_a,
+                arrays.model_b,
+                arrays.outcome,
+                n,
+                bootstrap=params["bootstrap"],
+                seed=params["seed"],
+            )
+        details["matrices"] = _matrices(arrays, result)
+        for i, pk in enumerate(arrays.model_ids):
+            votes_i = int(result.votes[i])
+            if board.category and votes_i < settings.LEADERBOARD_MIN_VOTES:
+                continue
             rows.append(
                 Rating(
                     llm_id=pk,
@@ -120,17 +284,21 @@ def _recompute(board: str) -> Snapshot | None:
                     ci_lower=float(result.ci_lower[i]),
                     ci_upper=float(result.ci_upper[i]),
                     rank=int(result.rank[i]),
-                    votes=int(result.votes[i]),
-                    provisional=pk in votes.provisional,
+                    votes=votes_i,
+                    provisional=pk in provisional or votes_i < settings.LEADERBOARD_MIN_VOTES,
                 )
             )
+        if board.slug == "overall":
+            details["latency"] = latency(arrays.model_ids)
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
-            board=board,
-            votes=len(votes.outcome),
-            votes_digest=votes.digest,
+            board=board.slug,
+            votes=len(arrays.outcome),
+            votes_digest=arrays.digest,
+            method=board.method,
             params=params,
             excluded=excluded,
+            details=details,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         for row in rows:
@@ -139,44 +307,59 @@ def _recompute(board: str) -> Snapshot | None:
     return snapshot
 
 
+CODE_VERSION = "rating-1"  # bump when a change to the engine can move published numbers
+HEATMAP_MODELS = 20  # the heatmaps show the top models; beyond that a person cannot read them
+
+
+def _matrices(arrays: VoteArrays, result: rating.Ratings) -> dict[str, Any]:
+    counts = rating.aggregate(arrays.model_a, arrays.model_b, arrays.outcome, len(arrays.model_ids))
+    order = np.argsort(-result.rating)[:HEATMAP_MODELS]
+    wins = rating.win_rate_matrix(counts, len(arrays.model_ids))[np.ix_(order, order)]
+    battles = rating.battle_count_matrix(counts, len(arrays.model_ids))[np.ix_(order, order)]
+    return {
+        "models": [arrays.model_ids[i] for i in order],
+        "win_rate": [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in wins],
+        "battles": [[int(x) for x in row] for row in battles],
+    }
+
+
+def latency(model_ids: list[int]) -> dict[str, dict[str, float]]:
+    """Median and p90 time to first token and median decoding speed of each model's finished answers."""
+    answers = Answer.objects.filter(status=Answer.Status.DONE, ttft_ms__isnull=False).values_list(
+        "side",
+        "turn__battle__model_a_id",
+        "turn__battle__model_b_id",
+        "ttft_ms",
+        "duration_ms",
+        "output_tokens",
+    )
+    ttft: dict[int, list[float]] = {pk: [] for pk in model_ids}
+    speed: dict[int, list[float]] = {pk: [] for pk in model_ids}
+    for side, a, b, first, total, tokens in answers.iterator(chunk_size=5000):
+        pk = a if side == "a" else b
+        if pk not in ttft:
+            continue
+        ttft[pk].append(first)
+        if tokens and tokens > 1 and total and total > first:
+            speed[pk].append((tokens - 1) / ((total - first) / 1000))
+    figures: dict[str, dict[str, float]] = {}
+    for pk, values in ttft.items():
+        if values:
+            figures[str(pk)] = {
+                "ttft_p50_ms": round(float(np.percentile(values, 50)), 1),
+                "ttft_p90_ms": round(float(np.percentile(values, 90)), 1),
+                "answers": len(values),
+            }
+            if speed[pk]:
+                figures[str(pk)]["tokens_per_s"] = round(float(np.median(speed[pk])), 1)
+    return figures
+
+
 def latest_snapshot(board: str = "overall") -> Snapshot | None:
     return Snapshot.objects.of_board(board).latest_first().first()
 
 
 # --- Provider testing rules: what the public board counts, private results, the ledger -----------
-
-
-def public_votes() -> tuple[QuerySet[Vote], dict[str, int], frozenset[int]]:
-    """The votes the public board may count, those the testing rules leave out, and provisional models.
-
-    Unpublished variants: a vote with a private model on either side is never counted. Fresh
-    votes: a published variant's pre-publication votes count only until it has
-    PROVIDER_FRESH_VOTES counted votes from after its publication, and are dropped from then on
-    (they were collected before a best-of-N choice, so they lean upward); until then its rating is
-    provisional.
-    """
-    votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="")
-    private = Q(battle__model_a__visibility=LLM.Visibility.PRIVATE) | Q(
-        battle__model_b__visibility=LLM.Visibility.PRIVATE
-    )
-    left_out = {"unpublished_variant": votes.filter(private).count()}
-    votes = votes.exclude(private)
-    fresh: Counter[int] = Counter()
-    for side in ("battle__model_a", "battle__model_b"):
-        after = votes.filter(
-            **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
-        )
-        fresh.update(dict(after.values(side).annotate(n=Count("id")).values_list(side, "n")))
-    published = list(LLM.objects.filter(published_at__isnull=False).values_list("pk", flat=True))
-    fresh_only = [pk for pk in published if fresh[pk] >= settings.PROVIDER_FRESH_VOTES]
-    provisional = frozenset(pk for pk in published if fresh[pk] < settings.PROVIDER_FRESH_VOTES)
-    if fresh_only:
-        stale = Q(battle__model_a__in=fresh_only, created__lt=F("battle__model_a__published_at")) | Q(
-            battle__model_b__in=fresh_only, created__lt=F("battle__model_b__published_at")
-        )
-        left_out["before_publication"] = votes.filter(stale).count()
-        votes = votes.exclude(stale)
-    return votes, {reason: n for reason, n in left_out.items() if n}, provisional
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from leaderboard import services
 
 
 @shared_task(name="leaderboard.tasks.recompute")
-def recompute() -> int | None:
-    """Publish a fresh snapshot if the counted votes changed; returns its id."""
-    snapshot = services.recompute()
-    return snapshot.pk if snapshot else None
+def recompute() -> list[int]:
+    """Publish a fresh snapshot of each board whose counted votes changed; returns their ids."""
+    return [snapshot.pk for snapshot in services.recompute_all()]

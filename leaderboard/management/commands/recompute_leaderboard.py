@@ -8,14 +8,14 @@ from leaderboard import services
 
 
 class Command(BaseCommand):
-    help = "Recompute the leaderboard now, in this process, and publish a snapshot if votes changed."
+    help = "Recompute every board now, in this process, publishing those whose votes changed."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        snapshot = services.recompute()
-        if snapshot is None:
+        published = services.recompute_all()
+        if not published:
             self.stdout.write("Nothing to do: the votes have not changed, or a recompute is running.")
-            return
-        self.stdout.write(
-            f"Snapshot {snapshot.pk}: {snapshot.votes} votes, {snapshot.ratings.count()} models "
-            f"({snapshot.duration_ms:.0f} ms)."
-        )
+        for snapshot in published:
+            self.stdout.write(
+                f"{snapshot.board}: snapshot {snapshot.pk}, {snapshot.votes} votes, "
+                f"{snapshot.ratings.count()} models ({snapshot.duration_ms:.0f} ms)."
+            )
