@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import csv
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
@@ -10,15 +15,124 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.errors import error_body
 from config.schema import errors
+from leaderboard import boards
+from leaderboard.dumps import export_lines
 from leaderboard.models import Snapshot, SnapshotQuerySet
-from leaderboard.services import latest_snapshot
+from leaderboard.services import Filters, filtered_votes, generation, latest_snapshot
+from providers.models import LLM
 
 
 def board_page(request: HttpRequest) -> HttpResponse:
-    snapshot = latest_snapshot()
+    """The board page, rendered once per board and snapshot generation, then served from the cache."""
+    spec = boards.board(request.GET.get("board", "overall"))
+    if spec is None:
+        raise Http404("No such board.")
+    # The newest snapshot's id (an indexed lookup) keys the page; the generation, bumped on every
+    # publication, also retires pages whose tabs list other boards.
+    latest = Snapshot.objects.of_board(spec.slug).latest_first().values_list("pk", flat=True).first()
+    key = f"leaderboard:page:{spec.slug}:{latest}:{generation()}"
+    html = cache.get(key)
+    if html is None:
+        html = render_to_string("leaderboard/board.html", board_context(spec), request=request)
+        cache.set(key, html, timeout=24 * 3600)
+    return HttpResponse(html)
+
+
+def board_context(spec: boards.Board) -> dict[str, Any]:
+    snapshot = latest_snapshot(spec.slug)
+    published = set(Snapshot.objects.values_list("board", flat=True).distinct())
+    tabs = [
+        b for b in boards.all_boards({s.removeprefix("language-") for s in published}) if b.slug in published
+    ]
     ratings = list(snapshot.ratings.select_related("llm")) if snapshot else []
-    return render(request, "leaderboard/board.html", {"snapshot": snapshot, "ratings": ratings})
+    details = snapshot.details if snapshot else {}
+    latency = details.get("latency") or (latest_snapshot().details.get("latency", {}) if snapshot else {})
+    for r in ratings:
+        r.latency = latency.get(str(r.llm_id), {})
+    return {
+        "board": spec,
+        "tabs": tabs or [boards.board("overall")],
+        "snapshot": snapshot,
+        "ratings": ratings,
+        "heatmaps": _heatmaps(details.get("matrices")),
+        "style": details.get("style"),
+        "min_votes": settings.LEADERBOARD_MIN_VOTES,
+    }
+
+
+def _heatmaps(matrices: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not matrices or not matrices.get("models"):
+        return []
+    labels = {m.pk: m.label for m in LLM.objects.filter(pk__in=matrices["models"])}
+    names = [labels.get(pk, "?") for pk in matrices["models"]]
+    most = max((max(row) for row in matrices["battles"]), default=0) or 1
+    win_rows, count_rows = [], []
+    for name, wins, counts in zip(names, matrices["win_rate"], matrices["battles"], strict=True):
+        # Colour strength as a percentage the template puts in a CSS variable.
+        win_rows.append((name, [None if w is None else (f"{round(100 * w)}%", round(100 * w)) for w in wins]))
+        count_rows.append((name, [(n, round(100 * n / most)) if n else None for n in counts]))
+    return [
+        {
+            "id": "win-rate",
+            "title": "Observed win rate",
+            "note": "Row model against column model; ties count half.",
+            "columns": names,
+            "rows": win_rows,
+            "kind": "rate",
+        },
+        {
+            "id": "battles",
+            "title": "Battle counts",
+            "note": "Counted battles between each pair of models.",
+            "columns": names,
+            "rows": count_rows,
+            "kind": "count",
+        },
+    ]
+
+
+def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    """Exactly the votes behind a snapshot, in the public battle format (JSON lines)."""
+    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    if snapshot is None or "filters" not in snapshot.params:
+        return JsonResponse(
+            error_body("No such snapshot, or it predates vote export.", "not_found"), status=404
+        )
+    votes, _ = filtered_votes(Filters.from_json(snapshot.params["filters"]))
+    response = StreamingHttpResponse(export_lines(votes), content_type="application/x-ndjson")
+    response["Content-Disposition"] = (
+        f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}-votes.jsonl"'
+    )
+    return response
+
+
+def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    if snapshot is None:
+        return JsonResponse(error_body("No such snapshot.", "not_found"), status=404)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        ["rank", "model", "rating", "ci_lower", "ci_upper", "votes", "provisional", "organization", "license"]
+    )
+    for r in snapshot.ratings.select_related("llm"):
+        writer.writerow(
+            [
+                r.rank,
+                r.llm.name,
+                f"{r.rating:.2f}",
+                f"{r.ci_lower:.2f}",
+                f"{r.ci_upper:.2f}",
+                r.votes,
+                r.provisional,
+                r.llm.organization,
+                r.llm.license,
+            ]
+        )
+    return response
 
 
 class BoardQuerySerializer(serializers.Serializer):

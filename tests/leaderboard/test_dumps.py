@@ -15,12 +15,25 @@ from providers.models import LLM
 pytestmark = pytest.mark.django_db
 
 RECORDS = [
-    {"model_a": "gpt-4", "model_b": "llama-2", "winner": "model_a", "tstamp": 1700000000.0, "anony": True,
-     "language": "English", "turn": 1,
-     "conv_metadata": {"sum_assistant_a_tokens": 120, "sum_assistant_b_tokens": 80,
-                       "header_count_a": {"h1": 1}, "header_count_b": {"h1": 0},
-                       "list_count_a": {"ordered": 2, "unordered": 0}, "list_count_b": {"ordered": 0, "unordered": 1},
-                       "bold_count_a": {"**": 1, "__": 0}, "bold_count_b": {"**": 0, "__": 0}}},
+    {
+        "model_a": "gpt-4",
+        "model_b": "llama-2",
+        "winner": "model_a",
+        "tstamp": 1700000000.0,
+        "anony": True,
+        "language": "English",
+        "turn": 1,
+        "conv_metadata": {
+            "sum_assistant_a_tokens": 120,
+            "sum_assistant_b_tokens": 80,
+            "header_count_a": {"h1": 1},
+            "header_count_b": {"h1": 0},
+            "list_count_a": {"ordered": 2, "unordered": 0},
+            "list_count_b": {"ordered": 0, "unordered": 1},
+            "bold_count_a": {"**": 1, "__": 0},
+            "bold_count_b": {"**": 0, "__": 0},
+        },
+    },
     {"model_a": "llama-2", "model_b": "claude-2", "winner": "tie (bothbad)", "anony": True, "turn": 3},
     {"model_a": "claude-2", "model_b": "gpt-4", "winner": "tie", "anony": False, "language": "German"},
 ]
