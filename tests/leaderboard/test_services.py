@@ -6,7 +6,7 @@ import pytest
 
 from arena.models import Battle, Vote
 from leaderboard import services, tasks
-from leaderboard.models import Rating, Snapshot
+from leaderboard.models import Snapshot
 from providers.models import LLM
 from tests.factories import voted_battle
 
