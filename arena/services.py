@@ -23,7 +23,7 @@ from django.utils.crypto import salted_hmac
 from arena import categories
 from arena.models import Answer, Battle, Side, Turn, Vote
 from config.errors import Conflict, DomainError, NotFound, Unavailable
-from providers.base import Chunk, Message, UpstreamError
+from providers.base import CallSpec, Chunk, Message, UpstreamError
 from providers.http import call_spec, client
 from providers.models import LLM
 from providers.registry import backend_for
@@ -217,7 +217,7 @@ def _stale_before() -> Any:
     return timezone.now() - timedelta(seconds=settings.UPSTREAM_TOTAL_TIMEOUT + 60)
 
 
-def _db(fn: Any) -> Any:
+def run_in_db(fn: Any) -> Any:
     """Run ORM work off the event loop, in a pool thread that closes its connection afterwards.
 
     Side tasks may outlive their request, so they cannot use the request's thread-sensitive
@@ -277,18 +277,30 @@ def _battle_ended(battle: Battle, ok: bool) -> str:
     return state
 
 
+def _prepare_side(turn: Turn, side: str, llm: LLM) -> tuple[CallSpec, list[Message]]:
+    """One database step before the call: read the conversation, write the answer's call record."""
+    spec = call_spec(llm)
+    messages = _conversation(turn, side)
+    _answer_started(turn, side, spec.sampling_params())
+    return spec, messages
+
+
 async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> bool:
+    """Stream one side's answer onto the queue and record it; True when it ended well.
+
+    Never raises: a failure anywhere, the database's included, ends this side with an error event,
+    so the visitor's stream always reaches its end.
+    """
     llm = plan.battle.llm(side)
-    spec = await sync_to_async(call_spec, thread_sensitive=False)(llm)
-    messages = await _db(_conversation)(plan.turn, side)
-    await _db(_answer_started)(plan.turn, side, spec.sampling_params())
-    started = time.monotonic()
+    started = last = time.monotonic()
     ttft: float | None = None
-    last = started
     gaps: list[float] = []
     parts: list[str] = []
-    finish: Chunk | None = None
+    outage = ""
     try:
+        spec, messages = await run_in_db(_prepare_side)(plan.turn, side, llm)
+        started = last = time.monotonic()
+        finish: Chunk | None = None
         async with asyncio.timeout(spec.total_timeout):
             async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
                 if chunk.kind == "delta" and chunk.text:
@@ -306,35 +318,37 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
             raise UpstreamError(
                 "The answer was cut off before it ended.", detail="stream ended without finish"
             )
+        outcome: dict[str, Any] = {
+            "status": Answer.Status.DONE,
+            "finish_reason": finish.finish_reason,
+            "inter_token_ms": 1000 * sum(gaps) / len(gaps) if gaps else None,
+            "input_tokens": finish.input_tokens,
+            "output_tokens": finish.output_tokens,
+        }
+        event = {"side": side, "type": "done", "text": ""}
     except Exception as exc:  # every failure, a bug included, ends this side cleanly
         public, detail = _failure(exc)
         if isinstance(exc, UpstreamError) and exc.permanent:
-            await _db(llm.mark_outage)(f"{timezone.now():%Y-%m-%d %H:%M} {detail}")
-        await _db(_answer_ended)(
+            outage = f"{timezone.now():%Y-%m-%d %H:%M} {detail}"
+        outcome = {"status": Answer.Status.ERROR, "error": detail}
+        event = {"side": side, "type": "error", "text": public}
+    try:
+        if outage:
+            await run_in_db(llm.mark_outage)(outage)
+        await run_in_db(_answer_ended)(
             plan.turn,
             side,
-            status=Answer.Status.ERROR,
             text="".join(parts),
-            error=detail,
             ttft_ms=ttft,
             duration_ms=(time.monotonic() - started) * 1000,
+            **outcome,
         )
-        await queue.put({"side": side, "type": "error", "text": public})
-        return False
-    await _db(_answer_ended)(
-        plan.turn,
-        side,
-        status=Answer.Status.DONE,
-        text="".join(parts),
-        finish_reason=finish.finish_reason,
-        ttft_ms=ttft,
-        duration_ms=(time.monotonic() - started) * 1000,
-        inter_token_ms=1000 * sum(gaps) / len(gaps) if gaps else None,
-        input_tokens=finish.input_tokens,
-        output_tokens=finish.output_tokens,
-    )
-    await queue.put({"side": side, "type": "done", "text": ""})
-    return True
+    except Exception:
+        logger.exception("could not record answer %s of %s", side, plan.turn)
+        if event["type"] == "done":
+            event = {"side": side, "type": "error", "text": "The answer could not be saved."}
+    await queue.put(event)
+    return event["type"] == "done"
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
@@ -355,14 +369,19 @@ async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Any]) -> None:
             await queue.put(END)
 
     results = await asyncio.gather(side(Side.A), side(Side.B))
-    state = await _db(_battle_ended)(plan.battle, all(results))
+    try:
+        state = await run_in_db(_battle_ended)(plan.battle, all(results))
+    except Exception:
+        # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
+        logger.exception("could not close %s", plan.battle)
+        state = Battle.State.FAILED
     await queue.put({"side": None, "type": "end", "text": "", "state": state})
 
 
 async def stream_events(plan: StreamPlan) -> AsyncIterator[Event]:
     """Both answers as one stream of events, interleaved as they arrive."""
     if not plan.live:
-        for event in await _db(_replay)(plan):
+        for event in await run_in_db(_replay)(plan):
             yield event
         return
     queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -4,7 +4,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -159,8 +158,10 @@ def _sse(event: dict[str, Any]) -> bytes:
 async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     """Both answers of the latest turn as one server-sent event stream."""
     try:
-        session = await sync_to_async(visitor)(request)
-        plan = await sync_to_async(services.plan_stream)(battle_id=battle_id, session=session)
+        # In a pool thread that gives its connection back at once: the response streams for
+        # minutes, and must not hold a database connection all that time.
+        session = visitor(request)  # reads the cookie only: no database
+        plan = await services.run_in_db(services.plan_stream)(battle_id=battle_id, session=session)
     except DomainError as exc:
         return JsonResponse(error_body(exc.message, exc.code), status=exc.status_code)
 

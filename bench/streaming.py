@@ -53,6 +53,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+# Seconds a battle may take beyond its streams' own length before it counts as an error.
+GRACE = 120.0
 
 # --- the upstream -------------------------------------------------------------------------------------
 
@@ -244,50 +246,60 @@ class Stream:
         return [b - a for a, b in zip(self.tokens, self.tokens[1:], strict=False)]
 
 
-async def direct_stream(port: int, model: str) -> Stream:
+async def direct_stream(port: int, model: str, limit: float) -> Stream:
     stream = Stream(start=time.perf_counter())
     stream.stream_start = stream.start
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     try:
-        async for at, data in sse(port, "POST", "/v1/chat/completions", body):
-            if data == "[DONE]":
-                stream.done = at
-                break
-            choices = json.loads(data)["choices"]
-            if choices and choices[0]["delta"].get("content"):
-                stream.tokens.append(at)
+        async with asyncio.timeout(limit):
+            async for at, data in sse(port, "POST", "/v1/chat/completions", body):
+                if data == "[DONE]":
+                    stream.done = at
+                    break
+                choices = json.loads(data)["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    stream.tokens.append(at)
+    except TimeoutError:
+        stream.error = f"no end within {limit:g} s"
     except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError) as exc:
         stream.error = f"{type(exc).__name__}: {exc}"
     return stream
 
 
-async def battle(port: int, pair: tuple[str, str]) -> tuple[Stream, Stream, str]:
+async def battle(port: int, pair: tuple[str, str], limit: float) -> tuple[Stream, Stream, str]:
     """One battle through the public API: (side a, side b, the battle's final state or an error)."""
     start = time.perf_counter()
     a, b = Stream(start=start), Stream(start=start)
     try:
-        body = {"prompt": "hi", "mode": "named", "model_a": pair[0], "model_b": pair[1]}
-        status, headers, data = await call(port, "POST", "/api/v1/battles/", body)
-        if status != 201:
-            raise RuntimeError(f"POST /battles/ answered {status}: {data[:200]!r}")
-        cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("sessionid="))
-        battle_id = json.loads(data)["id"]
-        a.stream_start = b.stream_start = time.perf_counter()
-        sides = {"a": a, "b": b}
-        state = "no end event"
-        async for at, raw in sse(port, "GET", f"/api/v1/battles/{battle_id}/stream", cookie=cookie):
-            item = json.loads(raw)
-            if item["type"] == "delta":
-                sides[item["side"]].tokens.append(at)
-            elif item["type"] == "done":
-                sides[item["side"]].done = at
-            elif item["type"] == "error":
-                sides[item["side"]].error = item["text"]
-            elif item["type"] == "end":
-                state = item["state"]
-        return a, b, state
+        async with asyncio.timeout(limit):
+            return await _battle(port, pair, a, b)
+    except TimeoutError:
+        return a, b, f"no end within {limit:g} s"
     except (OSError, RuntimeError, ValueError, StopIteration, asyncio.IncompleteReadError) as exc:
         return a, b, f"{type(exc).__name__}: {exc}"
+
+
+async def _battle(port: int, pair: tuple[str, str], a: Stream, b: Stream) -> tuple[Stream, Stream, str]:
+    body = {"prompt": "hi", "mode": "named", "model_a": pair[0], "model_b": pair[1]}
+    status, headers, data = await call(port, "POST", "/api/v1/battles/", body)
+    if status != 201:
+        raise RuntimeError(f"POST /battles/ answered {status}: {data[:200]!r}")
+    cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("sessionid="))
+    battle_id = json.loads(data)["id"]
+    a.stream_start = b.stream_start = time.perf_counter()
+    sides = {"a": a, "b": b}
+    state = "no end event"
+    async for at, raw in sse(port, "GET", f"/api/v1/battles/{battle_id}/stream", cookie=cookie):
+        item = json.loads(raw)
+        if item["type"] == "delta":
+            sides[item["side"]].tokens.append(at)
+        elif item["type"] == "done":
+            sides[item["side"]].done = at
+        elif item["type"] == "error":
+            sides[item["side"]].error = item["text"]
+        elif item["type"] == "end":
+            state = item["state"]
+    return a, b, state
 
 
 def ms(values: list[float], q: float) -> float:
@@ -427,10 +439,19 @@ def failures(battles: list[tuple[Stream, Stream, str]]) -> list[str]:
 
 async def latency(platform: Platform, upstream_port: int, count: int, tokens: int, interval: int) -> None:
     pace = f"{tokens}x{interval}"
-    direct = [await direct_stream(upstream_port, pace) for _ in range(2 * count)]
-    battles = [await battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")) for _ in range(count)]
+    limit = tokens * interval / 1000 + GRACE
+    # Not counted: the first request of a fresh process imports modules and opens connections.
+    await direct_stream(upstream_port, pace, limit)
+    await battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}"), limit)
+    direct = [await direct_stream(upstream_port, pace, limit) for _ in range(2 * count)]
+    battles = [
+        await battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}"), limit) for _ in range(count)
+    ]
     through = flat(battles)
-    print(f"\nlatency: {count} battles one at a time, each side {tokens} tokens, one every {interval} ms")
+    print(
+        f"\nlatency: {count} battles one at a time (after one to warm up), each side {tokens} tokens, "
+        f"one every {interval} ms"
+    )
     rows = [
         ("time to first token p50", [s.ttft for s in direct], [s.ttft for s in through], 0.5),
         ("time to first token p99", [s.ttft for s in direct], [s.ttft for s in through], 0.99),
@@ -468,10 +489,13 @@ async def concurrency(
           f"({tokens * interval / 1000:g} s a stream)")  # fmt: skip
     print(f"  {'battles':>8}{'streams':>9}{'held at once':>14}{'errors':>8}"
           f"{'TTFT p50/p99 from POST (ms)':>30}{'from GET (ms)':>20}{'wall (s)':>10}")  # fmt: skip
+    limit = tokens * interval / 1000 + GRACE
     for n in levels:
         await upstream_stats(upstream_port, "/reset")
         started = time.perf_counter()
-        battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")))
+        battles = await at_once(
+            n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}"), limit)
+        )
         wall = time.perf_counter() - started
         stats = await upstream_stats(upstream_port, "/stats")
         streams = flat(battles)
@@ -490,8 +514,9 @@ async def gradio(platform: Platform, upstream_port: int, n: int, tokens: int, in
     ideal = tokens * interval / 1000
     print(f"\ngradio load: {n} battles at once, each side {tokens} tokens at {1000 / interval:g} tokens/s "
           f"(ideal {ideal:.1f} s a stream)")  # fmt: skip
-    direct = await at_once(2 * n, lambda: direct_stream(upstream_port, pace))
-    battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}")))
+    limit = ideal + GRACE
+    direct = await at_once(2 * n, lambda: direct_stream(upstream_port, pace, limit))
+    battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}"), limit))
     within_label = f"within {ideal * 1.2:g} s"
     print(f"  {'stream completion (s)':<30}{'p50':>8}{'p99':>8}{'max':>8}{within_label:>14}{'errors':>8}")
     for label, streams, origin in (
@@ -520,6 +545,8 @@ def main() -> None:
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: serve the upstream here
     args = parser.parse_args()
     use_uvloop()
+    # `timeout` or Ctrl-C: unwind, so the finally below stops the upstream and the platform.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     # A thousand streams are two thousand sockets between the three processes, which inherit this.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -554,6 +581,9 @@ def main() -> None:
             platform.stop()
             upstream.terminate()
             upstream.wait()
+            logged = platform.log.read_text(errors="replace") if platform.log.exists() else ""
+            if "Traceback" in logged or "ERROR" in logged:
+                print("\nthe platform logged errors; the last lines:", *logged.splitlines()[-15:], sep="\n  ")
 
 
 def use_uvloop() -> None:

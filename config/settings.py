@@ -94,9 +94,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One file per test process, so that two test runs on one machine never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
-    # Under ASGI each request may run on a different thread; Django's docs advise no persistent
-    # connections there (they would leak per thread). Use PgBouncer in front for pooling.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    # Under ASGI a request's steps run on many threads and a battle streams for minutes, so
+    # persistent per-thread connections would pile up (one per open stream). psycopg's pool
+    # instead lends a connection for each short step and caps how many the process opens.
+    # DB_POOL_MAX_SIZE=0 turns it off (with PgBouncer in front, say).
+    pool_size = env.int("DB_POOL_MAX_SIZE", default=20)
+    if pool_size:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": pool_size, "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+        }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, sessions, Celery --------------------------------------------------------------------
@@ -153,6 +160,25 @@ UPSTREAM_FIRST_TOKEN_TIMEOUT = env.float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default
 UPSTREAM_TOTAL_TIMEOUT = env.float("UPSTREAM_TOTAL_TIMEOUT", default=300.0)
 # Seconds between two words of a demo model's answer: human-readable pace.
 DEMO_TOKEN_DELAY = env.float("DEMO_TOKEN_DELAY", default=0.03)
+
+# --- Local GPU serving (serving/, `manage.py serve_local`) -----------------------------------------
+VLLM_EXECUTABLE = env.str("VLLM_EXECUTABLE", default="vllm")
+# Seconds to wait for a server's /health after launch (loading large weights takes minutes).
+SERVING_STARTUP_TIMEOUT = env.float("SERVING_STARTUP_TIMEOUT", default=1800.0)
+SERVING_POLL_INTERVAL = env.float("SERVING_POLL_INTERVAL", default=2.0)
+SERVING_HEALTH_TIMEOUT = env.float("SERVING_HEALTH_TIMEOUT", default=5.0)
+# Failed health checks in a row before a server counts as down and is restarted.
+SERVING_HEALTH_FAILURES = env.int("SERVING_HEALTH_FAILURES", default=3)
+SERVING_RESTART_BACKOFF = env.float("SERVING_RESTART_BACKOFF", default=5.0)
+SERVING_RESTART_BACKOFF_MAX = env.float("SERVING_RESTART_BACKOFF_MAX", default=300.0)
+# Failures in a row before the supervisor gives up and leaves the model in outage.
+SERVING_MAX_FAILURES = env.int("SERVING_MAX_FAILURES", default=5)
+# Seconds of good health after which the failure count starts again from zero.
+SERVING_STABLE_AFTER = env.float("SERVING_STABLE_AFTER", default=600.0)
+SERVING_STOP_GRACE = env.float("SERVING_STOP_GRACE", default=30.0)
+# Saturation: more queued requests than this, or a fuller KV cache, takes a model out of the draw.
+SERVING_MAX_WAITING = env.int("SERVING_MAX_WAITING", default=0)
+SERVING_MAX_KV_CACHE = env.float("SERVING_MAX_KV_CACHE", default=0.95)
 
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

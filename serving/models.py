@@ -1,1 +1,1 @@
-# Local vLLM deployments get their tables with the backends issue; nothing is stored here yet.
+# Deployments are declared in a file (serving/deployments.py reads it); serving keeps no tables.

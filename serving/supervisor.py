@@ -68,7 +68,6 @@ class Supervisor:
         self.executable = executable
         self.knobs = knobs
         self.log = log
-        self.processes: dict[str, asyncio.subprocess.Process] = {}  # the running server of each
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._relays: set[asyncio.Task[None]] = set()
@@ -105,16 +104,20 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         failures = 0
         while not self.stopping:
-            process = await self._start(deployment)
             healthy_since: float | None = None
             try:
-                reason = await self._wait_healthy(deployment, process, client)
-                if reason is None:
-                    healthy_since = loop.time()
-                    self.log(f"{deployment.name}: serving at {deployment.base_url}")
-                    reason = await self._watch(deployment, process, client)
-            finally:
-                await self._terminate(deployment, process)
+                process = await self._start(deployment)
+            except OSError as exc:
+                reason = f"the server could not be started: {exc}"
+            else:
+                try:
+                    reason = await self._wait_healthy(deployment, process, client)
+                    if reason is None:
+                        healthy_since = loop.time()
+                        self.log(f"{deployment.name}: serving at {deployment.base_url}")
+                        reason = await self._watch(deployment, process, client)
+                finally:
+                    await self._terminate(deployment, process)
             if self.stopping:
                 break
             if healthy_since is not None and loop.time() - healthy_since >= self.knobs.stable_after:
@@ -160,7 +163,6 @@ class Supervisor:
             # memory, and stopping must reach all of them, not only the one we started.
             start_new_session=True,
         )
-        self.processes[deployment.name] = process
         relay = asyncio.create_task(self._relay(deployment, process))
         self._relays.add(relay)
         relay.add_done_callback(self._relays.discard)
@@ -169,7 +171,13 @@ class Supervisor:
     async def _relay(self, deployment: Deployment, process: asyncio.subprocess.Process) -> None:
         """The server's output, each line marked with its deployment: several servers share one log."""
         assert process.stdout is not None
-        async for line in process.stdout:
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # a line over the reader's limit (a progress bar): the rest of it
+                line = await process.stdout.read(2**16)
+            if not line:
+                return
             self.log(f"[{deployment.name}] {line.decode(errors='replace').rstrip()}")
 
     async def _wait_healthy(

@@ -330,3 +330,17 @@ def test_a_rejected_key_puts_the_model_in_outage(
     alpha = LLM.objects.get(name="alpha-chat")
     assert alpha.state == LLM.State.OUTAGE and "401" in alpha.state_reason
     assert_error(web.post("/api/v1/battles/", json={"prompt": "again"}), 503, "fewer than two")
+
+
+def test_a_failure_before_the_call_still_ends_the_stream(
+    web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(llm: LLM) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("arena.services.call_spec", broken)
+    battle_id = start(web)
+    events, _ = stream(web, battle_id)
+    assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
+    assert events[-1]["state"] == "failed"
+    assert all("database" not in e["text"] for e in events)
