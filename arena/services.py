@@ -8,7 +8,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -211,6 +211,8 @@ class StreamPlan:
     battle: Battle
     turn: Turn
     live: bool  # False: the turn already ended, replay it from the database
+    # Per side, what the call needs (or why it cannot be made), read while the battle is claimed.
+    calls: dict[str, tuple[CallSpec, list[Message]] | Exception] = field(default_factory=dict)
 
 
 def _stale_before() -> Any:
@@ -243,7 +245,15 @@ def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
     ).update(state=Battle.State.STREAMING, updated=timezone.now())
     if claimed:
         battle.state = Battle.State.STREAMING
-        return StreamPlan(battle, turn, live=True)
+        plan = StreamPlan(battle, turn, live=True)
+        # Both call records are written here, in the step that claims the battle, so that the
+        # calls themselves go out with no database step in front of them.
+        for side in (Side.A, Side.B):
+            try:
+                plan.calls[side] = _prepare_side(turn, side, battle.llm(side))
+            except Exception as exc:  # reported on that side's stream, like any failed call
+                plan.calls[side] = exc
+        return plan
     battle.refresh_from_db(fields=["state"])
     if battle.state == Battle.State.STREAMING:
         raise Conflict("This battle is already streaming in another window.", code="already_streaming")
@@ -298,8 +308,10 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
     parts: list[str] = []
     outage = ""
     try:
-        spec, messages = await run_in_db(_prepare_side)(plan.turn, side, llm)
-        started = last = time.monotonic()
+        prepared = plan.calls[side]
+        if isinstance(prepared, Exception):
+            raise prepared
+        spec, messages = prepared
         finish: Chunk | None = None
         async with asyncio.timeout(spec.total_timeout):
             async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
