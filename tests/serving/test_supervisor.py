@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -283,6 +284,23 @@ def test_a_server_that_stops_answering_its_health_check_is_restarted(
     )
 
 
+def test_a_server_that_cannot_be_started_is_given_up_on(
+    tmp_path: Path, fakes: Fakes, transactional_db: None
+) -> None:
+    logs: list[str] = []
+    supervisor = Supervisor(
+        parse_deployments(deployments_file(tmp_path, "alpha")),
+        executable=[str(tmp_path / "vanished-vllm")],
+        knobs=FAST,
+        log=logs.append,
+    )
+    asyncio.run(supervisor.run())  # returns: nothing left to supervise
+
+    state, reason = state_of("alpha")
+    assert state == LLM.State.OUTAGE and "gave up after 3 failures in a row" in reason
+    assert "the server could not be started: [Errno 2] No such file or directory" in reason
+
+
 # --- load --------------------------------------------------------------------------------------------
 
 
@@ -351,8 +369,8 @@ def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    host, port = db["HOST"] or "localhost", db["PORT"] or 5432
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
+    user, password = quote(db["USER"] or "", safe=""), quote(db["PASSWORD"] or "", safe="")
+    return f"postgres://{user}:{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def manage(*args: str, **env: str) -> subprocess.Popen[str]:
