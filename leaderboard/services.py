@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Count, F, FloatField, Func, Q, QuerySet
 from django.utils import timezone
 
 from arena.models import Answer, Battle, Vote
@@ -134,9 +134,7 @@ def vote_arrays(votes: QuerySet[Vote], *, last_vote_id: int, style: bool = False
     digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
     if style:
         rows = list(
-            votes.order_by("id").values_list(
-                "battle__model_a_id", "battle__model_b_id", "winner", "conv_metadata"
-            )
+            votes.order_by("id").values_list("battle__model_a_id", "battle__model_b_id", "winner", "id")
         )
         counts = [(a, b, w, 1) for a, b, w, _ in rows]
     else:
@@ -145,14 +143,16 @@ def vote_arrays(votes: QuerySet[Vote], *, last_vote_id: int, style: bool = False
         )
         counts = sorted(grouped.order_by())
         rows = []
-    for a, b, w, n in sorted(counts) if style else counts:
-        digest.update(f"{a},{b},{w},{n}\n".encode())
+    # A style board's rows are single votes: each distinct row hashed once per vote gives the bytes of
+    # the sorted rows without sorting millions of tuples.
+    for (a, b, w, n), repeat in sorted(Counter(counts).items()) if style else ((c, 1) for c in counts):
+        digest.update(f"{a},{b},{w},{n}\n".encode() * repeat)
     model_ids = sorted({a for a, _, _, _ in counts} | {b for _, b, _, _ in counts})
     index = {pk: i for i, pk in enumerate(model_ids)}
     n = np.array([c[3] for c in counts], dtype=np.int64)
     features = None
     if style:
-        sides = np.array([rating.style_counts(meta) for *_, meta in rows], dtype=np.float64)
+        sides = _style_sides(np.array([row[3] for row in rows], dtype=np.int64), last_vote_id)
         features = rating.style_delta(sides[:, 0], sides[:, 1]) if len(rows) else np.zeros((0, 4))
     return VoteArrays(
         model_ids=model_ids,
@@ -162,6 +162,80 @@ def vote_arrays(votes: QuerySet[Vote], *, last_vote_id: int, style: bool = False
         digest=digest.hexdigest(),
         features=features,
     )
+
+
+# The parts of the dict-valued style counts in the public clean_battle format, in jsonb's key order
+# (shorter keys first), which is the order Python reads them in.
+STYLE_PARTS = {
+    "length": (),
+    "headers": ("h1", "h2", "h3", "h4", "h5", "h6"),
+    "lists": ("ordered", "unordered"),
+    "bold": ("**", "__"),
+}
+
+
+def _style_count(key: str, parts: tuple[str, ...]) -> Func:
+    """rating.style_counts's count of one conv_metadata key, computed by PostgreSQL.
+
+    A number is taken as it is; a dict holding only `parts` is summed, anything in it other than a
+    number counting 0; anything else but a dict counts 0. A dict with other keys, or a dict where a
+    plain count belongs, gives NULL: `_style_sides` reads that vote's counts in Python instead. Sums
+    start at 0 and run in Python's order, so they are the same floats (integer counts up to 2**53).
+    """
+    value = f"(%(expressions)s -> '{key}')"
+    in_dict = "NULL"
+    if parts:
+        summed = "".join(
+            f" + CASE WHEN jsonb_typeof({value} -> '{p}') = 'number' "
+            f"THEN ({value} ->> '{p}')::float8 ELSE 0 END"
+            for p in parts
+        )
+        names = ", ".join(f"'{p}'" for p in parts)
+        in_dict = f"CASE WHEN {value} - ARRAY[{names}] = '{{}}' THEN 0{summed} END"
+    template = (
+        f"CASE jsonb_typeof({value}) WHEN 'number' THEN (%(expressions)s ->> '{key}')::float8 "
+        f"WHEN 'object' THEN {in_dict} ELSE 0 END"
+    )
+    return Func(F("conv_metadata"), template=template, output_field=FloatField())
+
+
+def _style_sides(ids: np.ndarray, last_vote_id: int) -> np.ndarray:
+    """(votes, 2, features) style counts of the votes with these ids (ascending), A side then B side.
+
+    Read from arena_vote alone, every vote up to last_vote_id, then picked by id: with the battles
+    joined in, PostgreSQL hashed whole conv_metadata documents and spilled them to disk. There the
+    database computes the counts (`_style_count`) and the rows come straight from the cursor: decoding
+    millions of documents in Python took most of a style recompute and gigabytes, and Django's
+    per-value float converters alone took seconds.
+    """
+    every = Vote.objects.filter(id__lte=last_vote_id).order_by("id")
+    if connection.vendor == "postgresql":
+        counts = [
+            _style_count(keys[side], STYLE_PARTS[feature])
+            for side in (0, 1)
+            for feature, keys in rating.STYLE_KEYS.items()
+        ]
+        sql, params = every.values_list("id", *counts).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            # A slice at a time: millions of rows as Python tuples at once took gigabytes.
+            parts = [np.array(rows, dtype=np.float64) for rows in iter(lambda: cursor.fetchmany(100_000), [])]
+    else:
+        rows = every.values_list("id", "conv_metadata")
+        parts = [np.array([(pk, *np.ravel(rating.style_counts(meta))) for pk, meta in rows])]
+    # id, then A side's counts and B side's; NULL (None) is NaN
+    values = np.concatenate([part.reshape(-1, 9) for part in parts] + [np.zeros((0, 9))])
+    at = np.searchsorted(values[:, 0], ids)
+    if at.size and (at[-1] >= len(values) or not np.array_equal(values[at, 0], ids)):
+        raise RuntimeError("votes were deleted during a style recompute; the next one will count them")
+    values = values[at]
+    odd = np.flatnonzero(np.isnan(values).any(axis=1))
+    for start in range(0, odd.size, 10_000):  # a bounded IN list per query
+        batch = odd[start : start + 10_000]
+        pks = ids[batch].tolist()
+        metadata = dict(Vote.objects.filter(id__in=pks).values_list("id", "conv_metadata"))
+        values[batch, 1:] = [np.ravel(rating.style_counts(metadata[pk])) for pk in pks]
+    return values[:, 1:].reshape(-1, 2, len(rating.STYLE_FEATURES))
 
 
 def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
@@ -192,7 +266,9 @@ def recompute_all() -> list[Snapshot]:
         return []
     try:
         languages = set(Vote.objects.exclude(language="").values_list("language", flat=True).distinct())
-        published = [s for b in boards.all_boards(languages) if (s := _recompute(b)) is not None]
+        # The same for every board: counted once, not per board (two full-table counts each).
+        flagged = excluded_counts({})
+        published = [s for b in boards.all_boards(languages) if (s := _recompute(b, flagged)) is not None]
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
@@ -215,12 +291,12 @@ def bump_generation() -> None:
         cache.set(GENERATION_KEY, int(time.time()), timeout=None)
 
 
-def _recompute(board: boards.Board) -> Snapshot | None:
+def _recompute(board: boards.Board, flagged: dict[str, int]) -> Snapshot | None:
     started = time.perf_counter()
     filters, provisional = current_filters(board.slug)
     votes, left_out = filtered_votes(filters)
     arrays = vote_arrays(votes, last_vote_id=filters.last_vote_id, style=board.style)
-    excluded = excluded_counts(left_out)
+    excluded = left_out | flagged
     latest = latest_snapshot(board.slug)
     if latest and latest.votes_digest == arrays.digest and latest.excluded == excluded:
         return None
