@@ -251,7 +251,7 @@ LOGGING = {
 
 # --- Provider testing rules
 # Each rule is enforced in code (providers/variants.py, LLM.objects.drawable(), leaderboard.services)
-# and tested in tests/providers/test_rules.py; README-providers.md explains them to providers.
+# and tested in tests/providers/test_rules.py; README.md ("Provider API") explains them to providers.
 # Private variants one organisation may have under test at once (a 4th submission gets a 409).
 PROVIDER_MAX_VARIANTS_UNDER_TEST = env.int("PROVIDER_MAX_VARIANTS_UNDER_TEST", default=3)
 # Sampling weight of every variant, whoever submits it; providers cannot choose it.
@@ -275,8 +275,10 @@ PROVIDER_PROBE_TIMEOUT = env.float("PROVIDER_PROBE_TIMEOUT", default=10.0)
 PROVIDER_ALLOW_PRIVATE_URLS = env.bool("PROVIDER_ALLOW_PRIVATE_URLS", default=DEBUG)
 # Fernet keys (comma-separated; the first encrypts, all decrypt) for the variants' stored API keys.
 # Make one: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
-# Without it in production the arena runs, but refuses variants that come with a key (HTTP 503).
+# Required in production: without it no provider variant's key could be stored.
 FIELD_ENCRYPTION_KEY = env.list("FIELD_ENCRYPTION_KEY", default=[])
+if not FIELD_ENCRYPTION_KEY and not DEBUG:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY is required when DEBUG is off (see .env.example)")
 if not FIELD_ENCRYPTION_KEY and DEBUG:
     # Development only: derived from SECRET_KEY (the same derivation as providers.crypto.derived_key).
     _digest = hashlib.sha256(b"arena.field-encryption:" + SECRET_KEY.encode()).digest()

@@ -13,6 +13,7 @@ PRODUCTION = {
     "SECRET_KEY": "k" * 20 + "Zq8-vR3_pL9!mN2@xT7#bW5$hJ4%cF6^gD1&",
     "ALLOWED_HOSTS": "arena.example.org",
     "DATABASE_URL": "sqlite:////tmp/arena-deploy-check.sqlite3",
+    "FIELD_ENCRYPTION_KEY": "mU3bXvU8QxZ1n0m3eYkq9wz7c2Wv6bq1Hn8YtGfVd4Q=",
 }
 
 
@@ -41,3 +42,10 @@ def test_production_refuses_a_weak_secret_key() -> None:
     result = manage("check", **{**PRODUCTION, "SECRET_KEY": "short"})
     assert result.returncode != 0
     assert "at least 50 characters" in result.stderr
+
+
+def test_production_refuses_to_start_without_an_encryption_key() -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "FIELD_ENCRYPTION_KEY"}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEY is required" in result.stderr
