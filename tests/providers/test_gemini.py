@@ -3,66 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from providers import streaming
 from providers.base import CallSpec, Chunk, Message, UpstreamError
 from providers.gemini import Gemini
-from providers.http import client, close_client
+from tests.providers import harness
+from tests.providers.harness import QUESTION, run, text_of
 from tests.upstream import Behaviour
 from tests.vendor_upstreams import FakeGemini, VendorBehaviour
 
-T = TypeVar("T")
-
 KEY = "AIzaSyDq8vR3pL9mN2xT7bW5hJ4cF6gH1jK2lM3"
 MODEL = "gemini-2.5-flash"
-QUESTION: list[Message] = [{"role": "user", "content": "Why is the sky blue?"}]
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    async def main() -> T:
-        try:
-            return await coroutine
-        finally:
-            await close_client()
-
-    return asyncio.run(main())
 
 
 def spec_for(upstream: FakeGemini, **changes: Any) -> CallSpec:
-    values: dict[str, Any] = {
-        "backend": "gemini",
-        "base_url": upstream.base_url,
-        "model": MODEL,
-        "api_key": KEY,
-        "temperature": 0.7,
-        "max_tokens": 256,
-        "connect_timeout": 2.0,
-        "first_token_timeout": 2.0,
-        "total_timeout": 10.0,
-        "options": {"retry_backoff": 0.01},
-    }
-    values.update(changes)
-    return CallSpec(**values)
+    return harness.spec(
+        **{"backend": "gemini", "base_url": upstream.base_url, "model": MODEL, "api_key": KEY, **changes}
+    )
 
 
 async def collect(spec: CallSpec, messages: list[Message] = QUESTION) -> list[Chunk]:
-    return [chunk async for chunk in Gemini().stream(spec, messages, client())]
+    return await harness.collect(Gemini(), spec, messages)
 
 
 async def collect_until_error(spec: CallSpec) -> tuple[list[Chunk], UpstreamError]:
-    chunks: list[Chunk] = []
-    with pytest.raises(UpstreamError) as caught:
-        async for chunk in Gemini().stream(spec, QUESTION, client()):
-            chunks.append(chunk)
-    return chunks, caught.value
-
-
-def text_of(chunks: list[Chunk]) -> str:
-    return "".join(c.text for c in chunks if c.kind == "delta")
+    return await harness.collect_until_error(Gemini(), spec)
 
 
 # --- answers ---------------------------------------------------------------------------------------
