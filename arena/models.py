@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
@@ -150,9 +151,44 @@ class Vote(models.Model):
     multi_turn = models.BooleanField(default=False)
     hard = models.BooleanField(default=False)
     conv_metadata = models.JSONField(default=dict, blank=True)
+    # What the ratings read, copied from the battle and from conv_metadata when the vote is stored
+    # (set_facts), so that a recompute scans this one table: no join, no JSON (leaderboard.services).
+    anonymous = models.BooleanField(default=True)
+    model_a = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+", db_index=False)
+    model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+", db_index=False)
+    length_a = models.FloatField(default=0)
+    headers_a = models.FloatField(default=0)
+    lists_a = models.FloatField(default=0)
+    bold_a = models.FloatField(default=0)
+    length_b = models.FloatField(default=0)
+    headers_b = models.FloatField(default=0)
+    lists_b = models.FloatField(default=0)
+    bold_b = models.FloatField(default=0)
+
+    STYLE_COLUMNS = (
+        ("length_a", "headers_a", "lists_a", "bold_a"),
+        ("length_b", "headers_b", "lists_b", "bold_b"),
+    )  # per side, in the order of leaderboard.rating.STYLE_FEATURES
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]
 
     def __str__(self) -> str:
         return f"vote {self.winner} on battle {self.battle_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._state.adding:
+            self.set_facts()
+        super().save(*args, **kwargs)
+
+    def set_facts(self) -> None:
+        """Copy the battle's mode and models and the style counts onto the vote (bulk_create callers
+        call this themselves). None of them can change after the vote."""
+        from leaderboard.rating import style_counts  # pure numpy: no import cycle at load time
+
+        self.anonymous = self.battle.mode == Battle.Mode.ANONYMOUS
+        self.model_a_id = self.battle.model_a_id
+        self.model_b_id = self.battle.model_b_id
+        for columns, counts in zip(self.STYLE_COLUMNS, style_counts(self.conv_metadata), strict=True):
+            for column, count in zip(columns, counts, strict=True):
+                setattr(self, column, count)

@@ -26,17 +26,17 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
     fill        migrate, then generate and COPY unless reused
     ours        leaderboard.services.recompute_all() with no snapshot yet, so every board is rated;
                 LEADERBOARD_BOOTSTRAP and LEADERBOARD_STYLE_BOOTSTRAP set from --bootstrap and
-                --style-bootstrap. Per-board seconds are each Snapshot's duration_ms; timers around
-                the service's steps split them into filters, read (the votes query to arrays),
-                excluded (counts of left-out votes), fit (the rating engine) and rest (matrices,
-                latency, snapshot lookups)
+                --style-bootstrap. Timers around the service's steps: once for all boards, filters
+                (current_filters), scan (board_counts: every board's cells in one GROUP BY) and
+                excluded (counts of flagged votes); per board (each Snapshot's duration_ms), read
+                (vote_arrays: cells to index arrays, or the style board's per-vote COPY), fit (the
+                rating engine) and rest (digest, matrices, latency, snapshot write)
     baseline    the path a first version took: each board's counted votes pulled through the ORM
-                vote by vote (values_list of id, model_a, model_b, winner ordered by id, digest over
-                every vote) and rated by the same engine, through the same `_recompute`. Non-style
-                boards (--baseline overall: the overall board only; none: no baseline). With
-                --style-baseline the style board too, its votes' conv_metadata decoded and counted in
-                Python as the services did before PostgreSQL computed the counts: about 5 GB of
-                memory per million votes, so not at 3M on a 24 GB machine shared with others.
+                vote by vote, joined to their battles (values_list of model_a, model_b, winner ordered
+                by id), rated by the same engine. Non-style boards (--baseline overall: the overall
+                board only; none: no baseline). With --style-baseline the style board too, its votes'
+                conv_metadata decoded and counted in Python: about 5 GB of memory per million votes,
+                so not at 3M on a 24 GB machine shared with others.
 
 "max |diff|" is the largest difference between the two paths' ratings and interval bounds on a board,
 in display points: the engine sees the same votes, so it should be 0.
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import io
 import json
 import os
@@ -105,7 +104,9 @@ METADATA = (
 )
 BATTLE_COLUMNS = "id, mode, state, session_hash, created, updated, model_a_id, model_b_id"
 VOTE_COLUMNS = (
-    "winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, conv_metadata"
+    "winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, conv_metadata, "
+    "anonymous, model_a_id, model_b_id, length_a, headers_a, lists_a, bold_a, length_b, headers_b, lists_b, "
+    "bold_b"
 )
 
 
@@ -126,7 +127,7 @@ def peak_mb() -> float:
 
 
 def marker(args: argparse.Namespace) -> str:
-    return f"bench_recompute seed={args.seed} models={args.models} votes={args.votes}"
+    return f"bench_recompute v2 seed={args.seed} models={args.models} votes={args.votes}"
 
 
 def fill(args: argparse.Namespace) -> dict[str, Any]:
@@ -257,9 +258,12 @@ def chunk_rows(
     )
     coding, hard, long_query, multi_turn = (flags[k].tolist() for k in FLAGS)
     winner_list, language_list = winner.tolist(), language.tolist()
+    # The columns a vote copies from its battle and its style counts (arena.models.Vote.set_facts).
+    facts = ["\t".join(f"{x:g}" for x in row) for row in totals.reshape(n, 8).tolist()]
     votes = "".join(
         f"{winner_list[i]}\t\t{vote_at[i]}\t{ids[i]}\t{coding[i]}\t{hard[i]}\t{long_query[i]}\t"
-        f"{multi_turn[i]}\t{language_list[i]}\t{METADATA.format(*metadata_numbers[i])}\n"
+        f"{multi_turn[i]}\t{language_list[i]}\t{METADATA.format(*metadata_numbers[i])}\t"
+        f"t\t{model_a[i]}\t{model_b[i]}\t{facts[i]}\n"
         for i in range(n)
     )
     return battles, votes
@@ -269,12 +273,13 @@ def chunk_rows(
 
 STAGES = {
     "current_filters": "filters",
-    "filtered_votes": "filters",
+    "board_counts": "scan",
     "vote_arrays": "read",
     "excluded_counts": "excluded",
     "rate": "fit",
     "rate_style": "fit",
 }
+SHARED = ("current_filters", "board_counts", "excluded_counts")  # once per recompute, for every board
 
 
 def clear_snapshots() -> None:
@@ -289,7 +294,7 @@ def time_stages() -> dict[str, dict[str, float]]:
     from leaderboard import rating, services
 
     spent: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    current = [""]
+    current = ["(shared)"]
 
     def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -297,18 +302,20 @@ def time_stages() -> dict[str, dict[str, float]]:
             try:
                 return function(*args, **kwargs)
             finally:
-                spent[current[0]][STAGES[name]] += time.perf_counter() - started
+                spent["(shared)" if name in SHARED else current[0]][STAGES[name]] += (
+                    time.perf_counter() - started
+                )
 
         return wrapper
 
     recompute_board = services._recompute
 
-    def board_wrapper(board: Any) -> Any:
+    def board_wrapper(board: Any, *args: Any) -> Any:
         current[0] = board.slug
-        return recompute_board(board)
+        return recompute_board(board, *args)
 
     services._recompute = board_wrapper
-    for name in ("current_filters", "filtered_votes", "vote_arrays", "excluded_counts"):
+    for name in ("current_filters", "board_counts", "vote_arrays", "excluded_counts"):
         setattr(services, name, timed(name, getattr(services, name)))
     for name in ("rate", "rate_style"):
         setattr(rating, name, timed(name, getattr(rating, name)))
@@ -346,6 +353,7 @@ def ours(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "wall": wall,
         "peak_mb": peak_mb(),
+        "shared": dict(spent["(shared)"]),
         "boards": {
             s.board: {
                 "votes": s.votes,
@@ -361,44 +369,42 @@ def ours(args: argparse.Namespace) -> dict[str, Any]:
 # --- Baseline ------------------------------------------------------------------------------------------
 
 
-def naive_vote_arrays(votes: Any, *, last_vote_id: int, style: bool = False) -> Any:
-    """vote_arrays as a first version wrote it: every counted vote through the ORM, one by one.
-
-    With style, each vote's conv_metadata comes along and is decoded and counted in Python.
-    """
+def naive_board(filters: Any, style: bool, bootstrap: int, seed: int) -> dict[str, list[float]]:
+    """A board as a first version rated it: its counted votes through the ORM one by one, joined to
+    their battles, style counts decoded from each vote's conv_metadata in Python; same engine."""
     from leaderboard import rating, services
 
-    fields = ["id", "battle__model_a_id", "battle__model_b_id", "winner"]
+    votes, _ = services.filtered_votes(filters)
+    fields = ["battle__model_a_id", "battle__model_b_id", "winner"]
     rows = list(votes.order_by("id").values_list(*fields, *(["conv_metadata"] if style else [])))
-    digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
-    for row in rows:
-        digest.update("{},{},{},{}\n".format(*row[:4]).encode())
-    model_ids = sorted({row[1] for row in rows} | {row[2] for row in rows})
+    model_ids = sorted({row[0] for row in rows} | {row[1] for row in rows})
     index = {pk: i for i, pk in enumerate(model_ids)}
-    features = None
+    a = np.array([index[row[0]] for row in rows], dtype=np.int64)
+    b = np.array([index[row[1]] for row in rows], dtype=np.int64)
+    outcome = np.array([services.OUTCOME[row[2]] for row in rows], dtype=np.int64)
     if style:
-        sides = np.array([rating.style_counts(row[4]) for row in rows], dtype=np.float64)
-        features = rating.style_delta(sides[:, 0], sides[:, 1]) if rows else np.zeros((0, 4))
-    return services.VoteArrays(
-        model_ids=model_ids,
-        model_a=np.array([index[row[1]] for row in rows], dtype=np.int64),
-        model_b=np.array([index[row[2]] for row in rows], dtype=np.int64),
-        outcome=np.array([services.OUTCOME[row[3]] for row in rows], dtype=np.int64),
-        digest=digest.hexdigest(),
-        features=features,
-    )
+        sides = np.array([rating.style_counts(row[3]) for row in rows], dtype=np.float64)
+        features = rating.style_delta(sides[:, 0], sides[:, 1])
+        result = rating.rate_style(
+            a, b, outcome, features, len(model_ids), bootstrap=bootstrap, seed=seed
+        ).ratings
+    else:
+        result = rating.rate(a, b, outcome, len(model_ids), bootstrap=bootstrap, seed=seed)
+    return {
+        str(pk): [float(result.rating[i]), float(result.ci_lower[i]), float(result.ci_upper[i])]
+        for i, pk in enumerate(model_ids)
+    }
 
 
 def baseline(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import replace
+
     from django.conf import settings
 
     from arena.models import Vote
     from leaderboard import boards, services
 
-    settings.LEADERBOARD_BOOTSTRAP = args.bootstrap
-    settings.LEADERBOARD_STYLE_BOOTSTRAP = args.style_bootstrap
-    clear_snapshots()
-    services.vote_arrays = naive_vote_arrays
+    filters, _ = services.current_filters("overall")
     languages = set(Vote.objects.exclude(language="").values_list("language", flat=True).distinct())
     chosen = [
         board
@@ -407,15 +413,23 @@ def baseline(args: argparse.Namespace) -> dict[str, Any]:
     ]
     report: dict[str, Any] = {"boards": {}}
     for board in chosen:
-        snapshot = services._recompute(board)
-        if snapshot is not None:
-            report["boards"][board.slug] = {
-                "votes": snapshot.votes,
-                "seconds": snapshot.duration_ms / 1000,
-                "ratings": board_ratings(snapshot),
-            }
+        started = time.perf_counter()
+        bootstrap = args.style_bootstrap if board.style else args.bootstrap
+        ratings = naive_board(
+            replace(filters, board=board.slug), board.style, bootstrap, settings.LEADERBOARD_SEED
+        )
+        if board.category:  # as the service lists them: models at or above the threshold
+            ratings = {pk: r for pk, r in ratings.items() if pk in listed(board.slug)}
+        report["boards"][board.slug] = {"seconds": time.perf_counter() - started, "ratings": ratings}
     report["peak_mb"] = peak_mb()
     return report
+
+
+def listed(slug: str) -> set[str]:
+    from leaderboard.models import Snapshot
+
+    snapshot = Snapshot.objects.filter(board=slug).order_by("-id").first()
+    return {str(pk) for pk in snapshot.ratings.values_list("llm_id", flat=True)} if snapshot else set()
 
 
 # --- Driver --------------------------------------------------------------------------------------------
@@ -444,7 +458,12 @@ def max_diff(mine: dict[str, list[float]], theirs: dict[str, list[float]]) -> st
 
 
 def print_table(our: dict[str, Any], base: dict[str, Any] | None) -> None:
-    stage_names = ["filters", "read", "excluded", "fit"]
+    stage_names = ["read", "fit"]
+    shared = our["shared"]
+    print(
+        "once for every board: "
+        + ", ".join(f"{name} {shared.get(name, 0.0):.2f} s" for name in ("filters", "scan", "excluded"))
+    )
     header = (
         f"{'board':<14} {'votes':>9} {'ours s':>7} {'base s':>7} {'ratio':>6} {'max |diff|':>10}   "
         + " ".join(f"{s:>8}" for s in stage_names)

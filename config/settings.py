@@ -80,7 +80,12 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# An empty DATABASE_URL (as `DATABASE_URL= make run` gives) means the default, like an unset one.
+DATABASES = {
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Streams write answers from worker threads while requests read: WAL lets readers proceed, and
     # IMMEDIATE transactions take the write lock up front instead of failing on lock upgrade.
@@ -101,7 +106,9 @@ else:
     pool_size = env.int("DB_POOL_MAX_SIZE", default=20)
     if pool_size:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1, "max_size": pool_size, "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
         }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -148,6 +148,7 @@ def _rows(record: dict[str, Any], models: dict[str, LLM]) -> tuple[Battle, Vote]
         long_query=bool(record.get("long_query", False)),
         conv_metadata=metadata if isinstance(metadata, dict) else {},
     )
+    vote.set_facts()  # bulk_create does not call save()
     return battle, vote
 
 

@@ -6,7 +6,7 @@ import hashlib
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, FloatField, Func, Q, QuerySet
+from django.db.models import BooleanField, Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from arena.models import Answer, Battle, Vote
@@ -67,9 +67,9 @@ def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
     private = tuple(
         LLM.objects.filter(visibility=LLM.Visibility.PRIVATE).order_by("pk").values_list("pk", flat=True)
     )
-    votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="")
+    votes = Vote.objects.filter(anonymous=True, excluded="")
     fresh: Counter[int] = Counter()
-    for side in ("battle__model_a", "battle__model_b"):
+    for side in ("model_a", "model_b"):
         after = votes.filter(
             **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
         )
@@ -84,24 +84,34 @@ def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
     return Filters(board_slug, last, private, fresh_since), provisional
 
 
+def _private(filters: Filters) -> Q:
+    return Q(model_a__in=filters.private) | Q(model_b__in=filters.private)
+
+
+def _stale(filters: Filters) -> Q:
+    """Votes with a published variant from before the moment its fresh votes count from."""
+    stale = Q()
+    for pk, since in filters.fresh_since.items():
+        stale |= (Q(model_a=pk) | Q(model_b=pk)) & Q(created__lt=datetime.fromisoformat(since))
+    return stale
+
+
 def filtered_votes(filters: Filters) -> tuple[QuerySet[Vote], dict[str, int]]:
-    """The votes a board counts under these filters, and those the testing rules left out, by reason."""
+    """The votes a board counts under these filters, and those the testing rules left out, by reason.
+
+    Vote by vote, for exports; a recompute counts the same votes in one scan (`board_counts`).
+    """
     spec = boards.board(filters.board)
-    votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="", id__lte=filters.last_vote_id)
+    votes = Vote.objects.filter(anonymous=True, excluded="", id__lte=filters.last_vote_id)
     if spec is not None:
         votes = votes.filter(spec.votes)
     left_out: dict[str, int] = {}
     if filters.private:
-        private = Q(battle__model_a__in=filters.private) | Q(battle__model_b__in=filters.private)
-        left_out["unpublished_variant"] = votes.filter(private).count()
-        votes = votes.exclude(private)
+        left_out["unpublished_variant"] = votes.filter(_private(filters)).count()
+        votes = votes.exclude(_private(filters))
     if filters.fresh_since:
-        stale = Q()
-        for pk, since in filters.fresh_since.items():
-            at = datetime.fromisoformat(since)
-            stale |= (Q(battle__model_a=pk) | Q(battle__model_b=pk)) & Q(created__lt=at)
-        left_out["before_publication"] = votes.filter(stale).count()
-        votes = votes.exclude(stale)
+        left_out["before_publication"] = votes.filter(_stale(filters)).count()
+        votes = votes.exclude(_stale(filters))
     return votes, {reason: n for reason, n in left_out.items() if n}
 
 
@@ -113,129 +123,221 @@ def public_votes() -> tuple[QuerySet[Vote], dict[str, int], frozenset[int]]:
     return votes, left_out, provisional
 
 
+WINNERS = sorted(OUTCOME)  # winner codes in the order their names sort, as the digest lists them
+
+
+@dataclass(frozen=True)
+class BoardCounts:
+    """A board's counted votes as (model_a, model_b, winner) cells with their number of votes."""
+
+    model_a: np.ndarray  # LLM primary keys
+    model_b: np.ndarray
+    winner: np.ndarray  # index into WINNERS
+    n: np.ndarray
+    left_out: dict[str, int]
+
+    @property
+    def votes(self) -> int:
+        return int(self.n.sum())
+
+    def digest(self, last_vote_id: int, *, per_vote: bool = False) -> str:
+        """SHA-256 over the cells in sorted order and the last vote id: the same votes give the same
+        digest in any order. A style board's digest lists each vote as a cell of one."""
+        digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
+        order = np.lexsort((self.winner, self.model_b, self.model_a))
+        for a, b, w, n in zip(
+            self.model_a[order].tolist(),
+            self.model_b[order].tolist(),
+            self.winner[order].tolist(),
+            self.n[order].tolist(),
+            strict=True,
+        ):
+            line = f"{a},{b},{WINNERS[w]},{1 if per_vote else n}\n".encode()
+            digest.update(line * n if per_vote else line)
+        return digest.hexdigest()
+
+
+def board_counts(filters: Filters, slugs: list[str]) -> dict[str, BoardCounts]:
+    """Every listed board's counted cells, from one scan of the vote table.
+
+    PostgreSQL groups the counted votes by (model_a, model_b, winner) and whether the fresh-vote
+    rule leaves them out, with one filtered count per board (COUNT ... FILTER): a few thousand rows
+    come back for millions of votes. The private-variant rule needs no scan of its own: it depends
+    only on the models. Gives the same votes as `filtered_votes` board by board.
+    """
+    specs = {slug: boards.board(slug) for slug in slugs}
+    counted = {
+        f"n{k}": Count("id", filter=spec.votes) if spec and spec.votes else Count("id")
+        for k, spec in enumerate(specs.values())
+    }
+    stale = (
+        Case(When(_stale(filters), then=Value(True)), default=Value(False), output_field=BooleanField())
+        if filters.fresh_since
+        else Value(False, output_field=BooleanField())
+    )
+    code = Case(*[When(winner=w, then=Value(k)) for k, w in enumerate(WINNERS)], output_field=IntegerField())
+    rows = (
+        Vote.objects.filter(anonymous=True, excluded="", id__lte=filters.last_vote_id)
+        .annotate(stale=stale, code=code)
+        .values_list("model_a", "model_b", "code", "stale")
+        .annotate(**counted)
+        .order_by()
+    )
+    if connection.vendor == "postgresql":
+        sql, params = rows.query.sql_with_params()
+        table = _copy_binary(sql, params, "i" * (4 + len(counted))).astype(np.int64)
+    else:
+        table = np.array(list(rows), dtype=np.int64).reshape(-1, 4 + len(counted))
+    a, b, w, stale_rows = table[:, 0], table[:, 1], table[:, 2], table[:, 3].astype(bool)
+    private = np.isin(a, filters.private) | np.isin(b, filters.private)
+    stale_rows &= ~private
+    keep = ~private & ~stale_rows
+    result = {}
+    for k, slug in enumerate(specs):
+        n = table[:, 4 + k]
+        left_out = {
+            "unpublished_variant": int(n[private].sum()),
+            "before_publication": int(n[stale_rows].sum()),
+        }
+        cell = keep & (n > 0)
+        # Stale and fresh rows of one cell are separate groups; only fresh ones are kept, so cells
+        # stay unique.
+        result[slug] = BoardCounts(
+            a[cell], b[cell], w[cell], n[cell], {reason: c for reason, c in left_out.items() if c}
+        )
+    return result
+
+
 @dataclass(frozen=True)
 class VoteArrays:
     model_ids: list[int]  # index -> LLM primary key
     model_a: np.ndarray
     model_b: np.ndarray
     outcome: np.ndarray
-    digest: str
-    features: np.ndarray | None = None  # style control: (votes, 4) style_delta
+    count: np.ndarray  # votes per row
+    features: np.ndarray | None = None  # style control: (votes, 4) style_delta, one vote per row
 
 
-def vote_arrays(votes: QuerySet[Vote], *, last_vote_id: int, style: bool = False) -> VoteArrays:
-    """Votes as index arrays for the rating engine.
-
-    Without style the database aggregates them to (model_a, model_b, winner) counts, so a board of
-    millions of votes moves a few thousand rows, not millions; the arrays are rebuilt with
-    np.repeat. The digest covers those counts and the last vote id: the same votes give the same
-    digest in any order. Style control needs each vote's style counts, so it reads vote by vote.
-    """
-    digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
-    if style:
-        rows = list(
-            votes.order_by("id").values_list("battle__model_a_id", "battle__model_b_id", "winner", "id")
+def vote_arrays(counts: BoardCounts, filters: Filters, *, style: bool = False) -> VoteArrays:
+    """A board's votes as index arrays for the rating engine: its cells with their counts, or for
+    style control one row per vote with that vote's style counts (read by `_style_rows`)."""
+    model_ids = np.union1d(counts.model_a, counts.model_b)
+    outcome_of = np.array([OUTCOME[w] for w in WINNERS], dtype=np.int64)
+    if not style:
+        return VoteArrays(
+            model_ids=model_ids.tolist(),
+            model_a=np.searchsorted(model_ids, counts.model_a),
+            model_b=np.searchsorted(model_ids, counts.model_b),
+            outcome=outcome_of[counts.winner],
+            count=counts.n,
         )
-        counts = [(a, b, w, 1) for a, b, w, _ in rows]
-    else:
-        grouped = votes.values_list("battle__model_a_id", "battle__model_b_id", "winner").annotate(
-            n=Count("id")
-        )
-        counts = sorted(grouped.order_by())
-        rows = []
-    # A style board's rows are single votes: each distinct row hashed once per vote gives the bytes of
-    # the sorted rows without sorting millions of tuples.
-    for (a, b, w, n), repeat in sorted(Counter(counts).items()) if style else ((c, 1) for c in counts):
-        digest.update(f"{a},{b},{w},{n}\n".encode() * repeat)
-    model_ids = sorted({a for a, _, _, _ in counts} | {b for _, b, _, _ in counts})
-    index = {pk: i for i, pk in enumerate(model_ids)}
-    n = np.array([c[3] for c in counts], dtype=np.int64)
-    features = None
-    if style:
-        sides = _style_sides(np.array([row[3] for row in rows], dtype=np.int64), last_vote_id)
-        features = rating.style_delta(sides[:, 0], sides[:, 1]) if len(rows) else np.zeros((0, 4))
+    a, b, w, sides = _style_rows(filters)
+    if len(w) != counts.votes:
+        raise RuntimeError("votes changed during a style recompute; the next one will count them")
     return VoteArrays(
-        model_ids=model_ids,
-        model_a=np.repeat(np.array([index[c[0]] for c in counts], dtype=np.int64), n),
-        model_b=np.repeat(np.array([index[c[1]] for c in counts], dtype=np.int64), n),
-        outcome=np.repeat(np.array([OUTCOME[c[2]] for c in counts], dtype=np.int64), n),
-        digest=digest.hexdigest(),
-        features=features,
+        model_ids=model_ids.tolist(),
+        model_a=np.searchsorted(model_ids, a),
+        model_b=np.searchsorted(model_ids, b),
+        outcome=outcome_of[w],
+        count=np.ones(len(w), dtype=np.int64),
+        features=rating.style_delta(sides[:, 0], sides[:, 1]) if len(w) else np.zeros((0, 4)),
     )
 
 
-# The parts of the dict-valued style counts in the public clean_battle format, in jsonb's key order
-# (shorter keys first), which is the order Python reads them in.
-STYLE_PARTS = {
-    "length": (),
-    "headers": ("h1", "h2", "h3", "h4", "h5", "h6"),
-    "lists": ("ordered", "unordered"),
-    "bold": ("**", "__"),
-}
+def _style_rows(filters: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """model_a, model_b, winner (index into WINNERS) and (votes, 2, features) style counts of the
+    overall board's votes, in the order of their ids.
 
-
-def _style_count(key: str, parts: tuple[str, ...]) -> Func:
-    """rating.style_counts's count of one conv_metadata key, computed by PostgreSQL.
-
-    A number is taken as it is; a dict holding only `parts` is summed, anything in it other than a
-    number counting 0; anything else but a dict counts 0. A dict with other keys, or a dict where a
-    plain count belongs, gives NULL: `_style_sides` reads that vote's counts in Python instead. Sums
-    start at 0 and run in Python's order, so they are the same floats (integer counts up to 2**53).
+    From PostgreSQL as a binary COPY read straight into numpy (`_copy_binary`): millions of rows as
+    Python tuples took seconds and gigabytes.
     """
-    value = f"(%(expressions)s -> '{key}')"
-    in_dict = "NULL"
-    if parts:
-        summed = "".join(
-            f" + CASE WHEN jsonb_typeof({value} -> '{p}') = 'number' "
-            f"THEN ({value} ->> '{p}')::float8 ELSE 0 END"
-            for p in parts
-        )
-        names = ", ".join(f"'{p}'" for p in parts)
-        in_dict = f"CASE WHEN {value} - ARRAY[{names}] = '{{}}' THEN 0{summed} END"
-    template = (
-        f"CASE jsonb_typeof({value}) WHEN 'number' THEN (%(expressions)s ->> '{key}')::float8 "
-        f"WHEN 'object' THEN {in_dict} ELSE 0 END"
-    )
-    return Func(F("conv_metadata"), template=template, output_field=FloatField())
-
-
-def _style_sides(ids: np.ndarray, last_vote_id: int) -> np.ndarray:
-    """(votes, 2, features) style counts of the votes with these ids (ascending), A side then B side.
-
-    Read from arena_vote alone, every vote up to last_vote_id, then picked by id: with the battles
-    joined in, PostgreSQL hashed whole conv_metadata documents and spilled them to disk. There the
-    database computes the counts (`_style_count`) and the rows come straight from the cursor: decoding
-    millions of documents in Python took most of a style recompute and gigabytes, and Django's
-    per-value float converters alone took seconds.
-    """
-    every = Vote.objects.filter(id__lte=last_vote_id).order_by("id")
+    votes, _ = filtered_votes(replace(filters, board="overall"))
+    code = Case(*[When(winner=w, then=Value(k)) for k, w in enumerate(WINNERS)], output_field=IntegerField())
+    columns = ["id", "model_a_id", "model_b_id", "code", *Vote.STYLE_COLUMNS[0], *Vote.STYLE_COLUMNS[1]]
+    rows = votes.annotate(code=code).values_list(*columns).order_by()
     if connection.vendor == "postgresql":
-        counts = [
-            _style_count(keys[side], STYLE_PARTS[feature])
-            for side in (0, 1)
-            for feature, keys in rating.STYLE_KEYS.items()
-        ]
-        sql, params = every.values_list("id", *counts).query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            # A slice at a time: millions of rows as Python tuples at once took gigabytes.
-            parts = [np.array(rows, dtype=np.float64) for rows in iter(lambda: cursor.fetchmany(100_000), [])]
+        sql, params = rows.query.sql_with_params()
+        table = _copy_binary(sql, params, "iiii" + "f" * (len(columns) - 4))
     else:
-        rows = every.values_list("id", "conv_metadata")
-        parts = [np.array([(pk, *np.ravel(rating.style_counts(meta))) for pk, meta in rows])]
-    # id, then A side's counts and B side's; NULL (None) is NaN
-    values = np.concatenate([part.reshape(-1, 9) for part in parts] + [np.zeros((0, 9))])
-    at = np.searchsorted(values[:, 0], ids)
-    if at.size and (at[-1] >= len(values) or not np.array_equal(values[at, 0], ids)):
-        raise RuntimeError("votes were deleted during a style recompute; the next one will count them")
-    values = values[at]
-    odd = np.flatnonzero(np.isnan(values).any(axis=1))
-    for start in range(0, odd.size, 10_000):  # a bounded IN list per query
-        batch = odd[start : start + 10_000]
-        pks = ids[batch].tolist()
-        metadata = dict(Vote.objects.filter(id__in=pks).values_list("id", "conv_metadata"))
-        values[batch, 1:] = [np.ravel(rating.style_counts(metadata[pk])) for pk in pks]
-    return values[:, 1:].reshape(-1, 2, len(rating.STYLE_FEATURES))
+        table = np.array(list(rows), dtype=np.float64).reshape(-1, len(columns))
+    table = table[np.argsort(table[:, 0], kind="stable")]
+    ints = table[:, 1:4].astype(np.int64)
+    sides = table[:, 4:].reshape(-1, 2, len(rating.STYLE_FEATURES))
+    return ints[:, 0], ints[:, 1], ints[:, 2], sides
+
+
+COPY_BLOCK_BYTES = 8 << 20  # rows decoded a block at a time: bounds the buffer, not the result
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _copy_binary(sql: str, params: Any, kinds: str) -> np.ndarray:
+    """Rows of a query whose columns are all non-NULL numbers, as a float64 array, via COPY BINARY.
+
+    Every row of such a query has the same layout (a field count, then a length and a big-endian
+    value per field), read off the first row; blocks of rows are then read with a numpy structured
+    dtype instead of being decoded one by one. `kinds` has a letter per column: "i" for an integer
+    (or boolean) column, "f" for a float one. Numbers above 2**53 would lose precision; none are.
+    """
+    fields = len(kinds)
+    parts: list[np.ndarray] = []
+    buffer = bytearray()
+    dtype: np.dtype[Any] | None = None
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own cursor, for copy()
+        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
+            header: int | None = None
+            for block in copy:
+                buffer += block
+                if header is None:
+                    if len(buffer) < 19:
+                        continue
+                    if bytes(buffer[:11]) != _COPY_SIGNATURE:
+                        raise RuntimeError("not a PostgreSQL binary COPY stream")
+                    header = 19 + int.from_bytes(buffer[15:19], "big")
+                if dtype is None:
+                    dtype = _row_dtype(buffer, header, kinds)
+                    if dtype is None:
+                        continue  # the first row is not complete yet
+                    del buffer[:header]
+                whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
+                if whole >= COPY_BLOCK_BYTES:
+                    parts.append(_decode_rows(buffer[:whole], dtype, fields))
+                    del buffer[:whole]
+    if dtype is not None and dtype.itemsize > 2:
+        whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
+        parts.append(_decode_rows(buffer[:whole], dtype, fields))
+        del buffer[:whole]
+    if bytes(buffer) != b"\xff\xff":
+        raise RuntimeError("a binary COPY that did not end where a row ends")
+    return np.concatenate(parts) if parts else np.zeros((0, fields))
+
+
+def _row_dtype(buffer: bytearray, at: int, kinds: str) -> np.dtype[Any] | None:
+    """The layout of the first row (at `at`), from its field lengths; None while it is incomplete.
+
+    Without rows the stream holds only its end mark, and the layout is the mark itself."""
+    if len(buffer) < at + 2:
+        return None
+    if buffer[at : at + 2] == b"\xff\xff":
+        return np.dtype([("end", ">i2")])
+    layout: list[tuple[str, str]] = [("fields", ">i2")]
+    at += 2
+    for k, kind in enumerate(kinds):
+        if len(buffer) < at + 4:
+            return None
+        size = int.from_bytes(buffer[at : at + 4], "big", signed=True)
+        if size not in ((1, 2, 4, 8) if kind == "i" else (4, 8)):
+            raise RuntimeError(f"column {k} is {size} bytes wide: numbers only, no NULLs")
+        layout += [(f"size{k}", ">i4"), (f"v{k}", f">{kind}{size}")]
+        at += 4 + size
+    return np.dtype(layout) if len(buffer) >= at else None
+
+
+def _decode_rows(data: bytearray, dtype: np.dtype[Any], fields: int) -> np.ndarray:
+    rows = np.frombuffer(bytes(data), dtype=dtype)
+    if (rows["fields"] != fields).any():
+        raise RuntimeError("binary COPY rows of an unexpected shape")
+    return np.stack([rows[f"v{k}"].astype(np.float64) for k in range(fields)], axis=1).reshape(-1, fields)
 
 
 def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
@@ -243,7 +345,7 @@ def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
         row["excluded"]: row["n"]
         for row in Vote.objects.exclude(excluded="").values("excluded").annotate(n=Count("id"))
     }
-    named = Vote.objects.filter(battle__mode=Battle.Mode.NAMED).count()
+    named = Vote.objects.filter(anonymous=False).count()
     if named:
         excluded["named_mode"] = named
     return excluded
@@ -260,15 +362,24 @@ def recompute_all() -> list[Snapshot]:
 
     A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run);
     the one that finds it taken does nothing. Pages are invalidated by bumping a generation key.
+    Every board is counted in one scan of the votes (`board_counts`); a language board exists once
+    a counted vote is in that language.
     """
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
         return []
     try:
-        languages = set(Vote.objects.exclude(language="").values_list("language", flat=True).distinct())
-        # The same for every board: counted once, not per board (two full-table counts each).
-        flagged = excluded_counts({})
-        published = [s for b in boards.all_boards(languages) if (s := _recompute(b, flagged)) is not None]
+        filters, provisional = current_filters("overall")
+        every = boards.all_boards(set(boards.LANGUAGE_NAMES))
+        counts = board_counts(filters, [b.slug for b in every])
+        flagged = excluded_counts({})  # the same for every board: counted once, not per board
+        published = []
+        for board in every:
+            snapshot = _recompute(
+                board, replace(filters, board=board.slug), provisional, counts[board.slug], flagged
+            )
+            if snapshot is not None:
+                published.append(snapshot)
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
@@ -291,17 +402,22 @@ def bump_generation() -> None:
         cache.set(GENERATION_KEY, int(time.time()), timeout=None)
 
 
-def _recompute(board: boards.Board, flagged: dict[str, int]) -> Snapshot | None:
+def _recompute(
+    board: boards.Board,
+    filters: Filters,
+    provisional: frozenset[int],
+    counts: BoardCounts,
+    flagged: dict[str, int],
+) -> Snapshot | None:
     started = time.perf_counter()
-    filters, provisional = current_filters(board.slug)
-    votes, left_out = filtered_votes(filters)
-    arrays = vote_arrays(votes, last_vote_id=filters.last_vote_id, style=board.style)
-    excluded = left_out | flagged
+    excluded = counts.left_out | flagged
     latest = latest_snapshot(board.slug)
-    if latest and latest.votes_digest == arrays.digest and latest.excluded == excluded:
-        return None
-    if board.category and not arrays.model_ids and latest is None:
+    if board.category and not counts.votes and latest is None:
         return None  # a category nobody voted in yet: no empty board to show
+    digest = counts.digest(filters.last_vote_id, per_vote=board.style)
+    if latest and latest.votes_digest == digest and latest.excluded == excluded:
+        return None
+    arrays = vote_arrays(counts, filters, style=board.style)
     params = {
         "bootstrap": settings.LEADERBOARD_BOOTSTRAP
         if not board.style
@@ -341,9 +457,9 @@ def _recompute(board: boards.Board, flagged: dict[str, int]) -> Snapshot | None:
             }
         else:
             result = rating.rate(
-                arrays.model_a,
-                arrays.model_b,
-                arrays.outcome,
+                np.repeat(arrays.model_a, arrays.count),
+                np.repeat(arrays.model_b, arrays.count),
+                np.repeat(arrays.outcome, arrays.count),
                 n,
                 bootstrap=params["bootstrap"],
                 seed=params["seed"],
@@ -369,8 +485,8 @@ def _recompute(board: boards.Board, flagged: dict[str, int]) -> Snapshot | None:
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
             board=board.slug,
-            votes=len(arrays.outcome),
-            votes_digest=arrays.digest,
+            votes=counts.votes,
+            votes_digest=digest,
             method=board.method,
             params=params,
             excluded=excluded,
@@ -388,7 +504,12 @@ HEATMAP_MODELS = 20  # the heatmaps show the top models; beyond that a person ca
 
 
 def _matrices(arrays: VoteArrays, result: rating.Ratings) -> dict[str, Any]:
-    counts = rating.aggregate(arrays.model_a, arrays.model_b, arrays.outcome, len(arrays.model_ids))
+    counts = rating.aggregate(
+        np.repeat(arrays.model_a, arrays.count),
+        np.repeat(arrays.model_b, arrays.count),
+        np.repeat(arrays.outcome, arrays.count),
+        len(arrays.model_ids),
+    )
     order = np.argsort(-result.rating)[:HEATMAP_MODELS]
     wins = rating.win_rate_matrix(counts, len(arrays.model_ids))[np.ix_(order, order)]
     battles = rating.battle_count_matrix(counts, len(arrays.model_ids))[np.ix_(order, order)]
