@@ -172,6 +172,12 @@ class Vote(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]
+        # The few votes no board counts, counted on every recompute (leaderboard.services.excluded_counts)
+        # without scanning the many that every board counts.
+        indexes = [
+            models.Index(fields=["excluded"], condition=~Q(excluded=""), name="vote_flagged"),
+            models.Index(fields=["anonymous"], condition=Q(anonymous=False), name="vote_named"),
+        ]
 
     def __str__(self) -> str:
         return f"vote {self.winner} on battle {self.battle_id}"

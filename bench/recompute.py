@@ -27,10 +27,15 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
     ours        leaderboard.services.recompute_all() with no snapshot yet, so every board is rated;
                 LEADERBOARD_BOOTSTRAP and LEADERBOARD_STYLE_BOOTSTRAP set from --bootstrap and
                 --style-bootstrap. Timers around the service's steps: once for all boards, filters
-                (current_filters), scan (board_counts: every board's cells in one GROUP BY) and
-                excluded (counts of flagged votes); per board (each Snapshot's duration_ms), read
-                (vote_arrays: cells to index arrays, or the style board's per-vote COPY), fit (the
-                rating engine) and rest (digest, matrices, latency, snapshot write)
+                (current_filters), read (load_table: every countable vote's models, winner, tags and
+                style counts in one binary COPY), boards (board_counts: every board's cells from those
+                columns) and excluded (counts of flagged votes); per board (each Snapshot's
+                duration_ms), read (vote_arrays: cells to index arrays), fit (the rating engine) and
+                rest (digest, matrices, latency, snapshot write). That is the cold path: a worker's
+                first recompute. Then the warm one, as every later recompute of that worker runs:
+                --new-votes more votes are stored (through the ORM, as votes arrive) and
+                recompute_all() runs again, reading only those from the database; they are deleted
+                afterwards so the data set stays as filled
     baseline    the path a first version took: each board's counted votes pulled through the ORM
                 vote by vote, joined to their battles (values_list of model_a, model_b, winner ordered
                 by id), rated by the same engine. Non-style boards (--baseline overall: the overall
@@ -273,13 +278,19 @@ def chunk_rows(
 
 STAGES = {
     "current_filters": "filters",
-    "board_counts": "scan",
+    "load_table": "read",
+    "board_counts": "boards",
     "vote_arrays": "read",
     "excluded_counts": "excluded",
     "rate": "fit",
     "rate_style": "fit",
 }
-SHARED = ("current_filters", "board_counts", "excluded_counts")  # once per recompute, for every board
+SHARED = (
+    "current_filters",
+    "load_table",
+    "board_counts",
+    "excluded_counts",
+)  # once per recompute, for every board
 
 
 def clear_snapshots() -> None:
@@ -315,7 +326,7 @@ def time_stages() -> dict[str, dict[str, float]]:
         return recompute_board(board, *args)
 
     services._recompute = board_wrapper
-    for name in ("current_filters", "board_counts", "vote_arrays", "excluded_counts"):
+    for name in ("current_filters", "load_table", "board_counts", "vote_arrays", "excluded_counts"):
         setattr(services, name, timed(name, getattr(services, name)))
     for name in ("rate", "rate_style"):
         setattr(rating, name, timed(name, getattr(rating, name)))
@@ -350,7 +361,7 @@ def ours(args: argparse.Namespace) -> dict[str, Any]:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(30)
         print(out.getvalue())
-    return {
+    report = {
         "wall": wall,
         "peak_mb": peak_mb(),
         "shared": dict(spent["(shared)"]),
@@ -364,6 +375,37 @@ def ours(args: argparse.Namespace) -> dict[str, Any]:
             for s in published
         },
     }
+    spent.clear()
+    report["warm"] = warm_recompute(args)
+    report["warm"]["shared"] = dict(spent["(shared)"])
+    return report
+
+
+def warm_recompute(args: argparse.Namespace) -> dict[str, float]:
+    """Store --new-votes votes, recompute every board again in this process, then delete them."""
+    from arena.models import Battle, Vote
+    from leaderboard import services
+    from providers.models import LLM
+
+    rng = np.random.default_rng([args.seed, 99])
+    llms = list(LLM.objects.order_by("pk")[:20])
+    battles, votes = [], []
+    for _ in range(args.new_votes):
+        a, b = rng.choice(len(llms), 2, replace=False)
+        battle = Battle(model_a=llms[a], model_b=llms[b], state=Battle.State.VOTED, session_hash="bench")
+        vote = Vote(battle=battle, winner=str(rng.choice(["a", "b", "tie"])), language="en", coding=True)
+        vote.set_facts()
+        battles.append(battle)
+        votes.append(vote)
+    Battle.objects.bulk_create(battles)
+    Vote.objects.bulk_create(votes)
+    try:
+        started = time.perf_counter()
+        published = services.recompute_all()
+        seconds = time.perf_counter() - started
+    finally:
+        Battle.objects.filter(session_hash="bench").delete()
+    return {"seconds": seconds, "boards": len(published), "votes": args.new_votes}
 
 
 # --- Baseline ------------------------------------------------------------------------------------------
@@ -462,7 +504,9 @@ def print_table(our: dict[str, Any], base: dict[str, Any] | None) -> None:
     shared = our["shared"]
     print(
         "once for every board: "
-        + ", ".join(f"{name} {shared.get(name, 0.0):.2f} s" for name in ("filters", "scan", "excluded"))
+        + ", ".join(
+            f"{name} {shared.get(name, 0.0):.2f} s" for name in ("filters", "read", "boards", "excluded")
+        )
     )
     header = (
         f"{'board':<14} {'votes':>9} {'ours s':>7} {'base s':>7} {'ratio':>6} {'max |diff|':>10}   "
@@ -492,9 +536,15 @@ def print_table(our: dict[str, Any], base: dict[str, Any] | None) -> None:
             f"{'boards in both':<14} {'':>9} {both_ours:>7.2f} {both_base:>7.2f} "
             f"{both_base / both_ours:>5.1f}x"
         )
+    warm = our["warm"]
+    print(
+        f"warm recompute after {warm['votes']} new votes (the worker's table kept in memory): "
+        f"{warm['seconds']:.2f} s, {warm['boards']} boards republished; "
+        + ", ".join(f"{name} {warm['shared'].get(name, 0.0):.2f} s" for name in ("filters", "read", "boards"))
+    )
     verdict = "met" if our["wall"] <= TARGET_SECONDS else "missed"
     print(
-        f"recompute_all end to end: {our['wall']:.2f} s for {len(our['boards'])} boards "
+        f"recompute_all end to end, cold: {our['wall']:.2f} s for {len(our['boards'])} boards "
         f"(target <= {TARGET_SECONDS:.0f} s: {verdict}); peak RSS {our['peak_mb']:.0f} MB"
     )
     if base:
@@ -516,6 +566,7 @@ def main() -> None:
         action="store_true",
         help="the style board in the baseline too (needs about 5 GB of memory per million votes)",
     )
+    parser.add_argument("--new-votes", type=int, default=1000, help="votes added before the warm recompute")
     parser.add_argument("--refill", action="store_true", help="generate the data again even if present")
     parser.add_argument("--profile", action="store_true", help="cProfile our recompute_all, top 30")
     parser.add_argument("--database-url", default=DATABASE_URL)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections import Counter
@@ -13,52 +12,28 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import BooleanField, Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db import transaction
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from arena.models import Answer, Battle, Vote
 from leaderboard import boards, rating
 from leaderboard.models import Rating, Snapshot
+from leaderboard.votes import (
+    OUTCOME,
+    WINNERS,
+    BoardCounts,
+    Filters,
+    VoteTable,
+    board_counts,
+    filtered_votes,
+    load_table,
+    style_rows,
+)
 from providers.models import LLM, Organization
 
 LOCK_KEY = "leaderboard:recompute:lock"
 LOCK_SECONDS = 15 * 60  # longer than any recompute; a crashed worker's lock expires by itself
-
-OUTCOME = {
-    Vote.Winner.A: rating.A_WINS,
-    Vote.Winner.B: rating.B_WINS,
-    Vote.Winner.TIE: rating.TIE,
-    Vote.Winner.BOTH_BAD: rating.BOTH_BAD,
-}
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Exactly which votes a snapshot counted, stored with it so its votes can be exported again."""
-
-    board: str
-    last_vote_id: int
-    private: tuple[int, ...] = ()  # unpublished variants: a vote with one of them never counts
-    # Published variants with enough fresh votes: only their votes from this moment on count.
-    fresh_since: dict[int, str] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "board": self.board,
-            "last_vote_id": self.last_vote_id,
-            "private": list(self.private),
-            "fresh_since": {str(k): v for k, v in self.fresh_since.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Filters:
-        return cls(
-            data["board"],
-            data["last_vote_id"],
-            tuple(data.get("private", ())),
-            {int(k): v for k, v in data.get("fresh_since", {}).items()},
-        )
 
 
 def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
@@ -84,128 +59,12 @@ def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
     return Filters(board_slug, last, private, fresh_since), provisional
 
 
-def _private(filters: Filters) -> Q:
-    return Q(model_a__in=filters.private) | Q(model_b__in=filters.private)
-
-
-def _stale(filters: Filters) -> Q:
-    """Votes with a published variant from before the moment its fresh votes count from."""
-    stale = Q()
-    for pk, since in filters.fresh_since.items():
-        stale |= (Q(model_a=pk) | Q(model_b=pk)) & Q(created__lt=datetime.fromisoformat(since))
-    return stale
-
-
-def filtered_votes(filters: Filters) -> tuple[QuerySet[Vote], dict[str, int]]:
-    """The votes a board counts under these filters, and those the testing rules left out, by reason.
-
-    Vote by vote, for exports; a recompute counts the same votes in one scan (`board_counts`).
-    """
-    spec = boards.board(filters.board)
-    votes = Vote.objects.filter(anonymous=True, excluded="", id__lte=filters.last_vote_id)
-    if spec is not None:
-        votes = votes.filter(spec.votes)
-    left_out: dict[str, int] = {}
-    if filters.private:
-        left_out["unpublished_variant"] = votes.filter(_private(filters)).count()
-        votes = votes.exclude(_private(filters))
-    if filters.fresh_since:
-        left_out["before_publication"] = votes.filter(_stale(filters)).count()
-        votes = votes.exclude(_stale(filters))
-    return votes, {reason: n for reason, n in left_out.items() if n}
-
-
 def public_votes() -> tuple[QuerySet[Vote], dict[str, int], frozenset[int]]:
     """The votes the overall public board counts now, those left out by the testing rules, and
     the provisional published variants (fresh-vote rule: PROVIDER_FRESH_VOTES since publication)."""
     filters, provisional = current_filters("overall")
     votes, left_out = filtered_votes(filters)
     return votes, left_out, provisional
-
-
-WINNERS = sorted(OUTCOME)  # winner codes in the order their names sort, as the digest lists them
-
-
-@dataclass(frozen=True)
-class BoardCounts:
-    """A board's counted votes as (model_a, model_b, winner) cells with their number of votes."""
-
-    model_a: np.ndarray  # LLM primary keys
-    model_b: np.ndarray
-    winner: np.ndarray  # index into WINNERS
-    n: np.ndarray
-    left_out: dict[str, int]
-
-    @property
-    def votes(self) -> int:
-        return int(self.n.sum())
-
-    def digest(self, last_vote_id: int, *, per_vote: bool = False) -> str:
-        """SHA-256 over the cells in sorted order and the last vote id: the same votes give the same
-        digest in any order. A style board's digest lists each vote as a cell of one."""
-        digest = hashlib.sha256(f"last_vote_id={last_vote_id}\n".encode())
-        order = np.lexsort((self.winner, self.model_b, self.model_a))
-        for a, b, w, n in zip(
-            self.model_a[order].tolist(),
-            self.model_b[order].tolist(),
-            self.winner[order].tolist(),
-            self.n[order].tolist(),
-            strict=True,
-        ):
-            line = f"{a},{b},{WINNERS[w]},{1 if per_vote else n}\n".encode()
-            digest.update(line * n if per_vote else line)
-        return digest.hexdigest()
-
-
-def board_counts(filters: Filters, slugs: list[str]) -> dict[str, BoardCounts]:
-    """Every listed board's counted cells, from one scan of the vote table.
-
-    PostgreSQL groups the counted votes by (model_a, model_b, winner) and whether the fresh-vote
-    rule leaves them out, with one filtered count per board (COUNT ... FILTER): a few thousand rows
-    come back for millions of votes. The private-variant rule needs no scan of its own: it depends
-    only on the models. Gives the same votes as `filtered_votes` board by board.
-    """
-    specs = {slug: boards.board(slug) for slug in slugs}
-    counted = {
-        f"n{k}": Count("id", filter=spec.votes) if spec and spec.votes else Count("id")
-        for k, spec in enumerate(specs.values())
-    }
-    stale = (
-        Case(When(_stale(filters), then=Value(True)), default=Value(False), output_field=BooleanField())
-        if filters.fresh_since
-        else Value(False, output_field=BooleanField())
-    )
-    code = Case(*[When(winner=w, then=Value(k)) for k, w in enumerate(WINNERS)], output_field=IntegerField())
-    rows = (
-        Vote.objects.filter(anonymous=True, excluded="", id__lte=filters.last_vote_id)
-        .annotate(stale=stale, code=code)
-        .values_list("model_a", "model_b", "code", "stale")
-        .annotate(**counted)
-        .order_by()
-    )
-    if connection.vendor == "postgresql":
-        sql, params = rows.query.sql_with_params()
-        table = _copy_binary(sql, params, "i" * (4 + len(counted))).astype(np.int64)
-    else:
-        table = np.array(list(rows), dtype=np.int64).reshape(-1, 4 + len(counted))
-    a, b, w, stale_rows = table[:, 0], table[:, 1], table[:, 2], table[:, 3].astype(bool)
-    private = np.isin(a, filters.private) | np.isin(b, filters.private)
-    stale_rows &= ~private
-    keep = ~private & ~stale_rows
-    result = {}
-    for k, slug in enumerate(specs):
-        n = table[:, 4 + k]
-        left_out = {
-            "unpublished_variant": int(n[private].sum()),
-            "before_publication": int(n[stale_rows].sum()),
-        }
-        cell = keep & (n > 0)
-        # Stale and fresh rows of one cell are separate groups; only fresh ones are kept, so cells
-        # stay unique.
-        result[slug] = BoardCounts(
-            a[cell], b[cell], w[cell], n[cell], {reason: c for reason, c in left_out.items() if c}
-        )
-    return result
 
 
 @dataclass(frozen=True)
@@ -218,9 +77,11 @@ class VoteArrays:
     features: np.ndarray | None = None  # style control: (votes, 4) style_delta, one vote per row
 
 
-def vote_arrays(counts: BoardCounts, filters: Filters, *, style: bool = False) -> VoteArrays:
+def vote_arrays(
+    counts: BoardCounts, table: VoteTable, filters: Filters, *, style: bool = False
+) -> VoteArrays:
     """A board's votes as index arrays for the rating engine: its cells with their counts, or for
-    style control one row per vote with that vote's style counts (read by `_style_rows`)."""
+    style control one row per vote with that vote's style counts."""
     model_ids = np.union1d(counts.model_a, counts.model_b)
     outcome_of = np.array([OUTCOME[w] for w in WINNERS], dtype=np.int64)
     if not style:
@@ -231,113 +92,15 @@ def vote_arrays(counts: BoardCounts, filters: Filters, *, style: bool = False) -
             outcome=outcome_of[counts.winner],
             count=counts.n,
         )
-    a, b, w, sides = _style_rows(filters)
-    if len(w) != counts.votes:
-        raise RuntimeError("votes changed during a style recompute; the next one will count them")
+    a, b, w, features = style_rows(table, filters)
     return VoteArrays(
         model_ids=model_ids.tolist(),
         model_a=np.searchsorted(model_ids, a),
         model_b=np.searchsorted(model_ids, b),
         outcome=outcome_of[w],
         count=np.ones(len(w), dtype=np.int64),
-        features=rating.style_delta(sides[:, 0], sides[:, 1]) if len(w) else np.zeros((0, 4)),
+        features=features,
     )
-
-
-def _style_rows(filters: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """model_a, model_b, winner (index into WINNERS) and (votes, 2, features) style counts of the
-    overall board's votes, in the order of their ids.
-
-    From PostgreSQL as a binary COPY read straight into numpy (`_copy_binary`): millions of rows as
-    Python tuples took seconds and gigabytes.
-    """
-    votes, _ = filtered_votes(replace(filters, board="overall"))
-    code = Case(*[When(winner=w, then=Value(k)) for k, w in enumerate(WINNERS)], output_field=IntegerField())
-    columns = ["id", "model_a_id", "model_b_id", "code", *Vote.STYLE_COLUMNS[0], *Vote.STYLE_COLUMNS[1]]
-    rows = votes.annotate(code=code).values_list(*columns).order_by()
-    if connection.vendor == "postgresql":
-        sql, params = rows.query.sql_with_params()
-        table = _copy_binary(sql, params, "iiii" + "f" * (len(columns) - 4))
-    else:
-        table = np.array(list(rows), dtype=np.float64).reshape(-1, len(columns))
-    table = table[np.argsort(table[:, 0], kind="stable")]
-    ints = table[:, 1:4].astype(np.int64)
-    sides = table[:, 4:].reshape(-1, 2, len(rating.STYLE_FEATURES))
-    return ints[:, 0], ints[:, 1], ints[:, 2], sides
-
-
-COPY_BLOCK_BYTES = 8 << 20  # rows decoded a block at a time: bounds the buffer, not the result
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def _copy_binary(sql: str, params: Any, kinds: str) -> np.ndarray:
-    """Rows of a query whose columns are all non-NULL numbers, as a float64 array, via COPY BINARY.
-
-    Every row of such a query has the same layout (a field count, then a length and a big-endian
-    value per field), read off the first row; blocks of rows are then read with a numpy structured
-    dtype instead of being decoded one by one. `kinds` has a letter per column: "i" for an integer
-    (or boolean) column, "f" for a float one. Numbers above 2**53 would lose precision; none are.
-    """
-    fields = len(kinds)
-    parts: list[np.ndarray] = []
-    buffer = bytearray()
-    dtype: np.dtype[Any] | None = None
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's own cursor, for copy()
-        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
-            header: int | None = None
-            for block in copy:
-                buffer += block
-                if header is None:
-                    if len(buffer) < 19:
-                        continue
-                    if bytes(buffer[:11]) != _COPY_SIGNATURE:
-                        raise RuntimeError("not a PostgreSQL binary COPY stream")
-                    header = 19 + int.from_bytes(buffer[15:19], "big")
-                if dtype is None:
-                    dtype = _row_dtype(buffer, header, kinds)
-                    if dtype is None:
-                        continue  # the first row is not complete yet
-                    del buffer[:header]
-                whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
-                if whole >= COPY_BLOCK_BYTES:
-                    parts.append(_decode_rows(buffer[:whole], dtype, fields))
-                    del buffer[:whole]
-    if dtype is not None and dtype.itemsize > 2:
-        whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
-        parts.append(_decode_rows(buffer[:whole], dtype, fields))
-        del buffer[:whole]
-    if bytes(buffer) != b"\xff\xff":
-        raise RuntimeError("a binary COPY that did not end where a row ends")
-    return np.concatenate(parts) if parts else np.zeros((0, fields))
-
-
-def _row_dtype(buffer: bytearray, at: int, kinds: str) -> np.dtype[Any] | None:
-    """The layout of the first row (at `at`), from its field lengths; None while it is incomplete.
-
-    Without rows the stream holds only its end mark, and the layout is the mark itself."""
-    if len(buffer) < at + 2:
-        return None
-    if buffer[at : at + 2] == b"\xff\xff":
-        return np.dtype([("end", ">i2")])
-    layout: list[tuple[str, str]] = [("fields", ">i2")]
-    at += 2
-    for k, kind in enumerate(kinds):
-        if len(buffer) < at + 4:
-            return None
-        size = int.from_bytes(buffer[at : at + 4], "big", signed=True)
-        if size not in ((1, 2, 4, 8) if kind == "i" else (4, 8)):
-            raise RuntimeError(f"column {k} is {size} bytes wide: numbers only, no NULLs")
-        layout += [(f"size{k}", ">i4"), (f"v{k}", f">{kind}{size}")]
-        at += 4 + size
-    return np.dtype(layout) if len(buffer) >= at else None
-
-
-def _decode_rows(data: bytearray, dtype: np.dtype[Any], fields: int) -> np.ndarray:
-    rows = np.frombuffer(bytes(data), dtype=dtype)
-    if (rows["fields"] != fields).any():
-        raise RuntimeError("binary COPY rows of an unexpected shape")
-    return np.stack([rows[f"v{k}"].astype(np.float64) for k in range(fields)], axis=1).reshape(-1, fields)
 
 
 def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
@@ -362,8 +125,9 @@ def recompute_all() -> list[Snapshot]:
 
     A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run);
     the one that finds it taken does nothing. Pages are invalidated by bumping a generation key.
-    Every board is counted in one scan of the votes (`board_counts`); a language board exists once
-    a counted vote is in that language.
+    Every board is counted from one read of the votes (`load_table`, which reads only the votes
+    newer than this process's last recompute); a language board exists once a counted vote is in
+    that language.
     """
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
@@ -371,12 +135,13 @@ def recompute_all() -> list[Snapshot]:
     try:
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
-        counts = board_counts(filters, [b.slug for b in every])
+        table = load_table(filters)
+        counts = board_counts(table, filters, [b.slug for b in every])
         flagged = excluded_counts({})  # the same for every board: counted once, not per board
         published = []
         for board in every:
             snapshot = _recompute(
-                board, replace(filters, board=board.slug), provisional, counts[board.slug], flagged
+                board, replace(filters, board=board.slug), provisional, counts[board.slug], table, flagged
             )
             if snapshot is not None:
                 published.append(snapshot)
@@ -407,6 +172,7 @@ def _recompute(
     filters: Filters,
     provisional: frozenset[int],
     counts: BoardCounts,
+    table: VoteTable,
     flagged: dict[str, int],
 ) -> Snapshot | None:
     started = time.perf_counter()
@@ -414,10 +180,10 @@ def _recompute(
     latest = latest_snapshot(board.slug)
     if board.category and not counts.votes and latest is None:
         return None  # a category nobody voted in yet: no empty board to show
-    digest = counts.digest(filters.last_vote_id, per_vote=board.style)
+    digest = counts.digest(per_vote=board.style)
     if latest and latest.votes_digest == digest and latest.excluded == excluded:
         return None
-    arrays = vote_arrays(counts, filters, style=board.style)
+    arrays = vote_arrays(counts, table, filters, style=board.style)
     params = {
         "bootstrap": settings.LEADERBOARD_BOOTSTRAP
         if not board.style

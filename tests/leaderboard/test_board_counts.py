@@ -7,12 +7,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
 from arena.models import Battle, Vote
-from leaderboard import boards, rating, services
+from leaderboard import boards, rating, services, votes
 from providers.models import LLM
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +80,7 @@ def by_queries(filters: services.Filters) -> tuple[Counter[tuple[int, int, str]]
 def test_one_scan_counts_every_board_as_its_own_queries_do(arena: tuple[list[LLM], services.Filters]) -> None:
     _, filters = arena
     slugs = [b.slug for b in boards.all_boards(set(boards.LANGUAGE_NAMES))]
-    counts = services.board_counts(filters, slugs)
+    counts = votes.board_counts(votes.VoteTable.read(filters), filters, slugs)
 
     checked = 0
     for slug in slugs:
@@ -99,38 +100,44 @@ def test_the_digest_does_not_depend_on_the_order_of_the_cells(
     arena: tuple[list[LLM], services.Filters],
 ) -> None:
     _, filters = arena
-    counts = services.board_counts(filters, ["overall"])["overall"]
+    counts = votes.board_counts(votes.VoteTable.read(filters), filters, ["overall"])["overall"]
     flipped = np.arange(counts.n.size)[::-1]
-    shuffled = services.BoardCounts(
+    shuffled = votes.BoardCounts(
         counts.model_a[flipped], counts.model_b[flipped], counts.winner[flipped], counts.n[flipped], {}
     )
-    assert shuffled.digest(filters.last_vote_id) == counts.digest(filters.last_vote_id)
-    assert counts.digest(filters.last_vote_id) != counts.digest(filters.last_vote_id - 1)
-    assert counts.digest(1, per_vote=True) != counts.digest(1)
+    assert shuffled.digest() == counts.digest()
+    assert counts.digest(per_vote=True) != counts.digest()
+    one_less = counts.n.copy()
+    one_less[0] -= 1
+    fewer = votes.BoardCounts(counts.model_a, counts.model_b, counts.winner, one_less, {})
+    assert fewer.digest() != counts.digest()
 
 
-@pytest.mark.parametrize("block", [services.COPY_BLOCK_BYTES, 333])
+@pytest.mark.parametrize("block", [votes.COPY_BLOCK_BYTES, 333])
 def test_style_rows_are_the_counted_votes_with_their_style_counts_in_id_order(
     arena: tuple[list[LLM], services.Filters], block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL through a binary COPY, decoded a block of rows at a time (tiny blocks too)."""
-    monkeypatch.setattr(services, "COPY_BLOCK_BYTES", block)
+    monkeypatch.setattr(votes, "COPY_BLOCK_BYTES", block)
     _, filters = arena
-    votes, _ = services.filtered_votes(filters)
-    expected = list(votes.order_by("id").values_list("model_a_id", "model_b_id", "winner", "conv_metadata"))
+    counted, _ = services.filtered_votes(filters)
+    expected = list(counted.order_by("id").values_list("model_a_id", "model_b_id", "winner", "conv_metadata"))
 
-    a, b, w, sides = services._style_rows(filters)
+    a, b, w, features = votes.style_rows(votes.VoteTable.read(filters), filters)
 
     assert len(expected) > 150
     assert a.tolist() == [row[0] for row in expected]
     assert b.tolist() == [row[1] for row in expected]
     assert [services.WINNERS[k] for k in w] == [row[2] for row in expected]
-    assert np.array_equal(sides, np.array([rating.style_counts(row[3]) for row in expected]))
+    counts = np.array([rating.style_counts(row[3]) for row in expected])
+    assert np.array_equal(features, rating.style_delta(counts[:, 0], counts[:, 1]))  # to the last bit
 
 
 def test_style_rows_of_no_votes_are_empty(make_llm: Callable[..., LLM]) -> None:
-    a, b, w, sides = services._style_rows(services.Filters("overall", 0))
-    assert a.size == b.size == w.size == 0 and sides.shape == (0, 2, len(rating.STYLE_FEATURES))
+    a, b, w, features = votes.style_rows(
+        votes.VoteTable.read(services.Filters("overall", 0)), services.Filters("overall", 0)
+    )
+    assert a.size == b.size == w.size == 0 and features.shape == (0, len(rating.STYLE_FEATURES))
 
 
 def test_a_vote_copies_its_battles_models_mode_and_style_counts(make_llm: Callable[..., LLM]) -> None:
@@ -146,3 +153,49 @@ def test_a_vote_copies_its_battles_models_mode_and_style_counts(make_llm: Callab
     vote.refresh_from_db()
     assert (vote.model_a_id, vote.model_b_id, vote.anonymous) == (a.pk, b.pk, False)
     assert (vote.length_a, vote.lists_b, vote.bold_a) == (12.0, 5.0, 0.0)
+
+
+def test_a_kept_table_reads_only_newer_votes_and_matches_a_full_read(
+    arena: tuple[list[LLM], services.Filters], django_assert_max_num_queries: Any
+) -> None:
+    models, filters = arena
+    votes.load_table(filters)
+    random_votes(models, 50, random.Random(8))
+    newer = replace(filters, last_vote_id=Vote.objects.order_by("-id").values_list("id", flat=True)[0])
+
+    extended = votes.load_table(newer)
+    full = votes.VoteTable.read(newer)
+
+    assert len(extended) == len(full) > len(votes.VoteTable.read(filters))
+    for column in ("model_a", "model_b", "packed", "style"):
+        assert np.array_equal(getattr(extended, column), getattr(full, column)), column
+
+
+def test_a_changed_vote_or_new_filters_make_the_next_load_read_everything_again(
+    arena: tuple[list[LLM], services.Filters],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _, filters = arena
+    reads: list[int] = []
+    read = votes.VoteTable.read.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[votes.VoteTable], f: services.Filters, *, after: int = 0) -> votes.VoteTable:
+        reads.append(after)
+        return read(cls, f, after=after)
+
+    monkeypatch.setattr(votes.VoteTable, "read", classmethod(counting))
+    votes.load_table(filters)
+    votes.load_table(filters)
+    assert reads == [0, filters.last_vote_id]  # the second only asks for newer votes
+
+    with django_capture_on_commit_callbacks(execute=True):
+        vote = Vote.objects.filter(excluded="").first()
+        vote.excluded = Vote.Exclusion.IDENTITY_LEAK
+        vote.save()
+    table = votes.load_table(filters)
+    assert reads[-1] == 0  # read in full: the flagged vote is gone from the table
+    assert len(table) == votes.counted_votes(last=filters.last_vote_id).count()
+
+    votes.load_table(replace(filters, fresh_since={}))
+    assert reads[-1] == 0

@@ -77,6 +77,23 @@ def test_a_new_vote_leads_to_a_new_snapshot(trio: tuple[LLM, LLM, LLM], settings
     assert services.latest_snapshot() == second
 
 
+def test_a_new_vote_republishes_only_the_boards_that_count_it(trio: tuple[LLM, LLM, LLM], settings) -> None:
+    settings.LEADERBOARD_BOOTSTRAP = 20
+    settings.LEADERBOARD_STYLE_BOOTSTRAP = 5
+    vote_many(trio)
+    for vote in Vote.objects.all()[:40]:
+        vote.coding = True
+        vote.save()
+    tasks.recompute()
+    first = set(Snapshot.objects.values_list("board", flat=True))
+    assert {"overall", "style", "coding"} <= first
+
+    voted_battle(trio[2], trio[0], "a")  # not a coding prompt
+    again = {Snapshot.objects.get(pk=pk).board for pk in tasks.recompute()}
+
+    assert again == {"overall", "style"}
+
+
 def test_a_recompute_already_running_is_not_overlapped(trio: tuple[LLM, LLM, LLM]) -> None:
     from django.core.cache import cache
 
