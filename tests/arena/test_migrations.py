@@ -1,0 +1,46 @@
+"""The migration that copies each vote's facts onto it fills them from the battle and conv_metadata."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE = [("arena", "0003_vote_categories"), ("providers", "0004_imported_backend")]
+AFTER = [("arena", "0005_vote_models_required")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_votes_get_their_models_mode_and_style_counts() -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    old = executor.loader.project_state(BEFORE).apps
+    llm = old.get_model("providers", "LLM")
+    a = llm.objects.create(
+        name="a", display_name="A", organization="O", backend="demo", model="m", api_key_encrypted=""
+    )
+    b = llm.objects.create(
+        name="b", display_name="B", organization="O", backend="demo", model="m", api_key_encrypted=""
+    )
+    battle = old.get_model("arena", "Battle")
+    vote = old.get_model("arena", "Vote")
+    named = battle.objects.create(model_a=a, model_b=b, mode="named", state="voted", session_hash="x")
+    anonymous = battle.objects.create(model_a=b, model_b=a, mode="anonymous", state="voted", session_hash="x")
+    vote.objects.create(
+        battle=named,
+        winner="a",
+        conv_metadata={"sum_assistant_b_tokens": 40, "header_count_a": {"h1": 1, "h2": 2}},
+    )
+    vote.objects.create(battle=anonymous, winner="tie", conv_metadata={})
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(AFTER)
+    new = executor.loader.project_state(AFTER).apps.get_model("arena", "Vote")
+    first, second = new.objects.order_by("id")
+
+    assert (first.model_a_id, first.model_b_id, first.anonymous) == (a.pk, b.pk, False)
+    assert (first.length_b, first.headers_a, first.length_a) == (40.0, 3.0, 0.0)
+    assert (second.model_a_id, second.model_b_id, second.anonymous) == (b.pk, a.pk, True)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
