@@ -158,6 +158,9 @@ LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", defaul
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
 LEADERBOARD_SEED = env.int("LEADERBOARD_SEED", default=42)
 LEADERBOARD_STYLE_BOOTSTRAP = env.int("LEADERBOARD_STYLE_BOOTSTRAP", default=100)
+# Latency figures on the board come from answers finished in this many days (the index on
+# (status, finished) keeps the read bounded as history grows).
+LEADERBOARD_LATENCY_DAYS = env.int("LEADERBOARD_LATENCY_DAYS", default=30)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -287,8 +287,12 @@ def _matrices(arrays: VoteArrays, result: rating.Ratings) -> dict[str, Any]:
 
 
 def latency(model_ids: list[int]) -> dict[str, dict[str, float]]:
-    """Median and p90 time to first token and median decoding speed of each model's finished answers."""
-    answers = Answer.objects.filter(status=Answer.Status.DONE, ttft_ms__isnull=False).values_list(
+    """Median and p90 time to first token and median decoding speed of each model's answers finished
+    in the last LEADERBOARD_LATENCY_DAYS: what a visitor meets now, from a bounded number of rows."""
+    since = timezone.now() - timedelta(days=settings.LEADERBOARD_LATENCY_DAYS)
+    answers = Answer.objects.filter(
+        status=Answer.Status.DONE, finished__gte=since, ttft_ms__isnull=False
+    ).values_list(
         "side",
         "turn__battle__model_a_id",
         "turn__battle__model_b_id",
