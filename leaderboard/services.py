@@ -393,25 +393,27 @@ def compute_variant_result(llm: LLM, *, until: datetime | None = None) -> Varian
     variant would tell this organisation that one exists. Ratings are shifted so that the pool's
     mean is the board's centre, as on the board.
     """
-    mine = Q(battle__model_a=llm) | Q(battle__model_b=llm)
-    own = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS, excluded="").filter(
-        Q(battle__model_a=llm, battle__model_b__visibility=LLM.Visibility.PUBLIC)
-        | Q(battle__model_b=llm, battle__model_a__visibility=LLM.Visibility.PUBLIC)
+    mine = Q(model_a=llm) | Q(model_b=llm)
+    own = Vote.objects.filter(anonymous=True, excluded="").filter(
+        Q(model_a=llm, model_b__visibility=LLM.Visibility.PUBLIC)
+        | Q(model_b=llm, model_a__visibility=LLM.Visibility.PUBLIC)
     )
     pool = public_votes()[0].exclude(mine)
     if until is not None:
         own, pool = own.filter(created__lte=until), pool.filter(created__lte=until)
-    fields = ("battle__model_a_id", "battle__model_b_id", "winner")
+    fields = ("model_a_id", "model_b_id", "winner")
     own_rows = list(own.order_by("id").values_list(*fields))
     if not own_rows:
         return None
-    rows = list(pool.order_by("id").values_list(*fields)) + own_rows
-    model_ids = sorted({a for a, _, _ in rows} | {b for _, b, _ in rows})
+    # The public votes as (pair, winner) counts: thousands of rows, not millions.
+    cells = list(pool.values_list(*fields).annotate(n=Count("id")).order_by()) + [(*r, 1) for r in own_rows]
+    model_ids = sorted({c[0] for c in cells} | {c[1] for c in cells})
     index = {pk: i for i, pk in enumerate(model_ids)}
+    n = np.array([c[3] for c in cells], dtype=np.int64)
     result = rating.rate(
-        np.array([index[a] for a, _, _ in rows], dtype=np.int64),
-        np.array([index[b] for _, b, _ in rows], dtype=np.int64),
-        np.array([OUTCOME[w] for _, _, w in rows], dtype=np.int64),
+        np.repeat(np.array([index[c[0]] for c in cells], dtype=np.int64), n),
+        np.repeat(np.array([index[c[1]] for c in cells], dtype=np.int64), n),
+        np.repeat(np.array([OUTCOME[c[2]] for c in cells], dtype=np.int64), n),
         len(model_ids),
         bootstrap=settings.LEADERBOARD_BOOTSTRAP,
         seed=settings.LEADERBOARD_SEED,
