@@ -38,16 +38,35 @@ Scale and anchor
 Bootstrap
     Poisson bootstrap over battles: every battle gets an independent Poisson(1) weight in each round.
     Summed over the c battles of one (pair, outcome) cell that weight is Poisson(c), so one draw per
-    cell resamples battles exactly at the cost of the aggregated counts. Unlike the multinomial
-    bootstrap the total number of battles varies between rounds (by about its square root); both
-    give the same intervals asymptotically, and the Poisson one needs no sequential draws (the draws
-    come from a table sampler, `_PoissonTable`, several times faster than numpy's). Each round is
-    refitted by Newton warm-started from the point estimate, many rounds at once (batched Hessian
-    solves), in chunks that bound memory, optionally in worker threads (`workers`, same output for any
-    number); a round stops after a step below 1e-3 logits, leaving an error of about 1e-7. Intervals
-    are the 2.5th and 97.5th percentiles of the mean-centred round estimates, widened if needed to
-    contain the point estimate (percentile intervals of a skewed bootstrap distribution can miss it,
-    and a board whose dot lies outside its whisker confuses readers). Same seed, same output.
+    cell (lower wins, higher wins, half-half; an empty cell is always 0) resamples battles exactly at
+    the cost of the aggregated counts. Unlike the multinomial bootstrap the total number of battles
+    varies between rounds (by about its square root); both give the same intervals asymptotically,
+    and the Poisson one needs no sequential draws. The draws come from a table sampler,
+    `_PoissonTable`, over 32-bit uniforms: each value's probability is exact to within 2**-32.
+    Intervals are the 2.5th and 97.5th percentiles of the mean-centred round estimates, widened if
+    needed to contain the point estimate (percentile intervals of a skewed bootstrap distribution can
+    miss it, and a board whose dot lies outside its whisker confuses readers). Same seed, same output,
+    for any number of `workers`: rounds run in chunks that bound memory, each chunk with its own
+    generator spawned from the seed, optionally in worker threads. BLAS is held to one thread
+    throughout (threadpoolctl; see `_one_blas_thread`).
+
+Bootstrap refits (an approximation, measured)
+    A round moves the estimate by about one standard error, so each round is refitted by iterating
+    theta <- theta - H0^-1 grad(theta) with H0 the Hessian at the point estimate, factored once
+    (Cholesky), for all the rounds of a chunk at once: a chord (simplified Newton) method. Its steps
+    cost one gradient and two triangular solves, against a Hessian build and an LU per round per step
+    for Newton; the first gradient, at the point estimate, is linear in the draws. It converges
+    linearly, by a factor of 20 to 50 per step on full boards (slower on small ones), so a round
+    stops once the error left, estimated from its last two steps, is below 2.5e-6 logits (1e-6 for
+    style rounds; about three gradients a round); one that has not settled after eight steps or
+    shrinks too slowly is refitted by the exact Newton method above, warm-started from the point
+    estimate. The gradients run in float32 (counts and weights are whole numbers, exact in float32;
+    only the small per-round move of each logit is rounded). Measured against exact per-round refits
+    of the same draws, rounds differ by at most 4.4e-4 display points (boards from 3M votes / 200
+    models down to 40 votes / 5 models, strengths spread up to 4 logits) and style rounds by 1.4e-4
+    display points and 2e-7 in the coefficients (the tests hold them to 1e-3 display points and
+    1e-5), far below the Monte Carlo error of a percentile of 1000 rounds (a few percent of the
+    interval's half-width: 0.2 display points on a full board). See bench/rating.py for speed.
 
 Rank
     1 + the number of models whose interval lies wholly above this model's (lower bound greater than
@@ -63,8 +82,10 @@ Style control
     answers' counts (`style_delta`), standardised over the battles. The ratings are then the
     strengths with style held equal, and beta says how much a standard deviation of each feature
     moves the log-odds (the ridge applies to beta too). Continuous covariates do not reduce to pair
-    counts, so this fit and its bootstrap run over battles: O(battles) per Newton step, one round at a
-    time, each battle with a Poisson(1) weight per round.
+    counts, so this fit and its bootstrap run over battles: O(battles) per step, each battle with a
+    Poisson(1) weight per round. The point fit is Newton warm-started from the plain pair-count fit;
+    the rounds use the same chord iteration as above (`_StyleChord`), whose steps need the gradient
+    only.
 """
 
 from __future__ import annotations
@@ -72,6 +93,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import math
 import sys
@@ -82,8 +104,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse
+import scipy.sparse.csgraph
 import scipy.special
+from threadpoolctl import threadpool_limits
 
 A_WINS = 0
 B_WINS = 1
@@ -99,9 +124,9 @@ STYLE_FEATURES = ("length", "headers", "lists", "bold")
 
 # Newton stops when every coordinate of a step is below this (logits); see "Fit" above.
 _STEP_TOL = 1e-6
-# Bootstrap rounds stop earlier, usually after two Newton steps instead of three: the error left is
-# of order 1e-7 logits (measured up to 2.3e-7, i.e. 4e-5 display points), far below the Monte Carlo
-# error of a percentile, and it saves a third of the Hessian solves.
+# Bootstrap rounds that the chord iteration leaves unsettled are refitted by Newton, which stops
+# earlier, usually after two steps instead of three: the error left is of order 1e-7 logits, far below
+# the Monte Carlo error of a percentile.
 _BOOTSTRAP_STEP_TOL = 1e-3
 _MAX_ITER = 200
 _MAX_HALVINGS = 50
@@ -109,9 +134,29 @@ _MAX_HALVINGS = 50
 # relative slack absorbs rounding in sums of millions of terms near the optimum.
 _ARMIJO = 1e-4
 _ROUNDOFF = 1e-12
-# Memory one bootstrap chunk may use (per worker thread): bounds peak memory while keeping enough
-# rounds per chunk that per-chunk Python overhead does not matter.
+# Memory one bootstrap chunk may use (per worker thread): bounds peak memory. Smaller chunks also keep
+# a chunk's Poisson draws in cache (measured fastest near 8 rounds of 200 models).
 _CHUNK_BYTES = 32 << 20
+# Guide buckets per entry of a Poisson table (rounded up to a power of two): more buckets, fewer draws
+# that land on a step of the CDF and need a search, but a larger table to gather from.
+_GUIDE_BUCKETS = 16
+# Poisson means from this up are drawn by numpy's sampler rather than from a table (see _PoissonTable).
+_TABLE_MAX_MEAN = 1000
+# Bootstrap rounds iterate with the point estimate's Hessian (see "Bootstrap" above) until the error
+# left, estimated from the last two steps, is below this (logits; 4e-4 display points) ...
+_CHORD_TOL = 2.5e-6
+# ... for the style model's rounds this: its error estimate proved less reliable (measured 1.2e-3
+# display points left at 2.5e-6, 5e-5 at 1e-6) ...
+_STYLE_CHORD_TOL = 1e-6
+# ... or hand over to the exact Newton refit after this many steps, or once a step shrinks by less
+# than _CHORD_SLOW (a round far from the point estimate, where the fixed Hessian is a poor guide).
+_CHORD_MAX_STEPS = 8
+_CHORD_SLOW = 0.5
+# Values (battles x rounds) per block of the style bootstrap's passes (see _StyleChord). Some numpy
+# calls hold the GIL (repeat, reduceat, a matrix-vector product), and worker threads hand it over
+# between calls: blocks of a million values keep those hand-overs rare. Blocks of 65536 values, which
+# stay in cache, were 15% faster on one thread but no faster on two.
+_STYLE_BLOCK = 1 << 20
 # Pair counts are aggregated through a dense (n_models**2) bincount unless that table would be far
 # larger than the votes themselves; then a sort-based np.unique is cheaper.
 _DENSE_PAIRS_PER_VOTE = 4
@@ -197,13 +242,32 @@ def _integers(name: str, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64)  # an empty list arrives as float64
 
 
+def _check_count(count: np.ndarray | None, votes: int) -> np.ndarray | None:
+    if count is None:
+        return None
+    c = _integers("count", np.asarray(count))
+    if c.shape != (votes,):
+        raise ValueError(f"count must be a 1-D array with one entry per vote ({votes}), got shape {c.shape}")
+    bad = np.flatnonzero(c < 0)
+    if bad.size:
+        raise ValueError(f"count[{bad[0]}] = {c[bad[0]]} is negative")
+    return c
+
+
+def _bincount(keys: np.ndarray, count: np.ndarray | None, length: int) -> np.ndarray:
+    """np.bincount of keys, each key counted `count` times when given (exact: float64 sums of ints)."""
+    if count is None:
+        return np.bincount(keys, minlength=length)
+    return np.bincount(keys, weights=count, minlength=length).astype(np.int64)
+
+
 def _pair_outcome_cells(
-    a: np.ndarray, b: np.ndarray, o: np.ndarray, n_models: int
+    a: np.ndarray, b: np.ndarray, o: np.ndarray, n_models: int, count: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Key (lo * n_models + hi) of each pair seen and its (lo wins, hi wins, half-half) counts.
 
     Built in place in one int64 array plus byte-sized temporaries, to keep peak memory near the size
-    of the votes themselves.
+    of the votes themselves. count, if given, is each row's multiplicity.
     """
     # Outcome class relative to the pair: 0 the lower index wins, 1 the higher, 2 half-half.
     cls = ((a < b) == (o == B_WINS)).astype(np.int8)
@@ -214,23 +278,33 @@ def _pair_outcome_cells(
     if n_models * n_models <= _DENSE_PAIRS_PER_VOTE * a.size + 65536:
         key *= 3
         key += cls
-        cells = np.bincount(key, minlength=3 * n_models * n_models).reshape(-1, 3)
+        cells = _bincount(key, count, 3 * n_models * n_models).reshape(-1, 3)
         keys = np.flatnonzero(cells.any(axis=1))
         return keys, cells[keys]
     keys, inverse = np.unique(key, return_inverse=True)
     inverse *= 3
     inverse += cls
-    cells = np.bincount(inverse, minlength=3 * keys.size).reshape(-1, 3)
-    return keys, cells
+    cells = _bincount(inverse, count, 3 * keys.size).reshape(-1, 3)
+    seen = cells.any(axis=1)  # a pair whose rows all have count 0 was never seen
+    return keys[seen], cells[seen]
 
 
-def aggregate(model_a: np.ndarray, model_b: np.ndarray, outcome: np.ndarray, n_models: int) -> PairCounts:
+def aggregate(
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    outcome: np.ndarray,
+    n_models: int,
+    *,
+    count: np.ndarray | None = None,
+) -> PairCounts:
     """Count votes per unordered pair of models (see PairCounts): O(votes), no loop over votes.
 
-    Raises ValueError for an index out of range, a model against itself or an unknown outcome code.
+    count, if given, is a non-negative whole number per row: the row stands for that many identical
+    votes (rows already aggregated by SQL), with the same result as repeating it. Raises ValueError
+    for an index out of range, a model against itself, an unknown outcome code or a bad count.
     """
     a, b, o = _check_votes(model_a, model_b, outcome, n_models)
-    keys, cells = _pair_outcome_cells(a, b, o, n_models)
+    keys, cells = _pair_outcome_cells(a, b, o, n_models, _check_count(count, a.size))
     return _counts_from_cells(keys, cells, n_models)
 
 
@@ -246,8 +320,10 @@ def _counts_from_cells(keys: np.ndarray, cells: np.ndarray, n_models: int) -> Pa
     )
 
 
-def _votes_per_model(a: np.ndarray, b: np.ndarray, n_models: int) -> np.ndarray:
-    return np.bincount(a, minlength=n_models) + np.bincount(b, minlength=n_models)
+def _votes_per_model(
+    a: np.ndarray, b: np.ndarray, n_models: int, count: np.ndarray | None = None
+) -> np.ndarray:
+    return _bincount(a, count, n_models) + _bincount(b, count, n_models)
 
 
 # --- Batched Newton ----------------------------------------------------------------------------------
@@ -470,63 +546,104 @@ class _PoissonTable:
 
     numpy's Generator.poisson costs about 50 ns a draw at means near 50 (a rejection sampler); the
     bootstrap redraws the same means every round, so a CDF table per distinct mean with a guide table
-    into it (indexed search, Devroye 1986, III.2.4) brings that to a few ns. Exact up to the rounding
-    of the CDF: each table covers c ± (12 sqrt(c) + 30), cutting tails of probability below 1e-32.
+    into it (indexed search, Devroye 1986, III.2.4) brings that to a few ns. Each draw inverts one
+    32-bit uniform (half of a raw 64-bit output of the generator, the cheapest random numbers numpy
+    has) against the CDF rounded down to multiples of 2**-32: every value's probability is exact to
+    within 2**-32, and each table covers c ± (8 sqrt(c) + 12), cutting tails of probability below
+    2e-15. A table has a power of two of guide buckets, so a uniform's bucket is a bit shift; a
+    bucket that holds no step of the CDF gives the value outright, and only the few draws (about 2%)
+    that land in one that does are finished by a short search. Means of _TABLE_MAX_MEAN and more,
+    rare, are drawn by numpy's own sampler.
     """
 
     def __init__(self, means: np.ndarray) -> None:
-        values, which = np.unique(np.asarray(means, dtype=np.int64), return_inverse=True)
-        reach = (12 * np.sqrt(values) + 30).astype(np.int64)
+        means = np.asarray(means, dtype=np.int64)
+        # Means this large are few on any board but would each need a table of thousands of entries:
+        # they are drawn by numpy instead (exact too), their table slot standing at 0.
+        self._large = np.flatnonzero(means >= _TABLE_MAX_MEAN)
+        self._large_means = means[self._large]
+        values, which = np.unique(np.where(means >= _TABLE_MAX_MEAN, 0, means), return_inverse=True)
+        reach = np.ceil(8 * np.sqrt(values) + 12).astype(np.int64)
         first = np.maximum(values - reach, 0)
         sizes = values + reach - first + 1
         starts = np.cumsum(sizes) - sizes
-        # Four guide buckets per table entry: then only about one draw in thirty lands in a bucket
-        # that holds a jump of the CDF and needs a search.
-        buckets = 4 * sizes
-        bucket_starts = 4 * starts
-        self._cdf = np.empty(int(sizes.sum()))
-        # For u in bucket t = floor(u * buckets) the answer (first k with cdf[k] > u) lies in
-        # [lower[t], upper[t]]; the 1e-12 margins keep that true when u * buckets rounds across an edge.
-        self._lower = np.empty(int(buckets.sum()), dtype=np.int64)
-        self._upper = np.empty(int(buckets.sum()), dtype=np.int64)
-        for value, low, size, start in zip(values, first, sizes, starts, strict=True):
-            table = scipy.special.pdtr(np.arange(low, low + size), value)
-            table[-1] = 1.0
-            self._cdf[start : start + size] = table
-            edges = np.arange(4 * size + 1) / (4 * size)
-            guide = slice(4 * start, 4 * (start + size))
-            self._lower[guide] = start + np.searchsorted(table, edges[:-1] - 1e-12, side="right")
-            upper = np.searchsorted(table, edges[1:] + 1e-12, side="right")
-            self._upper[guide] = start + np.minimum(upper, size - 1)
-        self._bucket_start = bucket_starts[which]
-        self._buckets = buckets[which].astype(np.float64)
-        self._base = (starts - first)[which]  # table index minus the value it stands for
+        owner = np.repeat(np.arange(values.size), sizes)
+        value = np.arange(int(sizes.sum())) - np.repeat(starts - first, sizes)
+        cdf = scipy.special.pdtr(value, values[owner])
+        # thresholds[t]: how many 32-bit uniforms u give a value <= the one at t; the last takes the rest.
+        self._thresholds = np.minimum(np.floor(cdf * 2.0**32), 2.0**32).astype(np.int64)
+        self._thresholds[starts + sizes - 1] = 1 << 32
+        # At most 4096 buckets a table (16 KB): tables near _TABLE_MAX_MEAN search a little more often.
+        bits = np.clip(np.ceil(np.log2(_GUIDE_BUCKETS * sizes)), 1, 12).astype(np.int64)
+        self._one_table = values.size == 1
+        if self._one_table:
+            # One table (the style bootstrap's Poisson(1) per battle): 2**16 buckets, so that a bucket
+            # is a raw 16-bit number, half the random bits, no shift, and far fewer draws to search.
+            bits[:] = 16
+        buckets = np.left_shift(1, bits)
+        bucket_starts = np.cumsum(buckets) - buckets
+        # Bucket b of a table holds the uniforms from b << s to (b + 1) << s - 1 (s = 32 - bits), and a
+        # draw stops past every threshold <= u: so, counted within the table, it stops at position
+        # low[b] = #{t: ceil(t / 2**s) <= b} for the least u and high[b] = #{t: t >> s <= b} for the
+        # greatest. Both are cumulative counts, in one bincount over slots 0..buckets of each table.
+        shift = np.repeat(32 - bits, sizes)
+        slot = np.repeat(bucket_starts + np.arange(values.size), sizes)
+        span = int(buckets.sum()) + values.size
+        ceiling = slot + ((self._thresholds + (1 << shift) - 1) >> shift)
+        floor = slot + (self._thresholds >> shift)
+        inside = np.ones(span, dtype=bool)
+        inside[bucket_starts + np.arange(values.size) + buckets] = False  # the extra slot per table
+        positions = []
+        for counted in (ceiling, floor):
+            total = np.cumsum(np.bincount(counted, minlength=span))
+            before = np.concatenate([[0], total])[bucket_starts + np.arange(values.size)]
+            positions.append((total - np.repeat(before, buckets + 1))[inside] + np.repeat(starts, buckets))
+        low, high = positions
+        offset = np.repeat(starts - first, buckets)  # table position minus the value it stands for
+        if sizes.sum() >= 1 << 24:
+            # Not before some 80M battles on one board, spread over thousands of distinct cell sizes.
+            raise ValueError("too many distinct Poisson means for one table")
+        # float32 so that draws feed float32 arithmetic without a conversion; -1 - position marks a
+        # bucket holding a step of the CDF (positions stay below 2**24, exact in float32).
+        self._answer = np.where(low == high, low - offset, -1 - low).astype(np.float32)
+        self._shift = (32 - bits)[which].astype(np.uint32)
+        self._bucket_start = bucket_starts[which].astype(np.uint32)
+        self._offset = (starts - first)[which]
 
     def draw(self, rng: np.random.Generator, rounds: int) -> np.ndarray:
-        """(rounds, len(means)) int64 draws.
+        """(rounds, len(means)) float32 draws (whole numbers).
 
         Rounds-major because every step broadcasts a per-mean vector: along the last axis numpy runs
         one long inner loop, along the first it would run one short loop per mean.
         """
-        u = rng.random((rounds, self._buckets.size))
-        bucket = (u * self._buckets).astype(np.int64)
-        bucket += self._bucket_start
-        found = self._lower[bucket]
-        flat, flat_u = found.reshape(-1), u.reshape(-1)
-        todo = np.flatnonzero(self._cdf[flat] <= flat_u)
+        cells = self._shift.size
+        if self._one_table:
+            bucket = rng.bit_generator.random_raw((rounds * cells + 3) // 4).view(np.uint16)
+            bucket = bucket[: rounds * cells].reshape(rounds, cells)
+        else:
+            raw = rng.bit_generator.random_raw((rounds * cells + 1) // 2)
+            u = raw.view(np.uint32)[: rounds * cells].reshape(rounds, cells)
+            bucket = np.right_shift(u, self._shift)
+            bucket += self._bucket_start
+        draws = np.take(self._answer, bucket)
+        flat = draws.reshape(-1)
+        todo = np.flatnonzero(flat < 0)
         if todo.size:
-            # Bisect the few draws not at their bucket's lower end, keeping cdf[low] <= u < cdf[high].
-            low, high, target = flat[todo], self._upper[bucket.reshape(-1)[todo]], flat_u[todo]
-            open_ = np.flatnonzero(high - low > 1)
-            while open_.size:
-                mid = (low[open_] + high[open_]) // 2
-                right = self._cdf[mid] <= target[open_]
-                low[open_[right]] = mid[right]
-                high[open_[~right]] = mid[~right]
-                open_ = open_[high[open_] - low[open_] > 1]
-            flat[todo] = high
-        found -= self._base
-        draws: np.ndarray = found
+            # Step through the CDF from the bucket's first position to the one u stops at.
+            position = (-1.0 - flat[todo]).astype(np.int64)
+            if self._one_table:
+                # Where u lies within its bucket is uniform and independent of the bucket: fresh bits.
+                low = rng.bit_generator.random_raw((todo.size + 3) // 4).view(np.uint16)[: todo.size]
+                target = (bucket.reshape(-1)[todo].astype(np.int64) << 16) + low
+            else:
+                target = u.reshape(-1)[todo].astype(np.int64)
+            going = np.arange(todo.size)
+            while going.size:
+                going = going[self._thresholds[position[going]] <= target[going]]
+                position[going] += 1
+            flat[todo] = position - self._offset[todo % cells]
+        if self._large.size:
+            draws[:, self._large] = rng.poisson(self._large_means, (rounds, self._large.size))
         return draws
 
 
@@ -563,30 +680,151 @@ def _bootstrap_pairs(
     workers: int,
 ) -> np.ndarray:
     """(rounds, n_models) mean-centred refits on Poisson-resampled battles."""
-    cells = np.stack(
-        [counts.wins_i - 0.5 * counts.ties, counts.wins_j - 0.5 * counts.ties, counts.ties], axis=1
-    )
-    table = _PoissonTable(cells.reshape(-1).astype(np.int64))
     pairs = counts.i.size
-    graph = _Graph.build(counts.i, counts.j, n_models)
-
-    def work(child: np.random.Generator, size: int) -> np.ndarray:
-        draws = table.draw(child, size).reshape(size, pairs, 3)
-        first, second, half = draws[:, :, 0], draws[:, :, 1], draws[:, :, 2]
-        # Explicit sums: a numpy reduction over an axis of length 3 is several times slower.
-        score = np.ascontiguousarray((first + 0.5 * half).T)
-        n = np.ascontiguousarray((first + second + half).T, dtype=np.float64)
-        problem = _PairProblem(graph, score, n, RIDGE)
-        fitted = _newton(problem, np.repeat(theta[:, None], size, axis=1), _BOOTSTRAP_STEP_TOL).T
-        centred: np.ndarray = fitted - fitted.mean(axis=1, keepdims=True)
-        return centred
-
     if rounds == 0 or pairs == 0:
         # Without votes every round is the point estimate (all zeros).
         return np.zeros((rounds, n_models))
-    # About a dozen pair-by-round temporaries and one Hessian per round are alive at once.
-    per_round = 8 * (12 * pairs + n_models * n_models)
-    return _run_chunks(rng, _chunks(rounds, per_round), work, workers)
+    # Orient every pair so that its first model is the stronger at the point estimate (logit >= 0),
+    # for float32 accuracy on lopsided pairs (see _Chord).
+    diff = theta[counts.i] - theta[counts.j]
+    flip = diff < 0
+    first, second = np.where(flip, counts.j, counts.i), np.where(flip, counts.i, counts.j)
+    wins_i, wins_j = counts.wins_i - 0.5 * counts.ties, counts.wins_j - 0.5 * counts.ties
+    cells = np.concatenate([np.where(flip, wins_j, wins_i), np.where(flip, wins_i, wins_j), counts.ties])
+    table = _PoissonTable(cells.astype(np.int64))
+    chord = _Chord(_Graph.build(first, second, n_models), np.abs(diff), counts.n.astype(np.float64), theta)
+
+    def work(child: np.random.Generator, size: int) -> np.ndarray:
+        draws = table.draw(child, size).reshape(size, 3, pairs)
+        # (pairs, rounds) layout: the sparse incidence products then run over contiguous rounds.
+        won, lost, half = draws[:, 0].T, draws[:, 1].T, draws[:, 2].T
+        n = np.ascontiguousarray(won + lost + half)
+        score = np.ascontiguousarray(won + 0.5 * half)
+        fitted = chord.solve(n, score)
+        centred: np.ndarray = fitted - fitted.mean(axis=1, keepdims=True)
+        return centred
+
+    # Per pair and round: three draws with their temporaries (about 20 bytes each) and a few float32
+    # arrays; counting 192 bytes makes chunks of the size that measured fastest.
+    return _run_chunks(rng, _chunks(rounds, 192 * pairs), work, workers)
+
+
+def _chord_refits(
+    factor: tuple[np.ndarray, bool], gradient: Callable[[np.ndarray | None], np.ndarray], tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate delta <- delta - H0^-1 gradient(delta) for many rounds: (moves (d, rounds), settled).
+
+    gradient(None) is the gradient at the point estimate (delta = 0), which callers compute without
+    exp. A round has settled once the error left, estimated from the shrinking of its last two steps
+    (linear convergence: step * ratio / (1 - ratio)), is below tol; rounds still going after
+    _CHORD_MAX_STEPS or shrinking too slowly are left unsettled for the caller to refit exactly.
+    """
+    delta = -scipy.linalg.cho_solve(factor, gradient(None), check_finite=False)
+    last = np.abs(delta).max(axis=0)
+    settled = np.zeros(delta.shape[1], dtype=bool)
+    slow = np.zeros(delta.shape[1], dtype=bool)
+    for _ in range(_CHORD_MAX_STEPS):
+        step = -scipy.linalg.cho_solve(factor, gradient(delta), check_finite=False)
+        delta += step
+        size = np.abs(step).max(axis=0)
+        ratio = size / np.maximum(last, 1e-300)
+        settled = (size * ratio <= tol * (1.0 - ratio)) & (ratio < 1.0)
+        slow |= ~settled & (ratio > _CHORD_SLOW)
+        last = size
+        if (settled | slow).all():
+            break
+    return delta, settled & np.isfinite(delta).all(axis=0)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """Connected parts of the comparison graph, to project out per-part all-ones components.
+
+    The likelihood's gradient sums to zero over each part; float32 sums do not quite, and the Hessian
+    along a part's all-ones direction is only the ridge, so that rounding would be magnified 1e4-fold.
+    """
+
+    label: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def of(cls, graph: _Graph) -> _Parts:
+        m = graph.n_models
+        adjacency = scipy.sparse.csr_matrix((np.ones(graph.i.size), (graph.i, graph.j)), shape=(m, m))
+        _, label = scipy.sparse.csgraph.connected_components(adjacency, directed=False)
+        return cls(label, np.bincount(label, minlength=1).astype(np.float64))
+
+    def project(self, grad: np.ndarray) -> np.ndarray:
+        means = np.zeros((self.size.size, grad.shape[1]))
+        np.add.at(means, self.label, grad)
+        grad -= (means / self.size[:, None])[self.label]
+        return grad
+
+
+class _Chord:
+    """Refits of Bradley-Terry on resampled pair counts by iterating with the point estimate's Hessian.
+
+    A bootstrap round moves the estimate by about one standard error, so the Hessian at the point
+    estimate is within a few percent of the round's own: theta <- theta - H0^-1 grad(theta) then
+    contracts the error twenty- to fiftyfold per step (on 200 models and 3M votes) at the cost of one
+    gradient and two triangular solves with a Cholesky factor computed once, instead of a Hessian
+    build and an LU per round per step. The gradient runs in float32 (pair counts are whole numbers,
+    exact), with the logit's point value folded into the sparse product so that only the small
+    per-round move is rounded. Rounds that do not settle fast are refitted by the exact Newton method.
+    """
+
+    def __init__(self, graph: _Graph, logit: np.ndarray, n: np.ndarray, theta: np.ndarray) -> None:
+        self.graph = graph
+        self.theta = theta
+        m, pairs = graph.n_models, graph.i.size
+        e = np.exp(-logit)
+        p = 1.0 / (1.0 + e)
+        hess = graph.hessian((n * p * e * p)[:, None])[:, :, 0]
+        hess[np.diag_indices(m)] += RIDGE
+        self.factor = scipy.linalg.cho_factor(hess)
+        # The gradient's per-pair term n p - score is computed as (n - score) - n (1 - p): pairs are
+        # oriented so that 1 - p = 1 / (1 + exp(logit)) is the smaller side, which float32 then gives
+        # to a relative 1e-7 even for a lopsided pair, where p itself would round to 1.
+        self.q = (e / (1.0 + e)).astype(np.float32)[:, None]
+        self.incidence = graph.incidence.astype(np.float32)
+        # Row k of `logit` @ [delta; 1] is logit_k + delta_i - delta_j, in one sparse product.
+        rows = np.concatenate([np.arange(pairs)] * 3)
+        cols = np.concatenate([graph.i, graph.j, np.full(pairs, m)])
+        values = np.concatenate([np.ones(pairs), -np.ones(pairs), logit])
+        self.logit = scipy.sparse.csr_matrix((values.astype(np.float32), (rows, cols)), shape=(pairs, m + 1))
+        self.parts = _Parts.of(graph)
+
+    def solve(self, n: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """(rounds, n_models) refits for per-pair battles n and scores (pairs, rounds), float32."""
+        m, rounds = self.graph.n_models, n.shape[1]
+        lost = n - score
+        resid = np.empty_like(n)
+        shift = np.ones((m + 1, rounds), dtype=np.float32)
+
+        def gradient(delta: np.ndarray | None) -> np.ndarray:
+            if delta is None:  # at the point estimate the gradient is linear in the counts
+                np.multiply(n, self.q, out=resid)
+            else:
+                shift[:m] = delta
+                with np.errstate(over="ignore"):  # exp -> inf: 1 - p is 0 in float32, rightly
+                    np.exp(self.logit @ shift, out=resid)
+                np.add(resid, 1.0, out=resid)
+                np.divide(n, resid, out=resid)
+            np.subtract(lost, resid, out=resid)
+            grad = self.parts.project((self.incidence @ resid).astype(np.float64))
+            grad += RIDGE * (self.theta[:, None] if delta is None else self.theta[:, None] + delta)
+            return grad
+
+        delta, settled = _chord_refits(self.factor, gradient, _CHORD_TOL)
+        fitted = self.theta[:, None] + delta
+        redo = np.flatnonzero(~settled)
+        if redo.size:
+            problem = _PairProblem(
+                self.graph, score[:, redo].astype(np.float64), n[:, redo].astype(np.float64), RIDGE
+            )
+            start = np.repeat(self.theta[:, None], redo.size, axis=1)
+            fitted[:, redo] = _newton(problem, start, _BOOTSTRAP_STEP_TOL)
+        return fitted.T
 
 
 def _summarise(
@@ -637,21 +875,37 @@ def rate(
     anchor: int | None = None,
     anchor_rating: float = 1000.0,
     workers: int = 1,
+    count: np.ndarray | None = None,
 ) -> Ratings:
     """Ratings with 95% bootstrap intervals and ranks for votes given as model indices and outcomes.
 
+    count, if given, is each row's multiplicity (see `aggregate`): identical output, intervals
+    included, to passing every row `count` times, without building the repeats.
+
     workers > 1 refits bootstrap chunks in that many threads; the result is identical for any value.
-    Use it only where BLAS runs single-threaded (OPENBLAS_NUM_THREADS=1): OpenBLAS's own threads spin
-    while waiting and slow the batched solves down even without ours.
+    BLAS is held to one thread while it runs (see `_one_blas_thread`).
     """
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
     a, b, o = _check_votes(model_a, model_b, outcome, n_models)
-    keys, cells = _pair_outcome_cells(a, b, o, n_models)
+    weight = _check_count(count, a.size)
+    keys, cells = _pair_outcome_cells(a, b, o, n_models, weight)
     counts = _counts_from_cells(keys, cells, n_models)
-    theta = fit(counts, n_models)
-    rounds = _bootstrap_pairs(counts, n_models, theta, bootstrap, np.random.default_rng(seed), workers)
-    return _summarise(theta, rounds, _votes_per_model(a, b, n_models), anchor, anchor_rating, seed)
+    with _one_blas_thread():
+        theta = fit(counts, n_models)
+        rounds = _bootstrap_pairs(counts, n_models, theta, bootstrap, np.random.default_rng(seed), workers)
+    return _summarise(theta, rounds, _votes_per_model(a, b, n_models, weight), anchor, anchor_rating, seed)
+
+
+def _one_blas_thread() -> threadpool_limits:
+    """Hold BLAS to one thread of its own (a process-wide setting, restored on exit).
+
+    Every BLAS call here is small (solves with a few hundred unknowns, thin matrix products), so BLAS
+    threads cannot help, and OpenBLAS's spin while they wait: on one core of two, 1000 rounds on 300k
+    votes took 0.26 to 0.64 s with OpenBLAS's default two threads against 0.16 s with one; with our
+    own worker threads they compete for the same cores. So no OPENBLAS_NUM_THREADS=1 is needed.
+    """
+    return threadpool_limits(1, user_api="blas")
 
 
 # --- Matrices for display ----------------------------------------------------------------------------
@@ -724,16 +978,18 @@ class _StyleDesign:
 
     @classmethod
     def build(cls, a: np.ndarray, b: np.ndarray, o: np.ndarray, x: np.ndarray, n_models: int) -> _StyleDesign:
+        """x: (k, battles), standardised."""
         a, b = a.astype(np.int64), b.astype(np.int64)
         flip = a > b
         key = np.where(flip, b * n_models + a, a * n_models + b)
-        order = np.argsort(key, kind="stable")
+        # A 16-bit key sorts by radix, several times faster than int64's merge sort.
+        order = np.argsort(key.astype(np.uint16) if n_models <= 256 else key, kind="stable")
         key, flip, o = key[order], flip[order], o[order]
         score_a = np.where(o == A_WINS, 1.0, np.where(o == B_WINS, 0.0, 0.5))
         y = np.where(flip, 1.0 - score_a, score_a)
-        with_one = np.empty((1 + x.shape[1], a.size))
+        with_one = np.empty((1 + x.shape[0], a.size))
         with_one[0] = 1.0
-        with_one[1:] = x[order].T
+        np.take(x, order, axis=1, out=with_one[1:])
         with_one[1:] *= np.where(flip, -1.0, 1.0)
         seg_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
         seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
@@ -805,6 +1061,87 @@ class _StyleProblem:
         return hess[None]
 
 
+class _StyleChord:
+    """Bootstrap refits of the style model by iterating with the point estimate's Hessian, like `_Chord`.
+
+    A step needs only the gradient: per battle and round the logit's move (the pair's strength
+    difference repeated over its battles plus a small matrix product with the features and the point
+    logit), exp, the weighted residual and two reductions (per-pair sums, a matrix product with the
+    features); no per-round Hessian, which would cost as many passes again. The passes run block by
+    block of battles (blocks end where a pair does; see _STYLE_BLOCK). float32 throughout; the
+    weights are whole numbers and the features standardised, so rounding moves the refits by about
+    1e-7 logits.
+    """
+
+    def __init__(self, design: _StyleDesign, point: _StyleProblem, params: np.ndarray) -> None:
+        self.design = design
+        self.params = params
+        self.m = design.graph.n_models
+        z0 = point.logits(params)
+        _, p, pq = _softplus_terms(z0)
+        self.factor = scipy.linalg.cho_factor(point.hessian(pq[:, None], np.zeros(1, dtype=np.int64))[0])
+        self.y = design.y.astype(np.float32)
+        self.resid0 = (p - design.y).astype(np.float32)
+        # Features and the point logit in one (k + 1, battles) matrix: [beta move, 1] @ this is the
+        # battle-specific part of the logit.
+        self.features = np.vstack([design.with_one_32[1:], z0.astype(np.float32)])
+        self.parts = _Parts.of(design.graph)
+
+    def blocks(self, rounds: int) -> list[tuple[int, int, int, int]]:
+        """(first battle, end battle, first pair, end pair) of blocks of about _STYLE_BLOCK values."""
+        d = self.design
+        pairs = d.seg_start.size
+        ends = np.append(d.seg_start, d.y.size)
+        want = max(1, _STYLE_BLOCK // max(rounds, 1))
+        cuts = np.unique(np.searchsorted(ends, np.arange(want, d.y.size, want), side="left"))
+        pair_edges = np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]])
+        return [(int(ends[p0]), int(ends[p1]), int(p0), int(p1)) for p0, p1 in itertools.pairwise(pair_edges)]
+
+    def solve(self, weights: np.ndarray) -> np.ndarray:
+        """(rounds, m + k) refits, theta mean-centred, for per-battle weights (rounds, battles) float32."""
+        d, m = self.design, self.m
+        graph, k = d.graph, self.features.shape[0] - 1
+        rounds = weights.shape[0]
+        blocks = self.blocks(rounds)
+        per_pair = np.empty((rounds, d.seg_start.size), dtype=np.float32)
+        move = np.ones((rounds, k + 1), dtype=np.float32)
+
+        def gradient(delta: np.ndarray | None) -> np.ndarray:
+            beta = np.zeros((k, rounds), dtype=np.float32)
+            if delta is not None:
+                theta = delta[:m].astype(np.float32)
+                pair_move = np.ascontiguousarray((theta[graph.j] - theta[graph.i]).T)
+                move[:, :k] = delta[m:].T
+            for start, end, first, last in blocks:
+                w = weights[:, start:end]
+                if delta is None:  # at the point estimate the gradient is linear in the weights
+                    resid = w * self.resid0[start:end]
+                else:
+                    # -(logit), then exp(-logit), then weight * (sigmoid(logit) - y).
+                    resid = np.repeat(pair_move[:, first:last], d.seg_len[first:last], axis=1)
+                    resid -= move @ self.features[:, start:end]
+                    np.exp(resid, out=resid)
+                    resid += 1.0
+                    np.reciprocal(resid, out=resid)
+                    resid -= self.y[start:end]
+                    resid *= w
+                per_pair[:, first:last] = np.add.reduceat(resid, d.seg_start[first:last] - start, axis=1)
+                beta += self.features[:k, start:end] @ resid.T
+            grad = np.concatenate(
+                [self.parts.project(graph.incidence @ per_pair.T.astype(np.float64)), beta]
+            ).astype(np.float64)
+            grad += RIDGE * (self.params[:, None] if delta is None else self.params[:, None] + delta)
+            return grad
+
+        delta, settled = _chord_refits(self.factor, gradient, _STYLE_CHORD_TOL)
+        fitted = (self.params[:, None] + delta).T
+        for r in np.flatnonzero(~settled):
+            problem = _StyleProblem(d, weights[r].astype(np.float64), RIDGE)
+            fitted[r] = _newton(problem, self.params[:, None], _BOOTSTRAP_STEP_TOL)[:, 0]
+        fitted[:, :m] -= fitted[:, :m].mean(axis=1, keepdims=True)
+        return fitted
+
+
 def rate_style(
     model_a: np.ndarray,
     model_b: np.ndarray,
@@ -833,38 +1170,34 @@ def rate_style(
         raise ValueError(f"features must be (battles, k) = ({a.size}, k), got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("features must be finite")
-    mean = x.mean(axis=0) if a.size else np.zeros(x.shape[1])
-    std = x.std(axis=0) if a.size else np.ones(x.shape[1])
+    # Feature-major from here on: per-feature passes then run along contiguous rows.
+    x = np.ascontiguousarray(x.T)
+    mean = x.mean(axis=1) if a.size else np.zeros(x.shape[0])
+    std = x.std(axis=1) if a.size else np.ones(x.shape[0])
     std = np.where(std > 0, std, 1.0)
-    x = (x - mean) / std
+    x -= mean[:, None]
+    x /= std[:, None]
 
     design = _StyleDesign.build(a, b, o, x, n_models)
-    k = x.shape[1]
+    k = x.shape[0]
     point = _StyleProblem(design, None, RIDGE)
-    params = _newton(point, np.zeros((n_models + k, 1)))[:, 0]
-    params[:n_models] -= params[:n_models].mean()
-    # Every round starts from the point estimate, so the logits and their softplus terms there are the
-    # same for all rounds: compute them once and let each round's first evaluation reuse them.
-    z0 = point.logits(params)
-    terms0 = _softplus_terms(z0)
-    table = _PoissonTable(np.ones(1, dtype=np.int64))
+    # Warm start from the plain fit on pair counts (cheap): Newton over battles then needs fewer steps.
+    keys, cells = _pair_outcome_cells(a, b, o, n_models)
+    with _one_blas_thread():
+        start = np.concatenate([fit(_counts_from_cells(keys, cells, n_models), n_models), np.zeros(k)])
+        params = _newton(point, start[:, None])[:, 0]
+        params[:n_models] -= params[:n_models].mean()
+        if bootstrap and a.size:
+            chord = _StyleChord(design, point, params)
+            table = _PoissonTable(np.ones(1, dtype=np.int64))
 
-    def work(child: np.random.Generator, size: int) -> np.ndarray:
-        fitted = np.empty((size, n_models + k))
-        draws = table.draw(child, a.size * size).reshape(size, a.size).astype(np.float64)
-        for r in range(size):
-            problem = _StyleProblem(design, draws[r], RIDGE)
-            start = params[:, None]
-            first = problem.terms(start, z0, *terms0)
-            fitted[r] = _newton(problem, start, _BOOTSTRAP_STEP_TOL, first)[:, 0]
-        fitted[:, :n_models] -= fitted[:, :n_models].mean(axis=1, keepdims=True)
-        return fitted
+            def work(child: np.random.Generator, size: int) -> np.ndarray:
+                return chord.solve(table.draw(child, size * a.size).reshape(size, a.size))
 
-    if bootstrap and a.size:
-        # One round's weights (8 bytes a battle) and a dozen per-battle temporaries per round.
-        rounds = _run_chunks(np.random.default_rng(seed), _chunks(bootstrap, a.size * 8 * 12), work, workers)
-    else:
-        rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
+            # About ten float32 values per battle and round are alive at once.
+            rounds = _run_chunks(np.random.default_rng(seed), _chunks(bootstrap, a.size * 40), work, workers)
+        else:
+            rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
     ratings = _summarise(
         params[:n_models], rounds[:, :n_models], _votes_per_model(a, b, n_models), anchor, anchor_rating, seed
     )

@@ -211,6 +211,7 @@ def _recompute(
                 n,
                 bootstrap=params["bootstrap"],
                 seed=params["seed"],
+                workers=settings.LEADERBOARD_WORKERS,
             )
             result = styled.ratings
             details["style"] = {
@@ -223,12 +224,14 @@ def _recompute(
             }
         else:
             result = rating.rate(
-                np.repeat(arrays.model_a, arrays.count),
-                np.repeat(arrays.model_b, arrays.count),
-                np.repeat(arrays.outcome, arrays.count),
+                arrays.model_a,
+                arrays.model_b,
+                arrays.outcome,
                 n,
+                count=arrays.count,
                 bootstrap=params["bootstrap"],
                 seed=params["seed"],
+                workers=settings.LEADERBOARD_WORKERS,
             )
         details["matrices"] = _matrices(arrays, result)
         for i, pk in enumerate(arrays.model_ids):
@@ -265,16 +268,13 @@ def _recompute(
     return snapshot
 
 
-CODE_VERSION = "rating-1"  # bump when a change to the engine can move published numbers
+CODE_VERSION = "rating-2"  # bump when a change to the engine can move published numbers
 HEATMAP_MODELS = 20  # the heatmaps show the top models; beyond that a person cannot read them
 
 
 def _matrices(arrays: VoteArrays, result: rating.Ratings) -> dict[str, Any]:
     counts = rating.aggregate(
-        np.repeat(arrays.model_a, arrays.count),
-        np.repeat(arrays.model_b, arrays.count),
-        np.repeat(arrays.outcome, arrays.count),
-        len(arrays.model_ids),
+        arrays.model_a, arrays.model_b, arrays.outcome, len(arrays.model_ids), count=arrays.count
     )
     order = np.argsort(-result.rating)[:HEATMAP_MODELS]
     wins = rating.win_rate_matrix(counts, len(arrays.model_ids))[np.ix_(order, order)]
@@ -411,12 +411,14 @@ def compute_variant_result(llm: LLM, *, until: datetime | None = None) -> Varian
     index = {pk: i for i, pk in enumerate(model_ids)}
     n = np.array([c[3] for c in cells], dtype=np.int64)
     result = rating.rate(
-        np.repeat(np.array([index[c[0]] for c in cells], dtype=np.int64), n),
-        np.repeat(np.array([index[c[1]] for c in cells], dtype=np.int64), n),
-        np.repeat(np.array([OUTCOME[c[2]] for c in cells], dtype=np.int64), n),
+        np.array([index[c[0]] for c in cells], dtype=np.int64),
+        np.array([index[c[1]] for c in cells], dtype=np.int64),
+        np.array([OUTCOME[c[2]] for c in cells], dtype=np.int64),
         len(model_ids),
+        count=n,
         bootstrap=settings.LEADERBOARD_BOOTSTRAP,
         seed=settings.LEADERBOARD_SEED,
+        workers=settings.LEADERBOARD_WORKERS,
     )
     i = index[llm.pk]
     others = np.arange(len(model_ids)) != i

@@ -14,6 +14,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from leaderboard import rating
 from leaderboard.rating import (
     A_WINS,
     B_WINS,
@@ -175,7 +176,26 @@ def test_it_counts_the_same_with_few_or_many_models_and_any_integer_type() -> No
         np.testing.assert_array_equal(getattr(dense, field), getattr(sparse, field))
 
 
+def test_counted_rows_give_the_same_counts_as_repeated_rows_with_few_or_many_models() -> None:
+    rng = np.random.default_rng(14)
+    a, b, outcome = simulate(rng, rng.normal(0, 1, 6), 300, tie_share=0.3)
+    count = rng.integers(0, 4, a.size)
+    repeated = [np.repeat(column, count) for column in (a, b, outcome)]
+
+    for n_models in (6, 5000):  # the dense table and the sort-based count
+        counted = aggregate(a, b, outcome, n_models, count=count)
+        expected = aggregate(*repeated, n_models)
+        for field in ("i", "j", "wins_i", "wins_j", "n", "ties"):
+            np.testing.assert_array_equal(getattr(counted, field), getattr(expected, field))
+
+
 def test_it_rejects_votes_it_cannot_count() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        aggregate(np.array([0]), np.array([1]), np.array([A_WINS]), 2, count=np.array([-1]))
+    with pytest.raises(ValueError, match="one entry per vote"):
+        aggregate(np.array([0]), np.array([1]), np.array([A_WINS]), 2, count=np.array([1, 2]))
+    with pytest.raises(ValueError, match="integers"):
+        aggregate(np.array([0]), np.array([1]), np.array([A_WINS]), 2, count=np.array([1.5]))
     with pytest.raises(ValueError, match="against itself"):
         aggregate(np.array([0, 1]), np.array([1, 1]), np.array([A_WINS, A_WINS]), 2)
     with pytest.raises(ValueError, match="model index"):
@@ -276,7 +296,10 @@ def test_it_rates_a_board_without_votes_at_the_centre() -> None:
     assert result.rank.tolist() == [1, 1, 1] and result.votes.tolist() == [0, 0, 0]
 
 
-def test_the_same_seed_gives_identical_intervals_and_another_seed_different_ones() -> None:
+def test_the_same_seed_gives_identical_intervals_and_another_seed_different_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rating, "_CHUNK_BYTES", 50_000)  # many chunks, so that two workers share them
     rng = np.random.default_rng(6)
     a, b, outcome = simulate(rng, rng.normal(0, 1, 7), 2000, tie_share=0.3)
 
@@ -288,6 +311,76 @@ def test_the_same_seed_gives_identical_intervals_and_another_seed_different_ones
     np.testing.assert_array_equal(first.ci_upper, again.ci_upper)
     assert not np.array_equal(first.ci_lower, other.ci_lower)
     np.testing.assert_array_equal(first.rating, other.rating)
+
+
+def test_counted_rows_rate_exactly_like_repeated_rows() -> None:
+    rng = np.random.default_rng(15)
+    a, b, outcome = simulate(rng, rng.normal(0, 1, 7), 1500, tie_share=0.3)
+    count = rng.integers(0, 5, a.size)
+    count[:50] = 0
+
+    counted = rate(a, b, outcome, 7, bootstrap=200, seed=4, count=count)
+    repeated = rate(
+        np.repeat(a, count), np.repeat(b, count), np.repeat(outcome, count), 7, bootstrap=200, seed=4
+    )
+    again = rate(a, b, outcome, 7, bootstrap=200, seed=4, count=count, workers=2)
+
+    for field in ("rating", "ci_lower", "ci_upper", "rank", "votes"):
+        np.testing.assert_array_equal(getattr(counted, field), getattr(repeated, field))
+        np.testing.assert_array_equal(getattr(counted, field), getattr(again, field))
+    assert counted.votes.sum() == 2 * count.sum()
+
+
+@pytest.mark.parametrize(
+    ("votes", "models", "spread", "tie_share"),
+    [(60_000, 30, 1.0, 0.3), (50_000, 30, 4.0, 0.1), (800, 12, 1.0, 0.2), (40, 5, 1.0, 0.0)],
+)
+def test_bootstrap_rounds_match_exact_refits_of_the_same_resampled_counts(
+    monkeypatch: pytest.MonkeyPatch, votes: int, models: int, spread: float, tie_share: float
+) -> None:
+    rng = np.random.default_rng(16)
+    a, b, outcome = simulate(rng, rng.normal(0, spread, models), votes, tie_share=tie_share)
+    fast_solve = rating._Chord.solve
+    worst: list[float] = []
+
+    def checked(chord: Any, n: np.ndarray, score: np.ndarray) -> np.ndarray:
+        fast = fast_solve(chord, n, score)
+        problem = rating._PairProblem(chord.graph, score.astype(float), n.astype(float), RIDGE)
+        exact = rating._newton(problem, np.repeat(chord.theta[:, None], n.shape[1], axis=1), 1e-10).T
+        gap = (fast - fast.mean(axis=1, keepdims=True)) - (exact - exact.mean(axis=1, keepdims=True))
+        worst.append(float(np.abs(gap).max()) * SCALE)
+        return fast
+
+    monkeypatch.setattr(rating._Chord, "solve", checked)
+    rate(a, b, outcome, models, bootstrap=200, seed=1)
+
+    assert worst and max(worst) <= 1e-3  # display points
+
+
+def test_style_bootstrap_rounds_match_exact_refits_of_the_same_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(17)
+    a, b, outcome, x = simulate_style(rng, rng.normal(0, 1, 8), np.array([0.4, -0.2]), 20_000, np.zeros(8))
+    fast_solve = rating._StyleChord.solve
+    worst: list[tuple[float, float]] = []
+
+    def checked(chord: Any, weights: np.ndarray) -> np.ndarray:
+        fast = fast_solve(chord, weights)
+        for r in range(weights.shape[0]):
+            problem = rating._StyleProblem(chord.design, weights[r].astype(float), RIDGE)
+            exact = rating._newton(problem, chord.params[:, None], 1e-10)[:, 0]
+            exact[: chord.m] -= exact[: chord.m].mean()
+            gap = np.abs(fast[r] - exact)
+            worst.append((float(gap[: chord.m].max()) * SCALE, float(gap[chord.m :].max())))
+        return fast
+
+    monkeypatch.setattr(rating._StyleChord, "solve", checked)
+    monkeypatch.setattr(rating, "_STYLE_BLOCK", 3000)  # several blocks of battles per pass
+    rate_style(a, b, outcome, x, 8, bootstrap=20, seed=2)
+
+    ratings, coefs = np.max(worst, axis=0)
+    assert ratings <= 1e-3 and coefs <= 1e-5
 
 
 def test_its_intervals_cover_the_true_ratings_about_95_percent_of_the_time() -> None:
@@ -308,13 +401,18 @@ def test_the_poisson_sampler_draws_the_poisson_distribution() -> None:
     from scipy import stats
 
     means = np.array([0, 1, 4, 40, 2500])
-    draws = _PoissonTable(means).draw(np.random.default_rng(0), 200_000)
+    many = _PoissonTable(means).draw(np.random.default_rng(0), 200_000).astype(np.int64)
+    # One mean alone takes another path (16-bit buckets), the style bootstrap's Poisson(1) weights.
+    one = _PoissonTable(np.ones(1, dtype=np.int64)).draw(np.random.default_rng(1), 2_000_000)
 
-    assert (draws[:, 0] == 0).all()
-    for column, mean in enumerate(means[1:], 1):
-        observed = np.bincount(draws[:, column] - draws[:, column].min())
-        values = np.arange(observed.size) + draws[:, column].min()
-        expected = stats.poisson.pmf(values, mean) * draws.shape[0]
+    assert (many[:, 0] == 0).all()
+    for draws, mean in [
+        *((many[:, c], m) for c, m in enumerate(means[1:], 1)),
+        (one[:, 0].astype(np.int64), 1),
+    ]:
+        observed = np.bincount(draws - draws.min())
+        values = np.arange(observed.size) + draws.min()
+        expected = stats.poisson.pmf(values, mean) * draws.size
         keep = expected > 5
         chi2 = float(np.sum((observed[keep] - expected[keep]) ** 2 / expected[keep]))
         assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, mean
@@ -357,6 +455,22 @@ def test_style_control_recovers_known_coefficients() -> None:
     assert (result.ratings.ci_lower <= result.ratings.rating).all()
 
 
+def test_style_coefficient_intervals_cover_the_truth_about_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(18)
+    theta = np.array([0.6, 0.2, -0.1, -0.7])
+    beta = np.array([0.5])
+    covered = 0
+    repetitions = 150
+    for repetition in range(repetitions):
+        # Battles drawn from the fitted model itself: the logit is the strength difference plus beta
+        # times the feature standardised over these battles, as rate_style standardises it.
+        a, b, outcome, x = simulate_style(rng, theta, beta, 500, np.log([1.5, 1.0, 0.8, 1.2]))
+        result = rate_style(a, b, outcome, x, theta.size, bootstrap=200, seed=repetition)
+        covered += int(result.coef_lower[0] <= beta[0] <= result.coef_upper[0])
+
+    assert 0.90 <= covered / repetitions <= 0.99
+
+
 def test_style_control_takes_out_a_liking_for_long_answers() -> None:
     rng = np.random.default_rng(10)
     # Models 0 and 1 are equally good; model 0 writes twice as long and voters like length.
@@ -370,7 +484,10 @@ def test_style_control_takes_out_a_liking_for_long_answers() -> None:
     assert abs(styled[0] - styled[1]) < 0.1
 
 
-def test_style_control_is_reproducible_and_agrees_with_plain_ratings_when_style_does_not_matter() -> None:
+def test_style_control_is_reproducible_and_agrees_with_plain_ratings_when_style_does_not_matter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rating, "_CHUNK_BYTES", 2_000_000)  # several chunks for the two workers
     rng = np.random.default_rng(13)
     theta = rng.normal(0, 1, 5)
     a, b, outcome, x = simulate_style(rng, theta, np.zeros(3), 5000, np.zeros(5))
