@@ -30,8 +30,9 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
                 (current_filters), read (load_table: every countable vote's models, winner, tags and
                 style counts in one binary COPY), boards (board_counts: every board's cells from those
                 columns) and excluded (counts of flagged votes); per board (each Snapshot's
-                duration_ms), read (vote_arrays: cells to index arrays), fit (the rating engine) and
-                rest (digest, matrices, latency, snapshot write). That is the cold path: a worker's
+                duration_ms, the board's own time: fits of two boards run side by side in threads),
+                read (vote_arrays: cells to index arrays), fit (the rating engine and matrices) and
+                rest (digest, latency, snapshot write). That is the cold path: a worker's
                 first recompute. Then the warm one, as every later recompute of that worker runs:
                 --new-votes more votes are stored (through the ORM, as votes arrive) and
                 recompute_all() runs again, reading only those from the database; they are deleted
@@ -282,8 +283,7 @@ STAGES = {
     "board_counts": "boards",
     "vote_arrays": "read",
     "excluded_counts": "excluded",
-    "rate": "fit",
-    "rate_style": "fit",
+    "_fit": "fit",
 }
 SHARED = (
     "current_filters",
@@ -302,7 +302,7 @@ def clear_snapshots() -> None:
 
 def time_stages() -> dict[str, dict[str, float]]:
     """Wrap the service's steps in timers; returns seconds per board and stage, filled as they run."""
-    from leaderboard import rating, services
+    from leaderboard import services
 
     spent: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     current = ["(shared)"]
@@ -319,17 +319,25 @@ def time_stages() -> dict[str, dict[str, float]]:
 
         return wrapper
 
-    recompute_board = services._recompute
+    prepare = services._prepare
 
-    def board_wrapper(board: Any, *args: Any) -> Any:
-        current[0] = board.slug
-        return recompute_board(board, *args)
+    def prepare_wrapper(board: Any, *args: Any) -> Any:
+        current[0] = board.slug  # the database steps of a board run in the calling thread
+        return prepare(board, *args)
 
-    services._recompute = board_wrapper
+    services._prepare = prepare_wrapper
     for name in ("current_filters", "load_table", "board_counts", "vote_arrays", "excluded_counts"):
         setattr(services, name, timed(name, getattr(services, name)))
-    for name in ("rate", "rate_style"):
-        setattr(rating, name, timed(name, getattr(rating, name)))
+    fit = services._fit
+
+    def fit_wrapper(job: Any) -> Any:  # fits run in threads: the board comes with the job
+        started = time.perf_counter()
+        try:
+            return fit(job)
+        finally:
+            spent[job.board.slug]["fit"] += time.perf_counter() - started
+
+    services._fit = fit_wrapper
     return spent
 
 
@@ -347,6 +355,7 @@ def ours(args: argparse.Namespace) -> dict[str, Any]:
 
     settings.LEADERBOARD_BOOTSTRAP = args.bootstrap
     settings.LEADERBOARD_STYLE_BOOTSTRAP = args.style_bootstrap
+    settings.LEADERBOARD_CATEGORY_BOOTSTRAP = args.category_bootstrap or args.bootstrap
     clear_snapshots()
     spent = time_stages()
     profile = cProfile.Profile() if args.profile else None
@@ -457,6 +466,8 @@ def baseline(args: argparse.Namespace) -> dict[str, Any]:
     for board in chosen:
         started = time.perf_counter()
         bootstrap = args.style_bootstrap if board.style else args.bootstrap
+        if board.category and args.category_bootstrap:
+            bootstrap = args.category_bootstrap
         ratings = naive_board(
             replace(filters, board=board.slug), board.style, bootstrap, settings.LEADERBOARD_SEED
         )
@@ -560,6 +571,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bootstrap", type=int, default=1000, help="LEADERBOARD_BOOTSTRAP")
     parser.add_argument("--style-bootstrap", type=int, default=100, help="LEADERBOARD_STYLE_BOOTSTRAP")
+    parser.add_argument("--category-bootstrap", type=int, default=250, help="LEADERBOARD_CATEGORY_BOOTSTRAP")
     parser.add_argument("--baseline", choices=["all", "overall", "none"], default="all")
     parser.add_argument(
         "--style-baseline",
@@ -580,7 +592,8 @@ def main() -> None:
 
     print(
         f"python {sys.version.split()[0]}, numpy {np.__version__}, {len(os.sched_getaffinity(0))} cores; "
-        f"{args.votes} votes, {args.models} models, bootstrap {args.bootstrap} (style {args.style_bootstrap})"
+        f"{args.votes} votes, {args.models} models, bootstrap {args.bootstrap} "
+        f"(style {args.style_bootstrap}, categories {args.category_bootstrap or args.bootstrap})"
     )
     filled = run_phase("fill", args)
     if filled["reused"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
+from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Battle, Vote
 from leaderboard import boards, rating
@@ -138,13 +140,22 @@ def recompute_all() -> list[Snapshot]:
         table = load_table(filters)
         counts = board_counts(table, filters, [b.slug for b in every])
         flagged = excluded_counts({})  # the same for every board: counted once, not per board
-        published = []
-        for board in every:
-            snapshot = _recompute(
-                board, replace(filters, board=board.slug), provisional, counts[board.slug], table, flagged
+        jobs = [
+            job
+            for board in every
+            if (
+                job := _prepare(board, replace(filters, board=board.slug), counts[board.slug], table, flagged)
             )
-            if snapshot is not None:
-                published.append(snapshot)
+        ]
+        jobs.sort(key=lambda job: not job.board.style)  # the longest fit first
+        # Fits run side by side in threads (pure numpy, much of it without the GIL); the database
+        # work stays in this thread. BLAS is held to one thread for the whole run (rating's own
+        # limits, entered from several threads at once, could otherwise restore each other's).
+        with threadpool_limits(1), ThreadPoolExecutor(settings.LEADERBOARD_FIT_THREADS) as pool:
+            fits = [pool.submit(_fit, job) for job in jobs]
+            published = [
+                _publish(job, *fit.result(), provisional) for job, fit in zip(jobs, fits, strict=True)
+            ]
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
@@ -167,14 +178,23 @@ def bump_generation() -> None:
         cache.set(GENERATION_KEY, int(time.time()), timeout=None)
 
 
-def _recompute(
-    board: boards.Board,
-    filters: Filters,
-    provisional: frozenset[int],
-    counts: BoardCounts,
-    table: VoteTable,
-    flagged: dict[str, int],
-) -> Snapshot | None:
+@dataclass
+class _Job:
+    """A board whose votes changed: what its fit needs, and then what publishing it needs."""
+
+    board: boards.Board
+    counts: BoardCounts
+    digest: str
+    excluded: dict[str, int]
+    arrays: VoteArrays
+    params: dict[str, Any]
+    seconds: float  # spent on this board so far (not waiting for a thread)
+
+
+def _prepare(
+    board: boards.Board, filters: Filters, counts: BoardCounts, table: VoteTable, flagged: dict[str, int]
+) -> _Job | None:
+    """The board's job, or None when there is nothing to publish."""
     started = time.perf_counter()
     excluded = counts.left_out | flagged
     latest = latest_snapshot(board.slug)
@@ -183,11 +203,8 @@ def _recompute(
     digest = counts.digest(per_vote=board.style)
     if latest and latest.votes_digest == digest and latest.excluded == excluded:
         return None
-    arrays = vote_arrays(counts, table, filters, style=board.style)
     params = {
-        "bootstrap": settings.LEADERBOARD_BOOTSTRAP
-        if not board.style
-        else settings.LEADERBOARD_STYLE_BOOTSTRAP,
+        "bootstrap": bootstrap_rounds(board),
         "seed": settings.LEADERBOARD_SEED,
         "scale": 400,
         "base": 10,
@@ -198,42 +215,60 @@ def _recompute(
         "filters": filters.as_json(),
         "code_version": CODE_VERSION,
     }
-    rows: list[Rating] = []
-    details: dict[str, Any] = {}
-    if arrays.model_ids:
-        n = len(arrays.model_ids)
-        if board.style:
-            styled = rating.rate_style(
-                arrays.model_a,
-                arrays.model_b,
-                arrays.outcome,
-                arrays.features,
-                n,
-                bootstrap=params["bootstrap"],
-                seed=params["seed"],
-                workers=settings.LEADERBOARD_WORKERS,
-            )
-            result = styled.ratings
-            details["style"] = {
-                name: {
-                    "coef": float(styled.coef[k]),
-                    "ci_lower": float(styled.coef_lower[k]),
-                    "ci_upper": float(styled.coef_upper[k]),
-                }
-                for k, name in enumerate(rating.STYLE_FEATURES)
+    arrays = vote_arrays(counts, table, filters, style=board.style)
+    return _Job(board, counts, digest, excluded, arrays, params, time.perf_counter() - started)
+
+
+def _fit(job: _Job) -> tuple[rating.Ratings | None, dict[str, Any]]:
+    """The rating engine on a job's votes: pure numpy, so jobs can run in threads side by side."""
+    started = time.perf_counter()
+    arrays, params, details = job.arrays, job.params, {}
+    result = None
+    if arrays.model_ids and job.board.style:
+        styled = rating.rate_style(
+            arrays.model_a,
+            arrays.model_b,
+            arrays.outcome,
+            arrays.features,
+            len(arrays.model_ids),
+            bootstrap=params["bootstrap"],
+            seed=params["seed"],
+            workers=settings.LEADERBOARD_WORKERS,
+        )
+        result = styled.ratings
+        details["style"] = {
+            name: {
+                "coef": float(styled.coef[k]),
+                "ci_lower": float(styled.coef_lower[k]),
+                "ci_upper": float(styled.coef_upper[k]),
             }
-        else:
-            result = rating.rate(
-                arrays.model_a,
-                arrays.model_b,
-                arrays.outcome,
-                n,
-                count=arrays.count,
-                bootstrap=params["bootstrap"],
-                seed=params["seed"],
-                workers=settings.LEADERBOARD_WORKERS,
-            )
+            for k, name in enumerate(rating.STYLE_FEATURES)
+        }
+    elif arrays.model_ids:
+        result = rating.rate(
+            arrays.model_a,
+            arrays.model_b,
+            arrays.outcome,
+            len(arrays.model_ids),
+            count=arrays.count,
+            bootstrap=params["bootstrap"],
+            seed=params["seed"],
+            workers=settings.LEADERBOARD_WORKERS,
+        )
+    if result is not None:
         details["matrices"] = _matrices(arrays, result)
+    job.seconds += time.perf_counter() - started
+    return result, details
+
+
+def _publish(
+    job: _Job, result: rating.Ratings | None, details: dict[str, Any], provisional: frozenset[int]
+) -> Snapshot:
+    """Write the board's snapshot and its ratings in one transaction."""
+    started = time.perf_counter()
+    board, arrays = job.board, job.arrays
+    rows: list[Rating] = []
+    if result is not None:
         for i, pk in enumerate(arrays.model_ids):
             votes_i = int(result.votes[i])
             if board.category and votes_i < settings.LEADERBOARD_MIN_VOTES:
@@ -254,18 +289,24 @@ def _recompute(
     with transaction.atomic():
         snapshot = Snapshot.objects.create(
             board=board.slug,
-            votes=counts.votes,
-            votes_digest=digest,
+            votes=job.counts.votes,
+            votes_digest=job.digest,
             method=board.method,
-            params=params,
-            excluded=excluded,
+            params=job.params,
+            excluded=job.excluded,
             details=details,
-            duration_ms=(time.perf_counter() - started) * 1000,
+            duration_ms=(job.seconds + time.perf_counter() - started) * 1000,
         )
         for row in rows:
             row.snapshot = snapshot
         Rating.objects.bulk_create(rows)
     return snapshot
+
+
+def bootstrap_rounds(board: boards.Board) -> int:
+    if board.style:
+        return settings.LEADERBOARD_STYLE_BOOTSTRAP
+    return settings.LEADERBOARD_CATEGORY_BOOTSTRAP if board.category else settings.LEADERBOARD_BOOTSTRAP
 
 
 CODE_VERSION = "rating-2"  # bump when a change to the engine can move published numbers

@@ -191,20 +191,27 @@ class VoteTable:
         }
         columns = ["id", "model_a_id", "model_b_id", "packed", *deltas]
         rows = votes.annotate(packed=packed, **deltas).values_list(*columns).order_by()
+        kinds = "iiii" + "f" * len(deltas)
         if connection.vendor == "postgresql":
             sql, params = rows.query.sql_with_params()
-            table = _copy_binary(sql, params, "iiii" + "f" * (len(columns) - 4))
+            values = _copy_binary(sql, params, kinds)
         else:
-            table = np.array(list(rows), dtype=np.float64).reshape(-1, len(columns))
-        table = table[np.argsort(table[:, 0], kind="stable")]
-        ints = table[:, 1:4].astype(np.int64)
+            table = list(rows)
+            values = [
+                np.array([row[k] for row in table], dtype=np.int64 if kind == "i" else np.float64)
+                for k, kind in enumerate(kinds)
+            ]
+        ids = values[0]
+        # Usually in id order already (a sequential scan of an append-only table); sort if not.
+        order = None if np.all(ids[1:] > ids[:-1]) else np.argsort(ids, kind="stable")
+        values = [v if order is None else v[order] for v in values]
         return cls(
             last_vote_id=filters.last_vote_id,
             fresh_since=dict(filters.fresh_since),
-            model_a=ints[:, 0],
-            model_b=ints[:, 1],
-            packed=ints[:, 2],
-            style=table[:, 4:],
+            model_a=values[1],
+            model_b=values[2],
+            packed=values[3],
+            style=np.column_stack(values[4:]) if len(ids) else np.zeros((0, len(deltas))),
         )
 
     def extend(self, newer: VoteTable) -> VoteTable:
@@ -312,6 +319,19 @@ def _kept_votes(table: VoteTable, private: tuple[int, ...]) -> tuple[np.ndarray,
     return hidden, table.stale & ~hidden
 
 
+def _model_index(table: VoteTable) -> tuple[np.ndarray, np.ndarray]:
+    """The models in the table (sorted primary keys) and a lookup from primary key to position:
+    a pass over the votes instead of sorting them."""
+    top = int(max(table.model_a.max(initial=0), table.model_b.max(initial=0))) + 1
+    present = np.zeros(top, dtype=bool)
+    present[table.model_a] = True
+    present[table.model_b] = True
+    models = np.flatnonzero(present)
+    lookup = np.full(top, -1, dtype=np.int64)
+    lookup[models] = np.arange(models.size)
+    return models, lookup
+
+
 def board_counts(table: VoteTable, filters: Filters, slugs: list[str]) -> dict[str, BoardCounts]:
     """Every listed board's cells, as `filtered_votes` would count them, from the table.
 
@@ -319,9 +339,9 @@ def board_counts(table: VoteTable, filters: Filters, slugs: list[str]) -> dict[s
     leaves a vote out are functions of those, so each board then costs a pass over the groups, not
     over every vote.
     """
-    models, index = np.unique(np.concatenate([table.model_a, table.model_b]), return_inverse=True)
+    models, lookup = _model_index(table)
     m = models.size
-    pair = index[: len(table)] * m + index[len(table) :]
+    pair = lookup[table.model_a] * m + lookup[table.model_b]
     bits = 1 << _PACKED_BITS
     groups, n = np.unique(pair * bits + table.packed, return_counts=True)
     pair, packed = np.divmod(groups, bits)
@@ -365,15 +385,14 @@ COPY_BLOCK_BYTES = 8 << 20  # rows decoded a block at a time: bounds the buffer,
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
-def _copy_binary(sql: str, params: Any, kinds: str) -> np.ndarray:
-    """Rows of a query whose columns are all non-NULL numbers, as a float64 array, via COPY BINARY.
+def _copy_binary(sql: str, params: Any, kinds: str) -> list[np.ndarray]:
+    """The columns of a query whose values are all non-NULL numbers, via COPY BINARY: int64 arrays
+    for the columns of kind "i" (integers, booleans), float64 for those of kind "f".
 
     Every row of such a query has the same layout (a field count, then a length and a big-endian
     value per field), read off the first row; blocks of rows are then read with a numpy structured
-    dtype instead of being decoded one by one. `kinds` has a letter per column: "i" for an integer
-    (or boolean) column, "f" for a float one. Numbers above 2**53 would lose precision; none are.
+    dtype instead of being decoded one by one.
     """
-    fields = len(kinds)
     parts: list[np.ndarray] = []
     buffer = bytearray()
     dtype: np.dtype[Any] | None = None
@@ -396,15 +415,20 @@ def _copy_binary(sql: str, params: Any, kinds: str) -> np.ndarray:
                     del buffer[:header]
                 whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
                 if whole >= COPY_BLOCK_BYTES:
-                    parts.append(_decode_rows(buffer[:whole], dtype, fields))
+                    parts.append(_rows(buffer[:whole], dtype, len(kinds)))
                     del buffer[:whole]
     if dtype is not None and dtype.itemsize > 2:
         whole = (len(buffer) // dtype.itemsize) * dtype.itemsize
-        parts.append(_decode_rows(buffer[:whole], dtype, fields))
+        parts.append(_rows(buffer[:whole], dtype, len(kinds)))
         del buffer[:whole]
     if bytes(buffer) != b"\xff\xff":
         raise RuntimeError("a binary COPY that did not end where a row ends")
-    return np.concatenate(parts) if parts else np.zeros((0, fields))
+    return [
+        np.concatenate([part[f"v{k}"] for part in parts] or [np.zeros(0)]).astype(
+            np.int64 if kind == "i" else np.float64
+        )
+        for k, kind in enumerate(kinds)
+    ]
 
 
 def _row_dtype(buffer: bytearray, at: int, kinds: str) -> np.dtype[Any] | None:
@@ -428,8 +452,8 @@ def _row_dtype(buffer: bytearray, at: int, kinds: str) -> np.dtype[Any] | None:
     return np.dtype(layout) if len(buffer) >= at else None
 
 
-def _decode_rows(data: bytearray, dtype: np.dtype[Any], fields: int) -> np.ndarray:
+def _rows(data: bytearray, dtype: np.dtype[Any], fields: int) -> np.ndarray:
     rows = np.frombuffer(bytes(data), dtype=dtype)
     if (rows["fields"] != fields).any():
         raise RuntimeError("binary COPY rows of an unexpected shape")
-    return np.stack([rows[f"v{k}"].astype(np.float64) for k in range(fields)], axis=1).reshape(-1, fields)
+    return rows
