@@ -112,6 +112,7 @@ assert len(LANGUAGES) < 1 << 5, "more languages than the packed bits hold"
 # changed with a bulk update() send no signal (see `bump_epoch`).
 FULL_READ_SECONDS = 3600
 EPOCH_KEY = "leaderboard:votes-epoch"
+REREAD_IDS = 10_000  # see load_table
 
 
 def bump_epoch() -> None:
@@ -133,6 +134,7 @@ class VoteTable:
 
     last_vote_id: int
     fresh_since: dict[int, str]  # the stale bits were computed under these
+    ids: np.ndarray
     model_a: np.ndarray  # LLM primary keys
     model_b: np.ndarray
     packed: np.ndarray  # winner, stale, flags and language bits
@@ -208,19 +210,22 @@ class VoteTable:
         return cls(
             last_vote_id=filters.last_vote_id,
             fresh_since=dict(filters.fresh_since),
+            ids=values[0],
             model_a=values[1],
             model_b=values[2],
             packed=values[3],
             style=np.column_stack(values[4:]) if len(ids) else np.zeros((0, len(deltas))),
         )
 
-    def extend(self, newer: VoteTable) -> VoteTable:
+    def extend(self, newer: VoteTable, after: int) -> VoteTable:
+        """This table's votes up to id `after`, then `newer` (read from there on)."""
+        keep = int(np.searchsorted(self.ids, after, side="right"))
         return replace(
             newer,
-            model_a=np.concatenate([self.model_a, newer.model_a]),
-            model_b=np.concatenate([self.model_b, newer.model_b]),
-            packed=np.concatenate([self.packed, newer.packed]),
-            style=np.concatenate([self.style, newer.style]),
+            **{
+                column: np.concatenate([getattr(self, column)[:keep], getattr(newer, column)])
+                for column in ("ids", "model_a", "model_b", "packed", "style")
+            },
         )
 
     def __len__(self) -> int:
@@ -236,6 +241,8 @@ def load_table(filters: Filters) -> VoteTable:
     A table kept from the previous recompute is extended by the votes after its last id, unless
     the fresh-vote filters changed (they decide the stale bits), a counted vote changed or was
     deleted since (the epoch, bumped by signals), or it was read in full more than an hour ago.
+    Its last REREAD_IDS ids are read again: a vote's id is taken when it is inserted, so a vote
+    whose transaction committed after a later one's was not there to be read the last time.
     """
     global _kept
     epoch = _epoch()
@@ -247,7 +254,8 @@ def load_table(filters: Filters) -> VoteTable:
         and kept.last_vote_id <= filters.last_vote_id
         and time.monotonic() - kept.read_at < FULL_READ_SECONDS
     ):
-        table = kept.extend(VoteTable.read(filters, after=kept.last_vote_id))
+        after = max(kept.last_vote_id - REREAD_IDS, 0)
+        table = kept.extend(VoteTable.read(filters, after=after), after)
         table.read_at = kept.read_at
     else:
         table = VoteTable.read(filters)
