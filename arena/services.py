@@ -199,8 +199,6 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
 
 # --- streaming a turn ---------------------------------------------------------------------------
 
-END = object()  # a side task's last item on the queue
-
 # Tasks that outlive the request which started them (a visitor closing the tab must not leave a
 # half-written battle); held here so the event loop does not garbage-collect them mid-flight.
 _running: set[asyncio.Task[None]] = set()
@@ -239,6 +237,14 @@ def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
     battle = battle_of_session(battle_id, session)
     turn = battle.turns.order_by("-index").first()
     assert turn is not None  # every battle is created with its first turn
+    # One commit for the claim and both call records, not one each: on the path to the first token.
+    # A database error in any of them rolls the claim back too (the sides report the error), so
+    # the battle can be streamed again.
+    with transaction.atomic():
+        return _claim(battle, turn)
+
+
+def _claim(battle: Battle, turn: Turn) -> StreamPlan:
     claimed = Battle.objects.filter(
         Q(state=Battle.State.PENDING) | Q(state=Battle.State.STREAMING, updated__lt=_stale_before()),
         pk=battle.pk,
@@ -248,9 +254,14 @@ def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
         plan = StreamPlan(battle, turn, live=True)
         # Both call records are written here, in the step that claims the battle, so that the
         # calls themselves go out with no database step in front of them.
+        try:
+            earlier = _earlier_turns(turn)
+        except Exception as exc:  # reported on both sides' streams, like any failed call
+            plan.calls = {Side.A: exc, Side.B: exc}
+            return plan
         for side in (Side.A, Side.B):
             try:
-                plan.calls[side] = _prepare_side(turn, side, battle.llm(side))
+                plan.calls[side] = _prepare_side(turn, side, battle.llm(side), earlier)
             except Exception as exc:  # reported on that side's stream, like any failed call
                 plan.calls[side] = exc
         return plan
@@ -260,9 +271,17 @@ def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
     return StreamPlan(battle, turn, live=False)
 
 
-def _conversation(turn: Turn, side: str) -> list[Message]:
+def _earlier_turns(turn: Turn) -> list[Turn]:
+    """The turns before `turn`, with their answers: read once for both sides' conversations."""
+    if turn.index == 0:
+        return []  # a first turn, the usual case: no query on the path to the first token
+    return list(
+        Turn.objects.filter(battle_id=turn.battle_id, index__lt=turn.index).prefetch_related("answers")
+    )
+
+
+def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
     messages: list[Message] = []
-    earlier = Turn.objects.filter(battle_id=turn.battle_id, index__lt=turn.index).prefetch_related("answers")
     for past in earlier:
         messages.append({"role": "user", "content": past.prompt})
         answer = next(a for a in past.answers.all() if a.side == side)
@@ -287,24 +306,26 @@ def _battle_ended(battle: Battle, ok: bool) -> str:
     return state
 
 
-def _prepare_side(turn: Turn, side: str, llm: LLM) -> tuple[CallSpec, list[Message]]:
-    """One database step before the call: read the conversation, write the answer's call record."""
+def _prepare_side(turn: Turn, side: str, llm: LLM, earlier: list[Turn]) -> tuple[CallSpec, list[Message]]:
+    """One database step before the call: write the answer's call record."""
     spec = call_spec(llm)
-    messages = _conversation(turn, side)
+    messages = _conversation(turn, side, earlier)
     _answer_started(turn, side, spec.sampling_params())
     return spec, messages
 
 
-async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> bool:
+async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) -> bool:
     """Stream one side's answer onto the queue and record it; True when it ended well.
 
     Never raises: a failure anywhere, the database's included, ends this side with an error event,
     so the visitor's stream always reaches its end.
     """
     llm = plan.battle.llm(side)
-    started = last = time.monotonic()
-    ttft: float | None = None
-    gaps: list[float] = []
+    started = time.monotonic()
+    # Times of the first and the last delta as they arrive from the upstream, and how many
+    # deltas: the mean gap between deltas is (last - first) / (deltas - 1), with no list kept.
+    first = last = started
+    deltas = 0
     parts: list[str] = []
     outage = ""
     try:
@@ -316,14 +337,12 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
         async with asyncio.timeout(spec.total_timeout):
             async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
                 if chunk.kind == "delta" and chunk.text:
-                    now = time.monotonic()
-                    if ttft is None:
-                        ttft = (now - started) * 1000
-                    else:
-                        gaps.append(now - last)
-                    last = now
+                    last = time.monotonic()
+                    if not deltas:
+                        first = last
+                    deltas += chunk.deltas
                     parts.append(chunk.text)
-                    await queue.put({"side": side, "type": "delta", "text": chunk.text})
+                    queue.put_nowait({"side": side, "type": "delta", "text": chunk.text})
                 elif chunk.kind == "finish":
                     finish = chunk
         if finish is None:
@@ -333,7 +352,7 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
         outcome: dict[str, Any] = {
             "status": Answer.Status.DONE,
             "finish_reason": finish.finish_reason,
-            "inter_token_ms": 1000 * sum(gaps) / len(gaps) if gaps else None,
+            "inter_token_ms": 1000 * (last - first) / (deltas - 1) if deltas > 1 else None,
             "input_tokens": finish.input_tokens,
             "output_tokens": finish.output_tokens,
         }
@@ -351,7 +370,7 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
             plan.turn,
             side,
             text="".join(parts),
-            ttft_ms=ttft,
+            ttft_ms=(first - started) * 1000 if deltas else None,
             duration_ms=(time.monotonic() - started) * 1000,
             **outcome,
         )
@@ -359,7 +378,7 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Any]) -> b
         logger.exception("could not record answer %s of %s", side, plan.turn)
         if event["type"] == "done":
             event = {"side": side, "type": "error", "text": "The answer could not be saved."}
-    await queue.put(event)
+    queue.put_nowait(event)
     return event["type"] == "done"
 
 
@@ -373,40 +392,69 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return "Something went wrong while generating this answer.", f"{type(exc).__name__}: {exc}"
 
 
-async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Any]) -> None:
-    async def side(s: str) -> bool:
-        try:
-            return await _run_side(plan, s, queue)
-        finally:
-            await queue.put(END)
-
-    results = await asyncio.gather(side(Side.A), side(Side.B))
+async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Event]) -> None:
+    results = await asyncio.gather(_run_side(plan, Side.A, queue), _run_side(plan, Side.B, queue))
     try:
         state = await run_in_db(_battle_ended)(plan.battle, all(results))
     except Exception:
         # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
         logger.exception("could not close %s", plan.battle)
         state = Battle.State.FAILED
-    await queue.put({"side": None, "type": "end", "text": "", "state": state})
+    queue.put_nowait({"side": None, "type": "end", "text": "", "state": state})
 
 
-async def stream_events(plan: StreamPlan) -> AsyncIterator[Event]:
-    """Both answers as one stream of events, interleaved as they arrive."""
+def stream_events(plan: StreamPlan) -> AsyncIterator[list[Event]]:
+    """Both answers as one stream of events, interleaved as they arrive, a list at a time.
+
+    A live turn's calls start now, not when the stream is first read: the upstream requests go
+    out while the response's headers do. Each list holds the events that were waiting when it
+    was made (`merged`); a quiet stream's events come one by one, with no wait to batch them.
+    """
     if not plan.live:
-        for event in await run_in_db(_replay)(plan):
-            yield event
-        return
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+        return _replayed(plan)
+    queue: asyncio.Queue[Event] = asyncio.Queue()
     task = asyncio.create_task(_run_turn(plan, queue))
     _running.add(task)
     task.add_done_callback(_running.discard)
+    return _relayed(queue)
+
+
+async def _relayed(queue: asyncio.Queue[Event]) -> AsyncIterator[list[Event]]:
     while True:
-        item = await queue.get()
-        if item is END:
-            continue
-        yield item
-        if item["type"] == "end":
+        waiting = [await queue.get()]
+        # Whatever else is already there goes with it: a busy worker sends a battle's tokens in
+        # one write instead of one write per token.
+        while not queue.empty():
+            waiting.append(queue.get_nowait())
+        events = merged(waiting)
+        yield events
+        if events[-1]["type"] == "end":
             return
+
+
+def merged(events: list[Event]) -> list[Event]:
+    """`events` with each side's consecutive deltas joined into one.
+
+    A side's deltas are joined across the other side's events between them: each side's text
+    stays whole and in order, and its done or error event still follows its last delta.
+    """
+    out: list[Event] = []
+    open_deltas: dict[str, Event] = {}  # per side, its delta that later ones join
+    for event in events:
+        side = event["side"]
+        if event["type"] != "delta":
+            open_deltas.pop(side, None)
+        elif side in open_deltas:
+            open_deltas[side]["text"] += event["text"]
+            continue
+        else:
+            open_deltas[side] = event
+        out.append(event)
+    return out
+
+
+async def _replayed(plan: StreamPlan) -> AsyncIterator[list[Event]]:
+    yield await run_in_db(_replay)(plan)
 
 
 def _replay(plan: StreamPlan) -> list[Event]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
 import os
@@ -332,6 +333,7 @@ class Platform:
             "DATABASE_URL": database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
             "DEBUG": "false",  # no query log kept in memory, as in production
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "FIELD_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "ALLOWED_HOSTS": HOST,
             "SECURE_SSL_REDIRECT": "false",
             "ARENA_BATTLE_RATE": "1000000/second",  # one client address opens every battle
@@ -529,6 +531,16 @@ async def gradio(platform: Platform, upstream_port: int, n: int, tokens: int, in
         errors = sum(1 for s in streams if s.error or s.done is None)
         print(f"  {label:<30}{ms(done, 0.5) / 1000:>8.2f}{ms(done, 0.99) / 1000:>8.2f}"
               f"{max(done, default=math.nan):>8.2f}{f'{within}/{len(streams)}':>14}{errors:>8}")  # fmt: skip
+    # Where a slow stream lost its time: getting started (the request path) or relaying tokens.
+    streams = flat(battles)
+    started = [s.ttft_from_get for s in streams if s.ttft_from_get is not None]
+    relayed = [s.done - s.tokens[0] for s in streams if s.done is not None and s.tokens and not s.error]
+    print(f"  platform: first token from GET p50/p99 {seconds(started)} s, "
+          f"first token to done p50/p99 {seconds(relayed)} s")  # fmt: skip
+
+
+def seconds(values: list[float]) -> str:
+    return f"{ms(values, 0.5) / 1000:.2f}/{ms(values, 0.99) / 1000:.2f}"
 
 
 # --- main -----------------------------------------------------------------------------------------------

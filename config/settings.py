@@ -94,9 +94,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    # Each thread keeps its connection: opening one costs a millisecond or two (the pragmas above,
-    # Django's SQL functions, a cold statement cache), paid on every step of a battle's stream.
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 600)
     # A file, not Django's shared-cache memory database: tests run a live ASGI server in threads,
     # and shared-cache SQLite fails concurrent writers at once instead of waiting for the lock.
     # One file per test process, so that two test runs on one machine never share it.

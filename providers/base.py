@@ -47,10 +47,15 @@ class Chunk:
     kind "delta": `text` is new answer text. kind "finish": the answer ended; `finish_reason`,
     and token counts when the upstream reported usage. An adapter yields deltas then exactly one
     finish, or raises `UpstreamError`.
+
+    A delta may join several of the upstream's deltas that arrived together (in one read from the
+    network); `deltas` says how many, so that the call record's inter-token gap stays a gap
+    between the upstream's deltas however they were read.
     """
 
     kind: Literal["delta", "finish"]
     text: str = ""
+    deltas: int = 1
     finish_reason: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None

@@ -8,15 +8,16 @@ the adapter's attempt again when it failed transiently before anything reached t
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
-from httpx_sse import ServerSentEvent, SSEError, aconnect_sse
 
 from providers.base import CallSpec, Chunk, UpstreamError
 
@@ -76,17 +77,132 @@ def _backoff(spec: CallSpec) -> float:
     return float(spec.options.get("retry_backoff", 0.5))
 
 
-async def within(deadline: float, awaitable: Awaitable[T]) -> T:
-    """Await one step under a deadline of the event loop's clock.
+class Deadline:
+    """A deadline of the event loop's clock over a stream's waits: one timer for the whole stream.
 
-    The deadline wraps each await, never a `yield`: a timeout scope left open across a yield
-    would cancel whatever the consumer happens to be doing when it fires.
+    The timer cancels the task only while it waits (`wait`), never while it runs between
+    waits: a timeout scope left open across a `yield` would cancel whatever the consumer
+    happens to be doing when it fires. A scope per wait (`asyncio.timeout`) would do the same
+    but arm and disarm a timer for every read, which on a busy stream costs more than parsing
+    the event read.
     """
-    async with asyncio.timeout_at(deadline):
-        return await awaitable
+
+    def __init__(self, when: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._when = when
+        self._timer = self._loop.call_at(when, self._expire)
+        self._waiting: asyncio.Task[Any] | None = None
+        self._expired = False
+
+    def move(self, when: float) -> None:
+        if when != self._when:
+            self._timer.cancel()
+            self._when = when
+            self._timer = self._loop.call_at(when, self._expire)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        if self._waiting is not None:
+            self._expired = True
+            self._waiting.cancel()
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """`awaitable`'s result, or TimeoutError once the deadline passed."""
+        if self._loop.time() >= self._when:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never awaited: say so quietly
+            raise TimeoutError
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._waiting = task
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._waiting = None
+            self._expired = False
 
 
 StatusError = Callable[["Exchange", httpx.Response, bytes], UpstreamError]
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    event: str = "message"  # the standard's type of an event that names none
+    data: str = ""
+    id: str = ""
+    retry: int | None = None
+
+
+class EventParser:
+    """Server-sent events from the bytes of a body, read as the HTML standard says.
+
+    Fed a piece of the body at a time, it returns the events that piece completed: one list per
+    read from the network, so that a busy upstream's events are handled together (the same rules
+    as httpx-sse, line by line on bytes, decoded once per event). An event is dispatched by its
+    blank line only: one the body ends in the middle of is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""  # the unfinished last line
+        self._event = ""
+        self._data: list[bytes] = []
+        self._id = ""
+        self._retry: int | None = None
+
+    def feed(self, piece: bytes) -> list[ServerSentEvent]:
+        text = self._rest + piece if self._rest else piece
+        held = b""
+        if b"\r" in text:
+            # A last CR may be the first half of a CRLF: wait for the next piece to tell.
+            if text.endswith(b"\r"):
+                text, held = text[:-1], b"\r"
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = text.split(b"\n")
+        self._rest = lines.pop() + held
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def close(self) -> list[ServerSentEvent]:
+        """The body ended: its last line, if one was left unfinished, ends there."""
+        events: list[ServerSentEvent] = []
+        if self._rest:
+            self._line(self._rest.rstrip(b"\r"), events)
+            self._rest = b""
+        return events
+
+    def _line(self, line: bytes, events: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._data or self._event or self._id or self._retry is not None:
+                data = b"\n".join(self._data).decode("utf-8", "replace")
+                events.append(ServerSentEvent(self._event or "message", data, self._id, self._retry))
+                # The standard keeps the last event id across events.
+                self._event, self._data, self._retry = "", [], None
+            return
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            try:
+                self._retry = int(value)
+            except ValueError:
+                pass
+        # A line that starts with a colon is a comment (a keep-alive); other fields are ignored.
 
 
 class Exchange:
@@ -129,38 +245,57 @@ class Exchange:
         json: dict[str, Any],
         headers: dict[str, str],
         status_error: StatusError,
-    ) -> AsyncIterator[ServerSentEvent]:
-        """The events of the response, until its body ends; an HTTP error as `status_error` says."""
+    ) -> AsyncIterator[list[ServerSentEvent]]:
+        """The events of the response, until its body ends; an HTTP error as `status_error` says.
+
+        One list per read from the network, never empty: the events that arrived together.
+        """
         spec = self.spec
         # The read time-out bounds each wait for the next piece of the answer; the first token
-        # and the total are enforced as deadlines (`within`).
+        # and the total are enforced as deadlines (`Deadline`).
         timeout = httpx.Timeout(
             connect=spec.connect_timeout,
             read=spec.first_token_timeout,
             write=spec.connect_timeout,
             pool=spec.connect_timeout,
         )
+        headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
         responded = False
         started = time.monotonic()
+        deadline = Deadline(self._limit())
         try:
             async with AsyncExitStack() as stack:
-                source = await within(
-                    self._limit(),
+                stack.callback(deadline.close)
+                response = await deadline.wait(
                     stack.enter_async_context(
-                        aconnect_sse(client, "POST", self.url, json=json, headers=headers, timeout=timeout)
-                    ),
+                        client.stream("POST", self.url, json=json, headers=headers, timeout=timeout)
+                    )
                 )
                 responded = True
-                if not source.response.is_success:
-                    body = await within(self._limit(), source.response.aread())
-                    raise status_error(self, source.response, body)
-                events = await stack.enter_async_context(aclosing(source.aiter_sse()))
+                if not response.is_success:
+                    body = await deadline.wait(response.aread())
+                    raise status_error(self, response, body)
+                content_type = response.headers.get("content-type", "").partition(";")[0]
+                if "text/event-stream" not in content_type:
+                    raise self.error(
+                        UNREADABLE,
+                        f"{self.url}: Expected response header Content-Type to contain "
+                        f"'text/event-stream', got {content_type!r}",
+                    )
+                pieces = await stack.enter_async_context(aclosing(response.aiter_bytes()))
+                parser = EventParser()
                 while True:
+                    deadline.move(self._limit())  # from the first token's deadline to the whole answer's
                     try:
-                        event = await within(self._limit(), anext(events))
+                        piece = await deadline.wait(anext(pieces))
                     except StopAsyncIteration:
-                        return
-                    yield event
+                        break
+                    events = parser.feed(piece)
+                    if events:
+                        yield events
+                events = parser.close()
+                if events:
+                    yield events
         except TimeoutError:
             if not self.answered and self.first_token_deadline < self.deadline:
                 raise self.error(
@@ -190,8 +325,6 @@ class Exchange:
             raise self.error(
                 UNREACHABLE, f"{self.url}: {type(exc).__name__}: {exc}", transient=True
             ) from None
-        except SSEError as exc:
-            raise self.error(UNREADABLE, f"{self.url}: {exc}") from None
 
 
 async def drain(events: AsyncIterator[Any]) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from tests.upstream import Behaviour, FakeOpenAI
 
 from arena.models import Answer, Battle, Turn, Vote
 from providers.models import LLM
+from tests.upstream import Behaviour, FakeOpenAI
 
 NAMES = (
     "alpha-chat",
@@ -115,6 +115,8 @@ def test_each_call_sends_the_sampling_parameters_and_records_the_answer(
     assert answer.status == Answer.Status.DONE
     assert answer.params == {"temperature": 0.3, "max_tokens": 77}
     assert answer.ttft_ms is not None and answer.duration_ms >= answer.ttft_ms
+    # Gaps between the upstream's deltas, however many of them arrived in one read.
+    assert answer.inter_token_ms is not None and 0 <= answer.inter_token_ms <= answer.duration_ms
     assert answer.output_tokens and answer.finish_reason == "stop"
 
 
@@ -344,3 +346,23 @@ def test_a_failure_before_the_call_still_ends_the_stream(
     assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
     assert events[-1]["state"] == "failed"
     assert all("database" not in e["text"] for e in events)
+
+
+def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle_to_retry(
+    web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(turn: Turn, side: str, params: dict[str, Any]) -> None:
+        # A statement the database itself rejects, as a lost connection or a full disk would be.
+        Answer.objects.filter(turn=turn, side=side).extra(where=["no_such_column = 1"]).update(text="")
+
+    monkeypatch.setattr("arena.services._answer_started", broken)
+    battle_id = start(web)
+    events, _ = stream(web, battle_id)
+    assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
+    assert events[-1]["type"] == "end"
+    assert all("no_such_column" not in e["text"] for e in events)
+    # The claim was rolled back with the call records: streaming the battle again is allowed.
+    assert Battle.objects.get(pk=battle_id).state == Battle.State.PENDING
+    monkeypatch.undo()
+    again, _ = stream(web, battle_id)
+    assert again[-1]["state"] == "ready"

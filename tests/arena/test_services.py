@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -82,3 +83,59 @@ def test_the_session_hash_is_stable_and_does_not_reveal_the_key() -> None:
     assert services.session_hash("abc") == services.session_hash("abc")
     assert services.session_hash("abc") != services.session_hash("abd")
     assert "abc" not in services.session_hash("abc") and len(services.session_hash("abc")) == 64
+
+
+# --- streaming a turn ----------------------------------------------------------------------------
+
+
+def delta(side: str, text: str) -> services.Event:
+    return {"side": side, "type": "delta", "text": text}
+
+
+def test_merging_keeps_each_sides_text_whole_and_in_order() -> None:
+    waiting = [
+        delta("a", "The "),
+        delta("b", "One"),
+        delta("a", "sky "),
+        delta("b", ", two"),
+        delta("a", "is blue."),
+        {"side": "a", "type": "done", "text": ""},
+        delta("b", " and three."),
+        {"side": "b", "type": "error", "text": "The answer was cut off before it ended."},
+        {"side": None, "type": "end", "text": "", "state": "failed"},
+    ]
+    assert services.merged(waiting) == [
+        delta("a", "The sky is blue."),
+        delta("b", "One, two and three."),
+        {"side": "a", "type": "done", "text": ""},
+        {"side": "b", "type": "error", "text": "The answer was cut off before it ended."},
+        {"side": None, "type": "end", "text": "", "state": "failed"},
+    ]
+
+
+def test_a_delta_after_a_sides_end_is_never_merged_before_it() -> None:
+    waiting = [delta("a", "x"), {"side": "a", "type": "error", "text": "e"}, delta("a", "y")]
+    assert services.merged(waiting) == waiting
+
+
+def test_a_quiet_stream_relays_each_event_as_it_comes_and_a_busy_one_merges_what_waits() -> None:
+    async def main() -> tuple[list[services.Event], list[services.Event], list[services.Event]]:
+        queue: asyncio.Queue[services.Event] = asyncio.Queue()
+        relayed = services._relayed(queue)
+        queue.put_nowait(delta("a", "Hello"))
+        # Nothing else comes: the event goes on alone, without waiting for company. The time-out
+        # only keeps a broken relay from hanging the test.
+        alone = await asyncio.wait_for(anext(relayed), timeout=10)
+        for text in (",", " world", "!"):
+            queue.put_nowait(delta("a", text))
+        queue.put_nowait({"side": "a", "type": "done", "text": ""})
+        together = await asyncio.wait_for(anext(relayed), timeout=10)
+        queue.put_nowait({"side": None, "type": "end", "text": "", "state": "ready"})
+        last = await asyncio.wait_for(anext(relayed), timeout=10)
+        assert await anext(relayed, None) is None
+        return alone, together, last
+
+    alone, together, last = asyncio.run(main())
+    assert alone == [delta("a", "Hello")]
+    assert together == [delta("a", ", world!"), {"side": "a", "type": "done", "text": ""}]
+    assert last == [{"side": None, "type": "end", "text": "", "state": "ready"}]

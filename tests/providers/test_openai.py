@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -15,13 +16,13 @@ from providers.openai import OpenAICompatible
 from providers.registry import BACKENDS, backend_for
 from tests.providers import harness
 from tests.providers.harness import QUESTION, run, text_of
-from tests.upstream import Behaviour, FakeOpenAI
+from tests.upstream import Behaviour, FakeOpenAI, FakeServer, _head
 
 KEY = "sk-test-Zq8vR3pL9mN2xT7bW5hJ4cF6"
 MODEL = "gpt-4o-mini-2024-07-18"
 
 
-def spec_for(upstream: FakeOpenAI, **changes: Any) -> CallSpec:
+def spec_for(upstream: FakeServer, **changes: Any) -> CallSpec:
     return harness.spec(
         **{
             "backend": "openai-compatible",
@@ -50,7 +51,8 @@ def test_it_streams_the_answer_then_one_finish_with_the_usage(openai_upstream: F
 
     assert text_of(chunks) == "Sunlight scatters off air molecules, blue the most."
     assert all(c.kind == "delta" and c.text for c in chunks[:-1])
-    assert len(chunks) == 8 + 1  # a delta per word: the role-only and empty deltas are not passed on
+    # A delta per word: the role-only and empty deltas are not passed on.
+    assert sum(c.deltas for c in chunks[:-1]) == 8
     assert chunks[-1] == Chunk("finish", finish_reason="stop", input_tokens=5, output_tokens=8)
 
 
@@ -63,6 +65,42 @@ def test_it_reassembles_split_events_and_skips_keep_alive_comments(openai_upstre
     chunks = run(collect(spec_for(openai_upstream)))
     assert text_of(chunks) == text
     assert chunks[-1].kind == "finish"
+
+
+class BurstingUpstream(FakeServer):
+    """An OpenAI-compatible server that sends a whole answer in one write, as a buffering proxy does."""
+
+    words = [f" w{n}" for n in range(40)]
+
+    async def handle(
+        self, writer: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], payload: Any
+    ) -> bool:
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return b"data: " + json.dumps({"object": "chat.completion.chunk", "choices": [choice]}).encode()
+
+        events = [event({"role": "assistant", "content": ""})]
+        events += [event({"content": word}) for word in self.words]
+        events += [event({}, "stop"), b"data: [DONE]"]
+        body = b"\r\n\r\n".join(events) + b"\r\n\r\n"
+        head = {"content-type": "text/event-stream", "content-length": str(len(body))}
+        writer.write(_head(200, head) + body)
+        await writer.drain()
+        return True
+
+
+def test_deltas_that_arrive_together_go_on_as_one_chunk_that_counts_them() -> None:
+    upstream = BurstingUpstream()
+    upstream.start()
+    try:
+        chunks = run(collect(spec_for(upstream)))
+    finally:
+        upstream.stop()
+    deltas = [c for c in chunks if c.kind == "delta"]
+    assert "".join(c.text for c in deltas) == "".join(BurstingUpstream.words)
+    assert sum(c.deltas for c in deltas) == len(BurstingUpstream.words)
+    assert len(deltas) < len(BurstingUpstream.words)
+    assert chunks[-1] == Chunk("finish", finish_reason="stop")
 
 
 def test_it_sends_the_model_the_messages_and_the_sampling_parameters(openai_upstream: FakeOpenAI) -> None:

@@ -1,0 +1,118 @@
+"""What every adapter shares: the event-stream parser, the deadline over a stream's waits, the pools."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+from providers.base import Chunk
+from providers.http import POOL_FILL, Pools, client
+from providers.openai import OpenAICompatible
+from providers.streaming import Deadline, EventParser, ServerSentEvent
+from tests.providers import harness
+from tests.providers.harness import QUESTION, run
+from tests.upstream import Behaviour, FakeOpenAI
+
+# Every line ending the standard allows, comments, named events, ids, retries, multi-line data,
+# a field with no space after its colon, an unknown field, and text of several bytes a character.
+BODY = (
+    ": a keep-alive comment\n\n"
+    'data: {"text": "naïve café, 東京 ☕"}\n\n'
+    "event: ping\r\ndata: {}\r\n\r\n"
+    "id: 7\rdata: first line\rdata:second line\r\r"
+    "retry: 1500\nunknown: ignored\ndata: last\n\n"
+    "data: [DONE]\r\n\r\n"
+).encode()
+
+
+def parsed_in_pieces(body: bytes, size: int) -> list[ServerSentEvent]:
+    parser = EventParser()
+    events: list[ServerSentEvent] = []
+    for start in range(0, len(body), size):
+        events += parser.feed(body[start : start + size])
+    return events + parser.close()
+
+
+def parsed_by_httpx_sse(body: bytes) -> list[ServerSentEvent]:
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    events = []
+    for line in [*lines.decode(body.decode()), *lines.flush()]:
+        sse = decoder.decode(line)
+        if sse is not None:
+            events.append(ServerSentEvent(sse.event, sse.data, sse.id, sse.retry))
+    return events
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, len(BODY)])
+def test_the_parser_reads_events_as_httpx_sse_does_however_the_body_is_cut(size: int) -> None:
+    assert parsed_in_pieces(BODY, size) == parsed_by_httpx_sse(BODY)
+
+
+def test_the_parser_returns_the_events_of_one_piece_together() -> None:
+    parser = EventParser()
+    assert parser.feed(b"data: one\n\ndata: two\n\ndata: thr") == [
+        ServerSentEvent(data="one"),
+        ServerSentEvent(data="two"),
+    ]
+    assert parser.feed(b"ee\n\n") == [ServerSentEvent(data="three")]
+
+
+def test_an_event_the_body_ends_in_is_dropped() -> None:
+    parser = EventParser()
+    assert parser.feed(b"data: whole\n\ndata: half") == [ServerSentEvent(data="whole")]
+    assert parser.close() == []
+
+
+def test_a_wait_past_the_deadline_is_a_timeout_and_leaves_the_task_uncancelled() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = Deadline(loop.time() + 0.05)
+        never: asyncio.Future[None] = loop.create_future()
+        with pytest.raises(TimeoutError):
+            await deadline.wait(never)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0)  # the task goes on, not cancelled
+        deadline.close()
+
+    asyncio.run(main())
+
+
+def test_a_deadline_that_passes_between_waits_cancels_nothing_and_stops_the_next_wait() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = Deadline(loop.time() + 0.01)
+        assert await deadline.wait(asyncio.sleep(0, "ready")) == "ready"
+        await asyncio.sleep(0.05)  # the consumer's own work, past the deadline: not cancelled
+        with pytest.raises(TimeoutError):
+            await deadline.wait(asyncio.sleep(0))
+        deadline.move(loop.time() + 10)
+        assert await deadline.wait(asyncio.sleep(0, "later")) == "later"
+        deadline.close()
+
+    asyncio.run(main())
+
+
+def test_calls_fill_one_pool_before_the_next_and_give_their_slot_back(openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.default = Behaviour(text="a few words, slowly streamed", chunk_delay=0.02)
+    spec = harness.spec(backend="openai-compatible", base_url=openai_upstream.base_url, model="m", api_key="")
+
+    async def answers(n: int) -> list[list[Chunk]]:
+        async def one() -> list[Chunk]:
+            return [c async for c in OpenAICompatible().stream(spec, QUESTION, client())]
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+    async def main() -> tuple[list[int], list[int]]:
+        await answers(3)
+        pools = client()._transport
+        assert isinstance(pools, Pools)
+        quiet = list(pools._busy)
+        await answers(POOL_FILL + 1)
+        return quiet, list(pools._busy)
+
+    quiet, busy = run(main())
+    assert quiet == [0]  # calls one after another stay on the first pool, its connections reused
+    assert busy == [0, 0]  # one more than a pool holds opened a second; every slot came back
