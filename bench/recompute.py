@@ -34,7 +34,8 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
                 read (vote_arrays: cells to index arrays), fit (the rating engine and matrices) and
                 rest (digest, latency, snapshot write). That is the cold path: a worker's
                 first recompute. Then the warm one, as every later recompute of that worker runs:
-                --new-votes more votes are stored (through the ORM, as votes arrive) and
+                --new-votes more votes are stored (through the ORM, as votes arrive; spread over
+                every category and language, so that every board is rated again) and
                 recompute_all() runs again, reading only those from the database; they are deleted
                 afterwards so the data set stays as filled
     baseline    the path a first version took: each board's counted votes pulled through the ORM
@@ -402,7 +403,13 @@ def warm_recompute(args: argparse.Namespace) -> dict[str, float]:
     for _ in range(args.new_votes):
         a, b = rng.choice(len(llms), 2, replace=False)
         battle = Battle(model_a=llms[a], model_b=llms[b], state=Battle.State.VOTED, session_hash="bench")
-        vote = Vote(battle=battle, winner=str(rng.choice(["a", "b", "tie"])), language="en", coding=True)
+        # Spread over every category and language, so that every board has new votes to count.
+        vote = Vote(
+            battle=battle,
+            winner=str(rng.choice(["a", "b", "tie"])),
+            language=str(rng.choice([code for code in LANGUAGES if code])),
+            **{flag: bool(rng.random() < 0.5) for flag in FLAGS},
+        )
         vote.set_facts()
         battles.append(battle)
         votes.append(vote)

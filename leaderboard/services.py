@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,22 +140,17 @@ def recompute_all() -> list[Snapshot]:
         table = load_table(filters)
         counts = board_counts(table, filters, [b.slug for b in every])
         flagged = excluded_counts({})  # the same for every board: counted once, not per board
-        jobs = [
-            job
-            for board in every
-            if (
-                job := _prepare(board, replace(filters, board=board.slug), counts[board.slug], table, flagged)
-            )
-        ]
-        jobs.sort(key=lambda job: not job.board.style)  # the longest fit first
-        # Fits run side by side in threads (pure numpy, much of it without the GIL); the database
-        # work stays in this thread. BLAS is held to one thread for the whole run (rating's own
-        # limits, entered from several threads at once, could otherwise restore each other's).
+        # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
+        # its board is prepared, the longest (style) first; the database work stays in this thread.
+        # BLAS is held to one thread for the whole run (rating's own limits, entered from several
+        # threads at once, could otherwise restore each other's).
+        jobs: list[tuple[_Job, Future[tuple[rating.Ratings | None, dict[str, Any]]]]] = []
         with threadpool_limits(1), ThreadPoolExecutor(settings.LEADERBOARD_FIT_THREADS) as pool:
-            fits = [pool.submit(_fit, job) for job in jobs]
-            published = [
-                _publish(job, *fit.result(), provisional) for job, fit in zip(jobs, fits, strict=True)
-            ]
+            for board in sorted(every, key=lambda board: not board.style):
+                job = _prepare(board, replace(filters, board=board.slug), counts[board.slug], table, flagged)
+                if job is not None:
+                    jobs.append((job, pool.submit(_fit, job)))
+            published = [_publish(job, *fit.result(), provisional) for job, fit in jobs]
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)

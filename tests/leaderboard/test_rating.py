@@ -653,3 +653,34 @@ def test_the_cli_wants_style_counts_on_every_record_for_style_control(tmp_path: 
     del records[4]["conv_metadata"]
     done = run_cli(write_jsonl(tmp_path / "b.jsonl", records), "--style")
     assert done.returncode == 2 and "line 5: missing conv_metadata" in done.stderr
+
+
+def test_style_control_point_estimate_agrees_with_a_general_purpose_optimiser() -> None:
+    """The same penalised likelihood (ties half a win, ridge on strengths and coefficients) handed
+    to scipy's L-BFGS with a tight tolerance: the two optima agree to 1e-5 logits."""
+    rng = np.random.default_rng(11)
+    theta = np.array([0.8, 0.3, 0.0, -0.4, -0.9])
+    beta = np.array([0.6, -0.3, 0.2])
+    a, b, outcome, x = simulate_style(rng, theta, beta, 4000, rng.normal(0, 0.3, 5))
+    outcome[rng.random(a.size) < 0.2] = TIE
+    m, k = theta.size, beta.size
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    y = np.where(outcome == A_WINS, 1.0, np.where(outcome == B_WINS, 0.0, 0.5))
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        t, c = params[:m], params[m:]
+        d = t[a] - t[b] + z @ c
+        p = expit(d)
+        loss = np.sum(np.logaddexp(0, d) - y * d) + 0.5 * rating.RIDGE * np.sum(params**2)
+        r = p - y
+        grad = np.concatenate([np.bincount(a, r, m) - np.bincount(b, r, m), z.T @ r]) + rating.RIDGE * params
+        return float(loss), grad
+
+    reference = minimize(
+        objective, np.zeros(m + k), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 0}
+    )
+    result = rate_style(a, b, outcome, x, m, bootstrap=0)
+
+    expected = reference.x[:m] - reference.x[:m].mean()
+    assert np.max(np.abs(log_strengths(result.ratings.rating) - expected)) < 1e-5
+    assert np.max(np.abs(result.coef - reference.x[m:])) < 1e-5
