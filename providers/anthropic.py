@@ -25,11 +25,12 @@ from providers.streaming import (
     FAILED_MID_ANSWER,
     UNREADABLE,
     Exchange,
+    ServerSentEvent,
     count,
-    drain,
     retry_after,
     retry_once,
     status_text,
+    text_by_read,
     worth_waiting,
 )
 
@@ -75,69 +76,60 @@ async def _call(
     stop_reason = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+    def read(event: ServerSentEvent, texts: list[str]) -> bool:
+        """Take one event: its answer text onto `texts`; True at the stream's own end mark."""
+        nonlocal stopped, stop_reason, input_tokens, output_tokens
+        if not event.data.strip():
+            return False
+        obj = exchange.parse(event.data)
+        if not isinstance(obj, dict):
+            raise exchange.error(UNREADABLE, f"unexpected data from {url}: {event.data[:300]!r}")
+        kind = obj.get("type") or event.event
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if isinstance(text, str) and text:
+                    texts.append(text)
+        elif kind == "message_start":
+            message = obj.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if isinstance(usage, dict):
+                input_tokens = _input_tokens(usage)
+                output_tokens = count(usage.get("output_tokens"))
+        elif kind == "message_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                stop_reason = str(delta["stop_reason"])
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                # Counts in message_delta are cumulative: the last one is the total.
+                total, prompt = count(usage.get("output_tokens")), _input_tokens(usage)
+                output_tokens = output_tokens if total is None else total
+                input_tokens = input_tokens if prompt is None else prompt
+        elif kind == "message_stop":
+            stopped = True
+            return True
+        elif kind == "error":
+            error = obj.get("error")
+            kind_of_error = error.get("type") if isinstance(error, dict) else None
+            raise exchange.error(
+                FAILED_MID_ANSWER,
+                f"error event in the stream from {url}: {_describe(error)}",
+                transient=kind_of_error in TRANSIENT_ERRORS,
+            )
+        # `ping`, `content_block_start`, `content_block_stop` and event types added later
+        # carry no answer text; the documentation asks clients to let unknown types pass.
+        return False
+
     async with aclosing(
         exchange.events(
             client, json=request_body(spec, messages), headers=headers, status_error=_status_error
         )
     ) as batches:
-        async for batch in batches:
-            # The text of events that arrived together goes on as one chunk; an error after some
-            # of it is raised once it is passed on, as it would have been event by event.
-            texts: list[str] = []
-            failure: UpstreamError | None = None
-            try:
-                for event in batch:
-                    if not event.data.strip():
-                        continue
-                    obj = exchange.parse(event.data)
-                    if not isinstance(obj, dict):
-                        raise exchange.error(UNREADABLE, f"unexpected data from {url}: {event.data[:300]!r}")
-                    kind = obj.get("type") or event.event
-                    if kind == "content_block_delta":
-                        delta = obj.get("delta")
-                        if isinstance(delta, dict) and delta.get("type") == "text_delta":
-                            text = delta.get("text")
-                            if isinstance(text, str) and text:
-                                texts.append(text)
-                    elif kind == "message_start":
-                        message = obj.get("message")
-                        usage = message.get("usage") if isinstance(message, dict) else None
-                        if isinstance(usage, dict):
-                            input_tokens = _input_tokens(usage)
-                            output_tokens = count(usage.get("output_tokens"))
-                    elif kind == "message_delta":
-                        delta = obj.get("delta")
-                        if isinstance(delta, dict) and delta.get("stop_reason"):
-                            stop_reason = str(delta["stop_reason"])
-                        usage = obj.get("usage")
-                        if isinstance(usage, dict):
-                            # Counts in message_delta are cumulative: the last one is the total.
-                            total, prompt = count(usage.get("output_tokens")), _input_tokens(usage)
-                            output_tokens = output_tokens if total is None else total
-                            input_tokens = input_tokens if prompt is None else prompt
-                    elif kind == "message_stop":
-                        stopped = True
-                        break
-                    elif kind == "error":
-                        error = obj.get("error")
-                        kind_of_error = error.get("type") if isinstance(error, dict) else None
-                        raise exchange.error(
-                            FAILED_MID_ANSWER,
-                            f"error event in the stream from {url}: {_describe(error)}",
-                            transient=kind_of_error in TRANSIENT_ERRORS,
-                        )
-                    # `ping`, `content_block_start`, `content_block_stop` and event types added later
-                    # carry no answer text; the documentation asks clients to let unknown types pass.
-            except UpstreamError as exc:
-                failure = exc
-            if texts:
-                exchange.answered = True
-                yield Chunk("delta", text="".join(texts), deltas=len(texts))
-            if failure is not None:
-                raise failure
-            if stopped:
-                await drain(batches)
-                break
+        async for chunk in text_by_read(exchange, batches, read):
+            yield chunk
     if not stopped:
         raise exchange.error(CUT_OFF, f"{url}: the stream ended without message_stop")
     yield Chunk(

@@ -26,10 +26,12 @@ from providers.streaming import (
     FAILED_MID_ANSWER,
     UNREADABLE,
     Exchange,
+    ServerSentEvent,
     count,
     retry_after,
     retry_once,
     status_text,
+    text_by_read,
     worth_waiting,
 )
 
@@ -76,63 +78,53 @@ async def _call(
     finish_reason = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+    def read(event: ServerSentEvent, texts: list[str]) -> bool:
+        """Take one event: its answer text onto `texts`; True at the stream's own end mark."""
+        nonlocal finish_reason, input_tokens, output_tokens
+        if not event.data.strip():
+            return False
+        obj = _unwrap(exchange.parse(event.data))
+        if not isinstance(obj, dict):
+            raise exchange.error(UNREADABLE, f"unexpected data from {url}: {event.data[:300]!r}")
+        if "error" in obj:
+            error = obj["error"]
+            status = error.get("status") if isinstance(error, dict) else None
+            raise exchange.error(
+                FAILED_MID_ANSWER,
+                f"error event in the stream from {url}: {_describe(error)}",
+                transient=status in TRANSIENT_STATUSES,
+            )
+        usage = obj.get("usageMetadata")
+        if isinstance(usage, dict):
+            input_tokens = count(usage.get("promptTokenCount"))
+            output_tokens = count(usage.get("candidatesTokenCount"))
+        feedback = obj.get("promptFeedback")
+        if isinstance(feedback, dict) and feedback.get("blockReason"):
+            # The prompt itself was refused: no candidate, an empty answer that says why.
+            finish_reason = str(feedback["blockReason"]).lower()
+        candidates = obj.get("candidates")
+        if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], dict):
+            return False
+        candidate = candidates[0]
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            text = part.get("text") if isinstance(part, dict) else None
+            if isinstance(text, str) and text and not part.get("thought"):
+                texts.append(text)
+        if candidate.get("finishReason"):
+            reason = str(candidate["finishReason"])
+            finish_reason = FINISH_REASONS.get(reason, reason.lower())
+        return False
+
     async with aclosing(
         exchange.events(
             client, json=request_body(spec, messages), headers=headers, status_error=_status_error
         )
     ) as batches:
-        async for batch in batches:
-            # The text of events that arrived together goes on as one chunk; an error after some
-            # of it is raised once it is passed on, as it would have been event by event.
-            texts: list[str] = []
-            failure: UpstreamError | None = None
-            try:
-                for event in batch:
-                    if not event.data.strip():
-                        continue
-                    obj = _unwrap(exchange.parse(event.data))
-                    if not isinstance(obj, dict):
-                        raise exchange.error(UNREADABLE, f"unexpected data from {url}: {event.data[:300]!r}")
-                    if "error" in obj:
-                        error = obj["error"]
-                        status = error.get("status") if isinstance(error, dict) else None
-                        raise exchange.error(
-                            FAILED_MID_ANSWER,
-                            f"error event in the stream from {url}: {_describe(error)}",
-                            transient=status in TRANSIENT_STATUSES,
-                        )
-                    usage = obj.get("usageMetadata")
-                    if isinstance(usage, dict):
-                        input_tokens = count(usage.get("promptTokenCount"))
-                        output_tokens = count(usage.get("candidatesTokenCount"))
-                    feedback = obj.get("promptFeedback")
-                    if isinstance(feedback, dict) and feedback.get("blockReason"):
-                        # The prompt itself was refused: no candidate, an empty answer that says why.
-                        finish_reason = str(feedback["blockReason"]).lower()
-                    candidates = obj.get("candidates")
-                    if (
-                        not isinstance(candidates, list)
-                        or not candidates
-                        or not isinstance(candidates[0], dict)
-                    ):
-                        continue
-                    candidate = candidates[0]
-                    content = candidate.get("content")
-                    parts = content.get("parts") if isinstance(content, dict) else None
-                    for part in parts if isinstance(parts, list) else []:
-                        text = part.get("text") if isinstance(part, dict) else None
-                        if isinstance(text, str) and text and not part.get("thought"):
-                            texts.append(text)
-                    if candidate.get("finishReason"):
-                        reason = str(candidate["finishReason"])
-                        finish_reason = FINISH_REASONS.get(reason, reason.lower())
-            except UpstreamError as exc:
-                failure = exc
-            if texts:
-                exchange.answered = True
-                yield Chunk("delta", text="".join(texts), deltas=len(texts))
-            if failure is not None:
-                raise failure
+        async for chunk in text_by_read(exchange, batches, read):
+            yield chunk
     if not finish_reason:
         raise exchange.error(CUT_OFF, f"{url}: the stream ended without a finishReason")
     yield Chunk("finish", finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens)

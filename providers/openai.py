@@ -25,11 +25,12 @@ from providers.streaming import (
     UNREACHABLE,
     UNREADABLE,
     Exchange,
+    ServerSentEvent,
     count,
-    drain,
     retry_after,
     retry_once,
     status_text,
+    text_by_read,
     worth_waiting,
 )
 
@@ -103,54 +104,45 @@ async def _call(
     finish_reason = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+    def read(event: ServerSentEvent, texts: list[str]) -> bool:
+        """Take one event: its answer text onto `texts`; True at the stream's own end mark."""
+        nonlocal done, finish_reason, input_tokens, output_tokens
+        data = event.data.strip()
+        if data == "[DONE]":
+            done = True
+            return True
+        if not data:
+            return False  # an event with no data (a named ping): nothing to read
+        obj = exchange.parse(data)
+        if not isinstance(obj, dict):
+            raise exchange.error(UNREADABLE, f"unexpected data from {url}: {data[:300]!r}")
+        if obj.get("error") or event.event == "error":
+            raise exchange.error(
+                FAILED_MID_ANSWER,
+                f"error event in the stream from {url}: {_describe(obj.get('error', obj))}",
+            )
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            input_tokens = count(usage.get("prompt_tokens"))
+            output_tokens = count(usage.get("completion_tokens"))
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return False  # the usage chunk, whose choices are empty
+        choice = choices[0]
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(text, str) and text:
+            texts.append(text)
+        if choice.get("finish_reason"):
+            finish_reason = str(choice["finish_reason"])
+        return False
+
     async with aclosing(
         exchange.events(client, json=payload, headers=headers, status_error=_status_error)
     ) as batches:
-        async for batch in batches:
-            # The deltas of events that arrived together go on as one chunk; an error after some
-            # of them is raised once they are passed on, as it would have been one by one.
-            texts: list[str] = []
-            failure: UpstreamError | None = None
-            try:
-                for event in batch:
-                    data = event.data.strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    if not data:
-                        continue  # an event with no data (a named ping): nothing to read
-                    obj = exchange.parse(data)
-                    if not isinstance(obj, dict):
-                        raise exchange.error(UNREADABLE, f"unexpected data from {url}: {data[:300]!r}")
-                    if obj.get("error") or event.event == "error":
-                        raise exchange.error(
-                            FAILED_MID_ANSWER,
-                            f"error event in the stream from {url}: {_describe(obj.get('error', obj))}",
-                        )
-                    usage = obj.get("usage")
-                    if isinstance(usage, dict):
-                        input_tokens = count(usage.get("prompt_tokens"))
-                        output_tokens = count(usage.get("completion_tokens"))
-                    choices = obj.get("choices")
-                    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-                        continue  # the usage chunk, whose choices are empty
-                    choice = choices[0]
-                    delta = choice.get("delta")
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(text, str) and text:
-                        texts.append(text)
-                    if choice.get("finish_reason"):
-                        finish_reason = str(choice["finish_reason"])
-            except UpstreamError as exc:
-                failure = exc
-            if texts:
-                exchange.answered = True
-                yield Chunk("delta", text="".join(texts), deltas=len(texts))
-            if failure is not None:
-                raise failure
-            if done:
-                await drain(batches)
-                break
+        async for chunk in text_by_read(exchange, batches, read):
+            yield chunk
     if not done and not finish_reason:
         raise exchange.error(CUT_OFF, f"{url}: the stream ended without [DONE] or a finish_reason")
     yield Chunk("finish", finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens)

@@ -327,6 +327,39 @@ class Exchange:
             ) from None
 
 
+async def text_by_read(
+    exchange: Exchange,
+    batches: AsyncIterator[list[ServerSentEvent]],
+    read: Callable[[ServerSentEvent, list[str]], bool],
+) -> AsyncIterator[Chunk]:
+    """One delta chunk per network read, for the vendor's own `read` of an event.
+
+    `read` takes the events of a read in turn, adds each one's answer text to the list, and returns
+    True at the stream's own end mark (the rest of the body is then drained). The text of events
+    that arrived together goes on as one chunk; an error `read` raises after some of that text is
+    raised once the text is passed on, as it would have been event by event.
+    """
+    async for batch in batches:
+        texts: list[str] = []
+        failure: UpstreamError | None = None
+        ended = False
+        try:
+            for event in batch:
+                if read(event, texts):
+                    ended = True
+                    break
+        except UpstreamError as exc:
+            failure = exc
+        if texts:
+            exchange.answered = True
+            yield Chunk("delta", text="".join(texts), deltas=len(texts))
+        if failure is not None:
+            raise failure
+        if ended:
+            await drain(batches)
+            return
+
+
 async def drain(events: AsyncIterator[Any]) -> None:
     """Read the end of the body after the last event so the connection goes back to the pool.
 
