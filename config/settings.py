@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -97,7 +98,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not Django's shared-cache memory database: tests run a live ASGI server in threads,
     # and shared-cache SQLite fails concurrent writers at once instead of waiting for the lock.
     # One file per test process, so that two test runs on one machine never share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")}
+    # In the temporary directory: live-server threads may still hold their connections when the
+    # test database is removed, which leaves its -wal and -shm files behind.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"arena-test-{os.getpid()}.sqlite3")
+    }
+    # Each thread keeps its connection: opening one (the pragmas above, Django's SQL functions, a
+    # cold statement cache) cost ~3 ms of every battle's time to first token (bench/streaming.py).
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 else:
     # Under ASGI a request's steps run on many threads and a battle streams for minutes, so
     # persistent per-thread connections would pile up (one per open stream). psycopg's pool
