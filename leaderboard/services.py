@@ -95,10 +95,12 @@ def vote_arrays(
             count=counts.n,
         )
     a, b, w, features = style_rows(table, filters)
+    position = np.zeros(int(model_ids.max(initial=0)) + 1, dtype=np.int64)
+    position[model_ids] = np.arange(model_ids.size)  # a lookup: one pass over millions of votes
     return VoteArrays(
         model_ids=model_ids.tolist(),
-        model_a=np.searchsorted(model_ids, a),
-        model_b=np.searchsorted(model_ids, b),
+        model_a=position[a],
+        model_b=position[b],
         outcome=outcome_of[w],
         count=np.ones(len(w), dtype=np.int64),
         features=features,

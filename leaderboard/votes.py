@@ -384,6 +384,8 @@ def style_rows(table: VoteTable, filters: Filters) -> tuple[np.ndarray, np.ndarr
     overall board's counted votes, in id order."""
     hidden, stale = _kept_votes(table, filters.private)
     counted = ~hidden & ~stale
+    if counted.all():  # the usual case: no copies of millions of rows
+        return table.model_a, table.model_b, table.winner, table.style
     return table.model_a[counted], table.model_b[counted], table.winner[counted], table.style[counted]
 
 
