@@ -181,6 +181,29 @@ class FakeServer:
         writer.write(_head(status, headers) + data)
         await writer.drain()
 
+    async def _interrupt(self, writer: asyncio.StreamWriter, b: Behaviour, n: int) -> bool:
+        """Break the stream before content event `n` if the behaviour says so; whether it did."""
+        if b.cut_after == n:
+            await writer.drain()
+            writer.close()  # no terminating chunk: a dropped connection
+            return True
+        if b.error_in_stream_after == n:
+            await self._stream_error(writer, b)
+            await _end_body(writer)
+            return True
+        if b.garbage_after == n:
+            await _send(writer, b"data: <html>upstream proxy error</html>\n\n")
+            await _end_body(writer)
+            return True
+        if b.end_after == n:
+            await _end_body(writer)
+            return True
+        return False
+
+    async def _stream_error(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
+        """The vendor's error event in the middle of a stream."""
+        raise NotImplementedError
+
     def _next_id(self, prefix: str) -> str:
         self._ids += 1
         return f"{prefix}fake{self._ids:08d}"
@@ -338,31 +361,14 @@ class FakeOpenAI(FakeServer):
         await _end_body(writer)
         return True
 
-    async def _interrupt(self, writer: asyncio.StreamWriter, b: Behaviour, n: int) -> bool:
-        """Break the stream before content chunk `n` if the behaviour says so; whether it did."""
-        if b.cut_after == n:
-            # The connection goes without the chunked body's terminating chunk: a dropped stream.
-            await writer.drain()
-            writer.close()
-            return True
-        if b.error_in_stream_after == n:
-            error = {
-                "message": b.error_message or "The server had an error while processing your request.",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-            await _send_event(writer, {"error": error})
-            await _end_body(writer)
-            return True
-        if b.garbage_after == n:
-            await _send(writer, b"data: <html>upstream proxy error</html>\n\n")
-            await _end_body(writer)
-            return True
-        if b.end_after == n:
-            await _end_body(writer)
-            return True
-        return False
+    async def _stream_error(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
+        error = {
+            "message": b.error_message or "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        await _send_event(writer, {"error": error})
 
 
 def _head(status: int, headers: dict[str, str]) -> bytes:

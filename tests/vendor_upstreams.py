@@ -74,28 +74,6 @@ class _Vendor(FakeServer):
         writer.write(_head(200, {**headers, "transfer-encoding": "chunked"}))
         await writer.drain()
 
-    async def _interrupt(self, writer: asyncio.StreamWriter, b: Behaviour, n: int) -> bool:
-        """Break the stream before content event `n` if the behaviour says so; whether it did."""
-        if b.cut_after == n:
-            await writer.drain()
-            writer.close()  # no terminating chunk: a dropped connection
-            return True
-        if b.error_in_stream_after == n:
-            await self._stream_error(writer, b)
-            await _end_body(writer)
-            return True
-        if b.garbage_after == n:
-            await _send(writer, b"data: <html>upstream proxy error</html>\n\n")
-            await _end_body(writer)
-            return True
-        if b.end_after == n:
-            await _end_body(writer)
-            return True
-        return False
-
-    async def _stream_error(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
-        raise NotImplementedError
-
 
 # --- Anthropic ----------------------------------------------------------------------------------
 
