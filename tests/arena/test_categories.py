@@ -59,7 +59,10 @@ def test_it_tells_hard_prompts_from_easy_ones() -> None:
 
 
 def test_style_counts_follow_the_public_battle_format_and_skip_code() -> None:
-    a = "# Title\n## Part\n- one\n- two\n1. first\n**bold** and __also__\n```\n# not a header\n- not a list\n```"
+    a = (
+        "# Title\n## Part\n- one\n- two\n1. first\n**bold** and __also__\n"
+        "```\n# not a header\n- not a list\n```"
+    )
     meta = categories.conv_metadata([a], ["plain answer"])
 
     assert meta["header_count_a"] == {"h1": 1, "h2": 1, "h3": 0, "h4": 0, "h5": 0, "h6": 0}
