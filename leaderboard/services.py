@@ -30,6 +30,7 @@ from leaderboard.votes import (
     board_counts,
     filtered_votes,
     load_table,
+    positions,
     style_rows,
 )
 from providers.models import LLM, Organization
@@ -95,8 +96,7 @@ def vote_arrays(
             count=counts.n,
         )
     a, b, w, features = style_rows(table, filters)
-    position = np.zeros(int(model_ids.max(initial=0)) + 1, dtype=np.int64)
-    position[model_ids] = np.arange(model_ids.size)  # a lookup: one pass over millions of votes
+    position = positions(model_ids)
     return VoteArrays(
         model_ids=model_ids.tolist(),
         model_a=position[a],

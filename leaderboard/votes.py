@@ -335,9 +335,15 @@ def _model_index(table: VoteTable) -> tuple[np.ndarray, np.ndarray]:
     present[table.model_a] = True
     present[table.model_b] = True
     models = np.flatnonzero(present)
-    lookup = np.full(top, -1, dtype=np.int64)
+    return models, positions(models)
+
+
+def positions(models: np.ndarray) -> np.ndarray:
+    """A lookup from primary key to position in `models` (sorted keys): one pass over millions of
+    votes instead of a search per vote. Keys not in `models` map to -1."""
+    lookup = np.full(int(models.max(initial=0)) + 1, -1, dtype=np.int64)
     lookup[models] = np.arange(models.size)
-    return models, lookup
+    return lookup
 
 
 def board_counts(table: VoteTable, filters: Filters, slugs: list[str]) -> dict[str, BoardCounts]:
