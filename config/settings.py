@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.SyncChain",  # last: the chain runs on one thread (see its docstring)
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -180,6 +181,11 @@ LEADERBOARD_WORKERS = env.int("LEADERBOARD_WORKERS", default=2)
 LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
+
+# --- Web server ------------------------------------------------------------------------------------
+# Requests one server process works on at once (until each response starts); the rest queue in
+# arrival order (config/admission.py). Streamed answers do not count once their headers are sent.
+WEB_REQUESTS_IN_PROGRESS = env.int("WEB_REQUESTS_IN_PROGRESS", default=4)
 
 # --- Upstream calls ------------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
