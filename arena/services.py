@@ -69,13 +69,17 @@ def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
     return (first, second) if rng.random() < 0.5 else (second, first)
 
 
-def _named_model(name: object, field: str) -> LLM:
-    if not isinstance(name, str) or not name:
-        raise BattleError(f"Named mode needs {field}: the name of a model.", code="missing_model")
-    llm = LLM.objects.public().active().filter(name=name).first()
-    if llm is None:
-        raise BattleError(f"{field}: no available model is named {name!r}.", code="unknown_model")
-    return llm
+def _named_pair(model_a: object, model_b: object) -> tuple[LLM, LLM]:
+    """The two models a visitor named, read in one query."""
+    names = {"model_a": model_a, "model_b": model_b}
+    for key, name in names.items():
+        if not isinstance(name, str) or not name:
+            raise BattleError(f"Named mode needs {key}: the name of a model.", code="missing_model")
+    found = {llm.name: llm for llm in LLM.objects.public().active().filter(name__in=names.values())}
+    for key, name in names.items():
+        if name not in found:
+            raise BattleError(f"{key}: no available model is named {name!r}.", code="unknown_model")
+    return found[model_a], found[model_b]  # type: ignore[index]
 
 
 @transaction.atomic
@@ -101,7 +105,7 @@ def battle_start(
             )
         a, b = draw_pair()
     elif mode == Battle.Mode.NAMED:
-        a, b = _named_model(model_a, "model_a"), _named_model(model_b, "model_b")
+        a, b = _named_pair(model_a, model_b)
         if a.pk == b.pk:
             raise BattleError("model_a and model_b must be two different models.", code="same_model")
     else:

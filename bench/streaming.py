@@ -566,7 +566,9 @@ def main() -> None:
         asyncio.run(Upstream().serve(args.upstream))
         return
 
-    latency_pace, concurrency_pace, gradio_pace = (50, 10), (100, 100), (500, 10)
+    # Concurrency streams last 60 s, longer than opening 500 battles takes on two cores (~15 s), so
+    # that every level's streams overlap: the figure is how many are held, not how fast they open.
+    latency_pace, concurrency_pace, gradio_pace = (50, 10), (600, 100), (500, 10)
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         upstream_port = free_port()
         upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(upstream_port)])
