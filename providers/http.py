@@ -7,30 +7,32 @@ socket (`tests.upstream`).
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import threading
-from collections.abc import AsyncIterator
 from weakref import WeakKeyDictionary
 
+import aiohttp
 import httpx
+from aiohttp.http_exceptions import HttpProcessingError
 from django.conf import settings
+from httpx_aiohttp import AiohttpTransport
 
 from providers.base import CallSpec
 from providers.models import LLM
 
 # Each battle holds two streams open for up to UPSTREAM_TOTAL_TIMEOUT, so a busy web worker keeps
-# hundreds of connections at once; keep-alive spares a TLS handshake on every call to a vendor.
-# httpcore's pool walks every connection it holds on each request and on each response's end (and
-# its idle check is quadratic), so one pool holding a thousand streams spent more time on that
-# bookkeeping than on the streams. The loop's client spreads its calls over several small pools:
-# POOL_FILL calls in flight per pool, POOLS pools, then the least busy pool takes the overflow.
-POOLS = 32
-POOL_FILL = 64
-LIMITS = httpx.Limits(max_connections=2 * POOL_FILL, max_keepalive_connections=32, keepalive_expiry=30)
+# hundreds of connections at once (room here for a thousand streams, twice over); keep-alive spares
+# a TLS handshake on every call to a vendor. aiohttp keeps every idle connection for
+# `keepalive_expiry` seconds: it has no cap on how many (max_keepalive_connections is not used).
+LIMITS = httpx.Limits(max_connections=2048, keepalive_expiry=30)
 
 # An AsyncClient's connections belong to the event loop that opened them: sharing one client
 # across loops (tests run several, each `asyncio.run` makes one) fails with "attached to a
-# different loop". So one client per running loop.
+# different loop". So one client per running loop, and with it the task that closes it at the
+# loop's end (`_close_at_loop_end`); a loop holds its tasks only weakly, so they are held here.
 _clients: WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = WeakKeyDictionary()
+_closers: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = WeakKeyDictionary()
 # Loops of several threads (the ASGI server's, a test's) may ask at once.
 _lock = threading.Lock()
 
@@ -48,73 +50,78 @@ def client() -> httpx.AsyncClient:
             # from the weak mapping on its own; drop the clients of closed loops here.
             for old in [old for old in _clients if old.is_closed()]:
                 del _clients[old]
-            shared = httpx.AsyncClient(transport=Pools(), timeout=None, follow_redirects=False)
+                _closers.pop(old, None)
+            transport = Transport(verify=_ssl_context(), limits=LIMITS)
+            shared = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
             _clients[loop] = shared
+            _closers[loop] = loop.create_task(_close_at_loop_end(shared))
         return shared
 
 
-class Pools(httpx.AsyncBaseTransport):
-    """Connection pools filled one after the other: the first pool with room takes the call.
+async def _close_at_loop_end(shared: httpx.AsyncClient) -> None:
+    """Close `shared` once cancelled: `asyncio.run` (and so uvicorn and asgiref) cancels every task
+    of its loop before closing it.
 
-    Filling rather than rotating keeps a quiet worker's calls on one pool, whose kept-alive
-    connections they reuse; rotating would spread them so thin that every call paid a handshake.
+    aiohttp logs an error for every session that was never closed, and its connections would stay
+    open until collected.
+    """
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await shared.aclose()
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """Loading the CA certificates takes milliseconds: once for every loop's client."""
+    return httpx.create_ssl_context()
+
+
+# aiohttp's errors before the response, as the httpx errors the adapters tell apart: the first of
+# an error's classes found here. httpx_aiohttp maps by the httpx class it finds most specific, so
+# a refused connection (ClientConnectorError, a ClientConnectionError) comes out as a
+# ConnectTimeout; and it lets an answer that is not HTTP through as aiohttp's own error. The
+# body's errors it maps right: ReadError for a stream cut short, ReadTimeout for a stalled one.
+_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    aiohttp.ConnectionTimeoutError: httpx.ConnectTimeout,  # connecting, or waiting for a connection
+    aiohttp.SocketTimeoutError: httpx.ReadTimeout,
+    aiohttp.ServerTimeoutError: httpx.TimeoutException,
+    aiohttp.ClientConnectorError: httpx.ConnectError,  # refused, unresolvable, TLS rejected
+    aiohttp.ServerDisconnectedError: httpx.RemoteProtocolError,  # a kept-alive connection closed
+    aiohttp.ClientConnectionError: httpx.ReadError,  # reset
+    aiohttp.ClientResponseError: httpx.RemoteProtocolError,  # not an HTTP response
+    HttpProcessingError: httpx.RemoteProtocolError,
+}
+
+
+class Transport(AiohttpTransport):
+    """httpx over aiohttp, its errors mapped as `_ERRORS` says.
+
+    A busy worker reads tens of thousands of events a second, and httpx's own transport (httpcore,
+    h11, anyio) spent more CPU time on each than anything else in the process. aiohttp spends a
+    third to two thirds as much (bench/transport.py): 500 streams of 100 events a second, which
+    httpcore fell behind on two cores, it kept pace with.
     """
 
-    def __init__(self) -> None:
-        # Loading the CA certificates takes milliseconds: once for all the pools.
-        self._ssl = httpx.create_ssl_context()
-        self._pools: list[httpx.AsyncHTTPTransport] = []  # made when first needed
-        self._busy: list[int] = []
-
-    def _pick(self) -> int:
-        for n, busy in enumerate(self._busy):
-            if busy < POOL_FILL:
-                return n
-        if len(self._pools) < POOLS:
-            self._pools.append(httpx.AsyncHTTPTransport(verify=self._ssl, limits=LIMITS))
-            self._busy.append(0)
-            return len(self._pools) - 1
-        return min(range(POOLS), key=self._busy.__getitem__)
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        n = self._pick()
-        self._busy[n] += 1
         try:
-            response = await self._pools[n].handle_async_request(request)
-        except BaseException:
-            self._busy[n] -= 1
-            raise
-        response.stream = _Counted(response.stream, self._busy, n)  # type: ignore[arg-type]
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class _Counted(httpx.AsyncByteStream):
-    """A response body that gives its pool's slot back when it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, busy: list[int], n: int) -> None:
-        self._stream = stream
-        self._busy = busy
-        self._n = n
-        self._open = True
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()  # the body itself: no layer of our own on every read
-
-    async def aclose(self) -> None:
-        if self._open:
-            self._open = False
-            self._busy[self._n] -= 1
-        await self._stream.aclose()
+            return await super().handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError, HttpProcessingError) as exc:
+            cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+            error = next((_ERRORS[kind] for kind in type(cause).__mro__ if kind in _ERRORS), None)
+            if error is None:
+                raise
+            raise error(str(cause) or type(cause).__name__, request=request) from cause
 
 
 async def close_client() -> None:
     """Close the running loop's client, if it has one (end of a test, or of a worker's loop)."""
+    loop = asyncio.get_running_loop()
     with _lock:
-        shared = _clients.pop(asyncio.get_running_loop(), None)
+        shared = _clients.pop(loop, None)
+        closer = _closers.pop(loop, None)
+    if closer is not None:
+        closer.cancel()
     if shared is not None:
         await shared.aclose()
 

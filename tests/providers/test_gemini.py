@@ -40,16 +40,10 @@ def test_it_streams_the_answer_then_one_finish_with_the_usage(gemini_upstream: F
     gemini_upstream.behaviours[MODEL] = Behaviour(text="Sunlight scatters off air molecules, blue the most.")
     chunks = run(collect(spec_for(gemini_upstream)))
 
-    assert [c.text for c in chunks[:-1]] == [
-        "Sunlight",
-        " scatters",
-        " off",
-        " air",
-        " molecules,",
-        " blue",
-        " the",
-        " most.",
-    ]
+    assert text_of(chunks) == "Sunlight scatters off air molecules, blue the most."
+    assert all(c.kind == "delta" and c.text for c in chunks[:-1])
+    # A delta per word, those that arrived together in one chunk.
+    assert sum(c.deltas for c in chunks[:-1]) == 8
     assert chunks[-1] == Chunk("finish", finish_reason="stop", input_tokens=5, output_tokens=8)
 
 

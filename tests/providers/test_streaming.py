@@ -1,4 +1,4 @@
-"""What every adapter shares: the event-stream parser, the deadline over a stream's waits, the pools."""
+"""What every adapter shares: the event-stream parser, the deadline over a stream's waits, the connections."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import asyncio
 import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from providers.base import Chunk
-from providers.http import POOL_FILL, Pools, client
 from providers.openai import OpenAICompatible
 from providers.streaming import Deadline, EventParser, ServerSentEvent
 from tests.providers import harness
-from tests.providers.harness import QUESTION, run
+from tests.providers.harness import collect, run
 from tests.upstream import Behaviour, FakeOpenAI
 
 # Every line ending the standard allows, comments, named events, ids, retries, multi-line data,
@@ -95,24 +93,17 @@ def test_a_deadline_that_passes_between_waits_cancels_nothing_and_stops_the_next
     asyncio.run(main())
 
 
-def test_calls_fill_one_pool_before_the_next_and_give_their_slot_back(openai_upstream: FakeOpenAI) -> None:
+def test_calls_reuse_kept_alive_connections_and_each_stream_at_once_has_its_own(
+    openai_upstream: FakeOpenAI,
+) -> None:
     openai_upstream.default = Behaviour(text="a few words, slowly streamed", chunk_delay=0.02)
     spec = harness.spec(backend="openai-compatible", base_url=openai_upstream.base_url, model="m", api_key="")
 
-    async def answers(n: int) -> list[list[Chunk]]:
-        async def one() -> list[Chunk]:
-            return [c async for c in OpenAICompatible().stream(spec, QUESTION, client())]
+    async def main() -> tuple[int, int]:
+        for _ in range(3):
+            await collect(OpenAICompatible(), spec)
+        one_after_another = len(openai_upstream._handlers)  # the fake's open connections
+        await asyncio.gather(*(collect(OpenAICompatible(), spec) for _ in range(5)))
+        return one_after_another, len(openai_upstream._handlers)
 
-        return await asyncio.gather(*(one() for _ in range(n)))
-
-    async def main() -> tuple[list[int], list[int]]:
-        await answers(3)
-        pools = client()._transport
-        assert isinstance(pools, Pools)
-        quiet = list(pools._busy)
-        await answers(POOL_FILL + 1)
-        return quiet, list(pools._busy)
-
-    quiet, busy = run(main())
-    assert quiet == [0]  # calls one after another stay on the first pool, its connections reused
-    assert busy == [0, 0]  # one more than a pool holds opened a second; every slot came back
+    assert run(main()) == (1, 5)
