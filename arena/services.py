@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import Case, JSONField, Q, Value, When
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -238,14 +238,33 @@ def run_in_db(fn: Any) -> Any:
 
 
 def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
-    battle = battle_of_session(battle_id, session)
-    turn = battle.turns.order_by("-index").first()
-    assert turn is not None  # every battle is created with its first turn
+    turn = _latest_turn(battle_id, session)
     # One commit for the claim and both call records, not one each: on the path to the first token.
     # A database error in any of them rolls the claim back too (the sides report the error), so
     # the battle can be streamed again.
     with transaction.atomic():
-        return _claim(battle, turn)
+        return _claim(turn.battle, turn)
+
+
+def _latest_turn(battle_id: object, session: str | None) -> Turn:
+    """The battle's latest turn with the battle and both its models, in one query.
+
+    Like `battle_of_session`: a battle of another visitor does not exist.
+    """
+    turn = None
+    if session:
+        try:
+            turn = (
+                Turn.objects.select_related("battle__model_a", "battle__model_b")
+                .filter(battle_id=battle_id, battle__session_hash=session)
+                .order_by("-index")
+                .first()
+            )
+        except (ValidationError, ValueError, TypeError):
+            turn = None
+    if turn is None:
+        raise NotFound("No such battle.")
+    return turn
 
 
 def _claim(battle: Battle, turn: Turn) -> StreamPlan:
@@ -263,11 +282,19 @@ def _claim(battle: Battle, turn: Turn) -> StreamPlan:
         except Exception as exc:  # reported on both sides' streams, like any failed call
             plan.calls = {Side.A: exc, Side.B: exc}
             return plan
+        params: dict[str, dict[str, Any]] = {}
         for side in (Side.A, Side.B):
             try:
-                plan.calls[side] = _prepare_side(turn, side, battle.llm(side), earlier)
+                spec = call_spec(battle.llm(side))
+                plan.calls[side] = (spec, _conversation(turn, side, earlier))
+                params[side] = spec.sampling_params()
             except Exception as exc:  # reported on that side's stream, like any failed call
                 plan.calls[side] = exc
+        if params:
+            try:
+                _answers_started(turn, params)
+            except Exception as exc:  # no call goes out without its record
+                plan.calls.update(dict.fromkeys(params, exc))
         return plan
     battle.refresh_from_db(fields=["state"])
     if battle.state == Battle.State.STREAMING:
@@ -294,9 +321,16 @@ def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
     return messages
 
 
-def _answer_started(turn: Turn, side: str, params: dict[str, Any]) -> None:
-    Answer.objects.filter(turn=turn, side=side).update(
-        status=Answer.Status.STREAMING, started=timezone.now(), params=params, text="", error=""
+def _answers_started(turn: Turn, params: dict[str, dict[str, Any]]) -> None:
+    """The call records of the sides in `params` (side: its sampling parameters), in one statement."""
+    Answer.objects.filter(turn=turn, side__in=list(params)).update(
+        status=Answer.Status.STREAMING,
+        started=timezone.now(),
+        params=Case(
+            *(When(side=side, then=Value(p, output_field=JSONField())) for side, p in params.items())
+        ),
+        text="",
+        error="",
     )
 
 
@@ -308,14 +342,6 @@ def _battle_ended(battle: Battle, ok: bool) -> str:
     state = Battle.State.READY if ok else Battle.State.FAILED
     Battle.objects.filter(pk=battle.pk, state=Battle.State.STREAMING).update(state=state)
     return state
-
-
-def _prepare_side(turn: Turn, side: str, llm: LLM, earlier: list[Turn]) -> tuple[CallSpec, list[Message]]:
-    """One database step before the call: write the answer's call record."""
-    spec = call_spec(llm)
-    messages = _conversation(turn, side, earlier)
-    _answer_started(turn, side, spec.sampling_params())
-    return spec, messages
 
 
 async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) -> bool:

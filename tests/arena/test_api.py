@@ -114,6 +114,10 @@ def test_each_call_sends_the_sampling_parameters_and_records_the_answer(
     )
     assert answer.status == Answer.Status.DONE
     assert answer.params == {"temperature": 0.3, "max_tokens": 77}
+    battle = Battle.objects.get(pk=battle_id)
+    for each in Answer.objects.filter(turn__battle=battle):  # both records, each with its own side's
+        llm = battle.llm(each.side)
+        assert each.params == {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
     assert answer.ttft_ms is not None and answer.duration_ms >= answer.ttft_ms
     # Gaps between the upstream's deltas, however many of them arrived in one read.
     assert answer.inter_token_ms is not None and 0 <= answer.inter_token_ms <= answer.duration_ms
@@ -352,11 +356,11 @@ def test_a_failure_before_the_call_still_ends_the_stream(
 def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle_to_retry(
     web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(turn: Turn, side: str, params: dict[str, Any]) -> None:
+    def broken(turn: Turn, params: dict[str, dict[str, Any]]) -> None:
         # A statement the database itself rejects, as a lost connection or a full disk would be.
-        Answer.objects.filter(turn=turn, side=side).extra(where=["no_such_column = 1"]).update(text="")
+        Answer.objects.filter(turn=turn).extra(where=["no_such_column = 1"]).update(text="")
 
-    monkeypatch.setattr("arena.services._answer_started", broken)
+    monkeypatch.setattr("arena.services._answers_started", broken)
     battle_id = start(web)
     events, _ = stream(web, battle_id)
     assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
