@@ -11,7 +11,8 @@ Issue target: from PostgreSQL holding 3M votes, all boards recomputed end to end
 
 Data
     A seeded synthetic arena in its own database (--database-url, default bench_recompute on
-    127.0.0.1), migrated with `migrate` and filled with PostgreSQL COPY in chunks of CHUNK rows:
+    127.0.0.1, created if missing), migrated with `migrate` and filled with PostgreSQL COPY in chunks
+    of CHUNK rows:
     --models public models with Bradley-Terry strengths, --votes anonymous voted battles with one
     counted vote each, about 30% ties (three in four "tie", one "bothbad"), category flags at
     arena-like rates (coding 20%, hard 25%, long query 5%, multi-turn 10%; language en 60%, zh 10%,
@@ -28,11 +29,13 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
                 LEADERBOARD_BOOTSTRAP and LEADERBOARD_STYLE_BOOTSTRAP set from --bootstrap and
                 --style-bootstrap. Timers around the service's steps: once for all boards, filters
                 (current_filters), read (load_table: every countable vote's models, winner, tags and
-                style counts in one binary COPY), boards (board_counts: every board's cells from those
-                columns) and excluded (counts of flagged votes); per board (each Snapshot's
-                duration_ms, the board's own time: fits of two boards run side by side in threads),
-                read (vote_arrays: cells to index arrays), fit (the rating engine and matrices) and
-                rest (digest, latency, snapshot write). That is the cold path: a worker's
+                style counts, over LEADERBOARD_READ_CONNECTIONS connections side by side), boards
+                (group_votes: the votes grouped by pair and tags, each board's cells then counted
+                from the groups as it is prepared) and excluded (counts of flagged votes); per board
+                (each Snapshot's duration_ms, the board's own time: fits run side by side in the
+                recompute's threads, which also share a fit's bootstrap rounds), read (vote_arrays:
+                cells to index arrays), fit (the rating engine and matrices) and rest (counting,
+                digest, latency, snapshot write). That is the cold path: a worker's
                 first recompute. Then the warm one, as every later recompute of that worker runs:
                 --new-votes more votes are stored (through the ORM, as votes arrive; spread over
                 every category and language, so that every board is rated again) and
@@ -124,6 +127,21 @@ def setup_django(database_url: str) -> None:
     import django
 
     django.setup()
+
+
+def ensure_database(database_url: str) -> None:
+    """Create the bench database if the server lacks it (a new or reset machine): the fill phase
+    fills it, but Django cannot connect to a database that does not exist."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+    from psycopg import sql
+
+    url = urlsplit(database_url)
+    name = url.path.lstrip("/")
+    with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def peak_mb() -> float:
@@ -281,7 +299,7 @@ def chunk_rows(
 STAGES = {
     "current_filters": "filters",
     "load_table": "read",
-    "board_counts": "boards",
+    "group_votes": "boards",
     "vote_arrays": "read",
     "excluded_counts": "excluded",
     "_fit": "fit",
@@ -289,7 +307,7 @@ STAGES = {
 SHARED = (
     "current_filters",
     "load_table",
-    "board_counts",
+    "group_votes",
     "excluded_counts",
 )  # once per recompute, for every board
 
@@ -327,14 +345,14 @@ def time_stages() -> dict[str, dict[str, float]]:
         return prepare(board, *args)
 
     services._prepare = prepare_wrapper
-    for name in ("current_filters", "load_table", "board_counts", "vote_arrays", "excluded_counts"):
+    for name in ("current_filters", "load_table", "group_votes", "vote_arrays", "excluded_counts"):
         setattr(services, name, timed(name, getattr(services, name)))
     fit = services._fit
 
-    def fit_wrapper(job: Any) -> Any:  # fits run in threads: the board comes with the job
+    def fit_wrapper(job: Any, *args: Any) -> Any:  # fits run in threads: the board comes with the job
         started = time.perf_counter()
         try:
-            return fit(job)
+            return fit(job, *args)
         finally:
             spent[job.board.slug]["fit"] += time.perf_counter() - started
 
@@ -486,9 +504,11 @@ def baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def listed(slug: str) -> set[str]:
+    """The models the cold recompute listed on the board: its snapshot is the board's first (the
+    warm recompute's, with the votes it added, may list more)."""
     from leaderboard.models import Snapshot
 
-    snapshot = Snapshot.objects.filter(board=slug).order_by("-id").first()
+    snapshot = Snapshot.objects.filter(board=slug).order_by("id").first()
     return {str(pk) for pk in snapshot.ratings.values_list("llm_id", flat=True)} if snapshot else set()
 
 
@@ -602,6 +622,7 @@ def main() -> None:
         f"{args.votes} votes, {args.models} models, bootstrap {args.bootstrap} "
         f"(style {args.style_bootstrap}, categories {args.category_bootstrap or args.bootstrap})"
     )
+    ensure_database(args.database_url)
     filled = run_phase("fill", args)
     if filled["reused"]:
         print("data: reused the filled database")

@@ -175,10 +175,14 @@ LEADERBOARD_CATEGORY_BOOTSTRAP = env.int("LEADERBOARD_CATEGORY_BOOTSTRAP", defau
 # Latency figures on the board come from answers finished in this many days (the index on
 # (status, finished) keeps the read bounded as history grows).
 LEADERBOARD_LATENCY_DAYS = env.int("LEADERBOARD_LATENCY_DAYS", default=30)
-# Threads a board's bootstrap runs on (same results for any number; BLAS is held to one thread).
+# Threads a provider's private-variant rating runs on (same results for any number; BLAS is held
+# to one thread).
 LEADERBOARD_WORKERS = env.int("LEADERBOARD_WORKERS", default=2)
-# Boards fitted side by side in a recompute (threads; the style board starts first).
+# Threads a recompute's fits share, every board's bootstrap rounds included (the style board's
+# fit starts first; same results for any number).
 LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
+# PostgreSQL connections a full read of the votes is split over (id ranges read side by side).
+LEADERBOARD_READ_CONNECTIONS = env.int("LEADERBOARD_READ_CONNECTIONS", default=2)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 

@@ -91,14 +91,16 @@ Style control
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import itertools
 import json
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -606,8 +608,10 @@ class _PoissonTable:
         # float32 so that draws feed float32 arithmetic without a conversion; -1 - position marks a
         # bucket holding a step of the CDF (positions stay below 2**24, exact in float32).
         self._answer = np.where(low == high, low - offset, -1 - low).astype(np.float32)
-        self._shift = (32 - bits)[which].astype(np.uint32)
-        self._bucket_start = bucket_starts[which].astype(np.uint32)
+        # Index-sized, so that buckets are computed as the indices np.take wants (it would convert
+        # 32-bit ones first, an extra pass over every draw).
+        self._shift = (32 - bits)[which].astype(np.intp)
+        self._bucket_start = bucket_starts[which].astype(np.intp)
         self._offset = (starts - first)[which]
 
     def draw(self, rng: np.random.Generator, rounds: int) -> np.ndarray:
@@ -623,7 +627,7 @@ class _PoissonTable:
         else:
             raw = rng.bit_generator.random_raw((rounds * cells + 1) // 2)
             u = raw.view(np.uint32)[: rounds * cells].reshape(rounds, cells)
-            bucket = np.right_shift(u, self._shift)
+            bucket = np.right_shift(u, self._shift, dtype=np.intp)
             bucket += self._bucket_start
         draws = np.take(self._answer, bucket)
         flat = draws.reshape(-1)
@@ -657,18 +661,51 @@ def _run_chunks(
     sizes: list[int],
     work: Callable[[np.random.Generator, int], np.ndarray],
     workers: int,
+    pool: Executor | None = None,
 ) -> np.ndarray:
     """Run work(child_rng, rounds) per chunk and stack the (rounds, d) results in chunk order.
 
     Each chunk owns a generator spawned from the seed, so the output does not depend on the number of
-    workers or on scheduling. numpy and scipy release the GIL in the heavy loops, so worker threads use
-    separate cores.
+    workers or on scheduling. The calling thread works through the chunks, and workers - 1 helpers
+    take chunks from the same queue: threads of `pool` where one is given, a pool the caller shares
+    with other work (its threads help once they are free, and a helper that has not started by the
+    time the chunks run out is cancelled), else threads of a pool of its own. numpy and scipy release
+    the GIL in the heavy loops, so helper threads use separate cores.
     """
     children = rng.spawn(len(sizes))
-    if workers <= 1 or len(sizes) == 1:
-        return np.concatenate([work(child, size) for child, size in zip(children, sizes, strict=True)])
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.concatenate(list(pool.map(work, children, sizes)))
+    results: list[np.ndarray | None] = [None] * len(sizes)
+    queue = iter(range(len(sizes)))
+    lock = threading.Lock()
+
+    def take_chunks() -> None:
+        nonlocal queue
+        while True:
+            with lock:
+                k = next(queue, None)
+            if k is None:
+                return
+            try:
+                results[k] = work(children[k], sizes[k])
+            except BaseException:
+                with lock:
+                    queue = iter(())  # a failed chunk fails the whole: no more chunks for anyone
+                raise
+
+    helpers = min(workers, len(sizes)) - 1
+    if helpers <= 0:
+        take_chunks()
+        return np.concatenate(results)
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=helpers))
+        started = [pool.submit(take_chunks) for _ in range(helpers)]
+        try:
+            take_chunks()
+        finally:
+            for helper in started:
+                if not helper.cancel():
+                    helper.result()
+    return np.concatenate(results)
 
 
 def _bootstrap_pairs(
@@ -678,8 +715,10 @@ def _bootstrap_pairs(
     rounds: int,
     rng: np.random.Generator,
     workers: int,
+    pool: Executor | None = None,
 ) -> np.ndarray:
-    """(rounds, n_models) mean-centred refits on Poisson-resampled battles."""
+    """(rounds, n_models) mean-centred refits on Poisson-resampled battles (workers, pool: see
+    `_run_chunks`)."""
     pairs = counts.i.size
     if rounds == 0 or pairs == 0:
         # Without votes every round is the point estimate (all zeros).
@@ -706,7 +745,7 @@ def _bootstrap_pairs(
 
     # Per pair and round: three draws with their temporaries (about 20 bytes each) and a few float32
     # arrays; counting 192 bytes makes chunks of the size that measured fastest.
-    return _run_chunks(rng, _chunks(rounds, 192 * pairs), work, workers)
+    return _run_chunks(rng, _chunks(rounds, 192 * pairs), work, workers, pool)
 
 
 def _chord_refits(
@@ -876,14 +915,17 @@ def rate(
     anchor_rating: float = 1000.0,
     workers: int = 1,
     count: np.ndarray | None = None,
+    pool: Executor | None = None,
 ) -> Ratings:
     """Ratings with 95% bootstrap intervals and ranks for votes given as model indices and outcomes.
 
     count, if given, is each row's multiplicity (see `aggregate`): identical output, intervals
     included, to passing every row `count` times, without building the repeats.
 
-    workers > 1 refits bootstrap chunks in that many threads; the result is identical for any value.
-    BLAS is held to one thread while it runs (see `_one_blas_thread`).
+    workers > 1 refits bootstrap chunks in that many threads, the calling one included; the result is
+    identical for any value. The others come from `pool` if given (a pool shared with other work,
+    whose threads join in once free), else from a pool of its own. BLAS is held to one thread while
+    it runs (see `_one_blas_thread`).
     """
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
@@ -893,7 +935,9 @@ def rate(
     counts = _counts_from_cells(keys, cells, n_models)
     with _one_blas_thread():
         theta = fit(counts, n_models)
-        rounds = _bootstrap_pairs(counts, n_models, theta, bootstrap, np.random.default_rng(seed), workers)
+        rounds = _bootstrap_pairs(
+            counts, n_models, theta, bootstrap, np.random.default_rng(seed), workers, pool
+        )
     return _summarise(theta, rounds, _votes_per_model(a, b, n_models, weight), anchor, anchor_rating, seed)
 
 
@@ -977,25 +1021,52 @@ class _StyleDesign:
         return self.with_one[1:]
 
     @classmethod
-    def build(cls, a: np.ndarray, b: np.ndarray, o: np.ndarray, x: np.ndarray, n_models: int) -> _StyleDesign:
-        """x: (k, battles), standardised."""
-        a, b = a.astype(np.int64), b.astype(np.int64)
+    def build(
+        cls,
+        a: np.ndarray,
+        b: np.ndarray,
+        o: np.ndarray,
+        x: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        n_models: int,
+    ) -> _StyleDesign:
+        """x: (battles, k) features as given, standardised here with their mean and std.
+
+        Large arrays are made once, temporaries a block of battles at a time: on some machines a
+        fresh page costs more than the arithmetic on it. Each battle's features are gathered as one
+        row (a cache line) in pair order, then turned feature-major block by block."""
         flip = a > b
-        key = np.where(flip, b * n_models + a, a * n_models + b)
+        key = np.minimum(a, b).astype(np.int64)
+        key *= n_models
+        key += np.maximum(a, b)
         # A 16-bit key sorts by radix, several times faster than int64's merge sort.
         order = np.argsort(key.astype(np.uint16) if n_models <= 256 else key, kind="stable")
-        key, flip, o = key[order], flip[order], o[order]
-        score_a = np.where(o == A_WINS, 1.0, np.where(o == B_WINS, 0.0, 0.5))
-        y = np.where(flip, 1.0 - score_a, score_a)
-        with_one = np.empty((1 + x.shape[0], a.size))
-        with_one[0] = 1.0
-        np.take(x, order, axis=1, out=with_one[1:])
-        with_one[1:] *= np.where(flip, -1.0, 1.0)
+        key, flip = key[order], flip[order]
+        # Score of the lower-index model by outcome, and by outcome + 4 when it is B: a tie or a
+        # both-bad vote is half a win either way.
+        score = np.full(8, 0.5)
+        score[[A_WINS, B_WINS, 4 + A_WINS, 4 + B_WINS]] = 1.0, 0.0, 0.0, 1.0
+        code = o[order].astype(np.intp)
+        code[flip] += 4
+        y = score[code]
+        k, battles = x.shape[1], a.size
+        with_one = np.empty((1 + k, battles))
+        with_one_32 = np.empty((1 + k, battles), dtype=np.float32)
+        with_one[0] = with_one_32[0] = 1.0
+        for start in range(0, battles, _STYLE_BLOCK):
+            end = min(start + _STYLE_BLOCK, battles)
+            block = with_one[1:, start:end]
+            block[...] = x[order[start:end]].T
+            block -= mean[:, None]
+            block /= std[:, None]
+            np.negative(block, out=block, where=flip[start:end])
+            with_one_32[1:, start:end] = block
         seg_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
         seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
         pair = key[seg_start]
         graph = _Graph.build(pair // n_models, pair % n_models, n_models)
-        return cls(graph, seg_start, seg_len, y, with_one, with_one.astype(np.float32))
+        return cls(graph, seg_start, seg_len, y, with_one, with_one_32)
 
 
 class _StyleProblem:
@@ -1154,13 +1225,15 @@ def rate_style(
     anchor: int | None = None,
     anchor_rating: float = 1000.0,
     workers: int = 1,
+    pool: Executor | None = None,
 ) -> StyleRatings:
     """Style-controlled ratings: Bradley-Terry with per-battle covariates, bootstrapped over battles.
 
     features is (battles, k), each column already (a - b)/(a + b + 1) (see `style_delta`); it is
     standardised here (a column without spread is left at zero and gets a zero coefficient).
-    Ratings, scale, anchor, intervals and ranks follow `rate`; the bootstrap gives every battle a
-    Poisson(1) weight per round, like `rate`, and refits warm-started from the point estimate.
+    Ratings, scale, anchor, intervals, ranks, workers and pool follow `rate`; the bootstrap gives
+    every battle a Poisson(1) weight per round, like `rate`, and refits warm-started from the point
+    estimate.
     """
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
@@ -1168,18 +1241,16 @@ def rate_style(
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != a.size:
         raise ValueError(f"features must be (battles, k) = ({a.size}, k), got {x.shape}")
-    if not np.isfinite(x).all():
+    k = x.shape[1]
+    if not all(np.isfinite(x[:, j]).all() for j in range(k)):
         raise ValueError("features must be finite")
-    # Feature-major from here on: per-feature passes then run along contiguous rows.
-    x = np.ascontiguousarray(x.T)
-    mean = x.mean(axis=1) if a.size else np.zeros(x.shape[0])
-    std = x.std(axis=1) if a.size else np.ones(x.shape[0])
+    # Column by column, without a transposed copy: numpy sums a strided column in the same order as
+    # a contiguous one, so these are the same numbers.
+    mean = np.array([x[:, j].mean() for j in range(k)]) if a.size else np.zeros(k)
+    std = np.array([x[:, j].std() for j in range(k)]) if a.size else np.ones(k)
     std = np.where(std > 0, std, 1.0)
-    x -= mean[:, None]
-    x /= std[:, None]
 
-    design = _StyleDesign.build(a, b, o, x, n_models)
-    k = x.shape[0]
+    design = _StyleDesign.build(a, b, o, x, mean, std, n_models)
     point = _StyleProblem(design, None, RIDGE)
     # Warm start from the plain fit on pair counts (cheap): Newton over battles then needs fewer steps.
     keys, cells = _pair_outcome_cells(a, b, o, n_models)
@@ -1195,7 +1266,8 @@ def rate_style(
                 return chord.solve(table.draw(child, size * a.size).reshape(size, a.size))
 
             # About ten float32 values per battle and round are alive at once.
-            rounds = _run_chunks(np.random.default_rng(seed), _chunks(bootstrap, a.size * 40), work, workers)
+            sizes = _chunks(bootstrap, a.size * 40)
+            rounds = _run_chunks(np.random.default_rng(seed), sizes, work, workers, pool)
         else:
             rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
     ratings = _summarise(

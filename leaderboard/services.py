@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,9 +26,11 @@ from leaderboard.votes import (
     WINNERS,
     BoardCounts,
     Filters,
+    VoteGroups,
     VoteTable,
     board_counts,
     filtered_votes,
+    group_votes,
     load_table,
     positions,
     style_rows,
@@ -85,25 +87,33 @@ def vote_arrays(
 ) -> VoteArrays:
     """A board's votes as index arrays for the rating engine: its cells with their counts, or for
     style control one row per vote with that vote's style counts."""
-    model_ids = np.union1d(counts.model_a, counts.model_b)
-    outcome_of = np.array([OUTCOME[w] for w in WINNERS], dtype=np.int64)
     if not style:
-        return VoteArrays(
-            model_ids=model_ids.tolist(),
-            model_a=np.searchsorted(model_ids, counts.model_a),
-            model_b=np.searchsorted(model_ids, counts.model_b),
-            outcome=outcome_of[counts.winner],
-            count=counts.n,
-        )
+        return cell_arrays(counts)
+    model_ids = np.union1d(counts.model_a, counts.model_b)
     a, b, w, features = style_rows(table, filters)
     position = positions(model_ids)
     return VoteArrays(
         model_ids=model_ids.tolist(),
         model_a=position[a],
         model_b=position[b],
-        outcome=outcome_of[w],
-        count=np.ones(len(w), dtype=np.int64),
+        outcome=_OUTCOME_OF[w],
+        count=np.broadcast_to(np.int64(1), w.shape),  # one vote a row, without an array of ones
         features=features,
+    )
+
+
+_OUTCOME_OF = np.array([OUTCOME[w] for w in WINNERS], dtype=np.int8)  # rating's code of each winner
+
+
+def cell_arrays(counts: BoardCounts) -> VoteArrays:
+    """A board's cells as index arrays for the rating engine, each with its number of votes."""
+    model_ids = np.union1d(counts.model_a, counts.model_b)
+    return VoteArrays(
+        model_ids=model_ids.tolist(),
+        model_a=np.searchsorted(model_ids, counts.model_a),
+        model_b=np.searchsorted(model_ids, counts.model_b),
+        outcome=_OUTCOME_OF[counts.winner],
+        count=counts.n,
     )
 
 
@@ -140,18 +150,30 @@ def recompute_all() -> list[Snapshot]:
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
         table = load_table(filters)
-        counts = board_counts(table, filters, [b.slug for b in every])
         flagged = excluded_counts({})  # the same for every board: counted once, not per board
         # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
         # its board is prepared, the longest (style) first; the database work stays in this thread.
+        # The style board is counted vote by vote, so that its fit starts before the votes are
+        # grouped for the other boards (`group_votes`).
+        # A fit's bootstrap rounds are shared with the pool's threads that are free (see
+        # rating._run_chunks): the style board's long bootstrap takes both cores once the other
+        # boards are done, and no more threads than cores compete for them (and for the GIL).
         # BLAS is held to one thread for the whole run (rating's own limits, entered from several
         # threads at once, could otherwise restore each other's).
+        threads = settings.LEADERBOARD_FIT_THREADS
         jobs: list[tuple[_Job, Future[tuple[rating.Ratings | None, dict[str, Any]]]]] = []
-        with threadpool_limits(1), ThreadPoolExecutor(settings.LEADERBOARD_FIT_THREADS) as pool:
+        groups: VoteGroups | None = None
+        with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
             for board in sorted(every, key=lambda board: not board.style):
-                job = _prepare(board, replace(filters, board=board.slug), counts[board.slug], table, flagged)
+                if board.style:
+                    counts = board_counts(table, filters, board.slug)
+                else:
+                    if groups is None:
+                        groups = group_votes(table, filters)
+                    counts = groups.counts(board.slug)
+                job = _prepare(board, replace(filters, board=board.slug), counts, table, flagged)
                 if job is not None:
-                    jobs.append((job, pool.submit(_fit, job)))
+                    jobs.append((job, pool.submit(_fit, job, pool, threads)))
             published = [_publish(job, *fit.result(), provisional) for job, fit in jobs]
     finally:
         if cache.get(LOCK_KEY) == token:
@@ -216,8 +238,12 @@ def _prepare(
     return _Job(board, counts, digest, excluded, arrays, params, time.perf_counter() - started)
 
 
-def _fit(job: _Job) -> tuple[rating.Ratings | None, dict[str, Any]]:
-    """The rating engine on a job's votes: pure numpy, so jobs can run in threads side by side."""
+def _fit(
+    job: _Job, pool: Executor | None = None, workers: int = 1
+) -> tuple[rating.Ratings | None, dict[str, Any]]:
+    """The rating engine on a job's votes: pure numpy, so jobs can run in threads side by side.
+
+    Its bootstrap rounds take up to `workers` threads, this one and free threads of `pool`."""
     started = time.perf_counter()
     arrays, params, details = job.arrays, job.params, {}
     result = None
@@ -230,7 +256,8 @@ def _fit(job: _Job) -> tuple[rating.Ratings | None, dict[str, Any]]:
             len(arrays.model_ids),
             bootstrap=params["bootstrap"],
             seed=params["seed"],
-            workers=settings.LEADERBOARD_WORKERS,
+            workers=workers,
+            pool=pool,
         )
         result = styled.ratings
         details["style"] = {
@@ -250,10 +277,13 @@ def _fit(job: _Job) -> tuple[rating.Ratings | None, dict[str, Any]]:
             count=arrays.count,
             bootstrap=params["bootstrap"],
             seed=params["seed"],
-            workers=settings.LEADERBOARD_WORKERS,
+            workers=workers,
+            pool=pool,
         )
     if result is not None:
-        details["matrices"] = _matrices(arrays, result)
+        # From the cells, not a style board's rows: the same counts, without a pass over every vote.
+        cells = arrays if arrays.features is None else cell_arrays(job.counts)
+        details["matrices"] = _matrices(cells, result)
     job.seconds += time.perf_counter() - started
     return result, details
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db import connection
 
 from arena.models import Battle, Vote
 from leaderboard import boards, rating, services, votes
@@ -78,29 +81,35 @@ def by_queries(filters: services.Filters) -> tuple[Counter[tuple[int, int, str]]
 
 
 def test_one_scan_counts_every_board_as_its_own_queries_do(arena: tuple[list[LLM], services.Filters]) -> None:
+    """From the grouped votes (every board but the first of a recompute) and vote by vote (the first)."""
     _, filters = arena
     slugs = [b.slug for b in boards.all_boards(set(boards.LANGUAGE_NAMES))]
-    counts = votes.board_counts(votes.VoteTable.read(filters), filters, slugs)
+    table = votes.VoteTable.read(filters)
+    groups = votes.group_votes(table, filters)
 
     checked = 0
     for slug in slugs:
         expected, left_out = by_queries(replace(filters, board=slug))
-        got = counts[slug]
+        got = groups.counts(slug)
         cells: Counter[tuple[int, int, str]] = Counter()
         for a, b, w, n in zip(got.model_a, got.model_b, got.winner, got.n, strict=True):
             cells[(int(a), int(b), services.WINNERS[w])] += int(n)
         assert cells == expected, slug
         assert got.left_out == left_out, slug
+        one_by_one = votes.board_counts(table, filters, slug)
+        for column in ("model_a", "model_b", "winner", "n"):
+            assert np.array_equal(getattr(one_by_one, column), getattr(got, column)), (slug, column)
+        assert one_by_one.left_out == left_out, slug
         checked += bool(expected)
     assert checked >= 8  # overall, style, four categories, and languages with votes
-    assert counts["overall"].left_out.keys() == {"unpublished_variant", "before_publication"}
+    assert groups.counts("overall").left_out.keys() == {"unpublished_variant", "before_publication"}
 
 
 def test_the_digest_does_not_depend_on_the_order_of_the_cells(
     arena: tuple[list[LLM], services.Filters],
 ) -> None:
     _, filters = arena
-    counts = votes.board_counts(votes.VoteTable.read(filters), filters, ["overall"])["overall"]
+    counts = votes.group_votes(votes.VoteTable.read(filters), filters).counts("overall")
     flipped = np.arange(counts.n.size)[::-1]
     shuffled = votes.BoardCounts(
         counts.model_a[flipped], counts.model_b[flipped], counts.winner[flipped], counts.n[flipped], {}
@@ -113,12 +122,12 @@ def test_the_digest_does_not_depend_on_the_order_of_the_cells(
     assert fewer.digest() != counts.digest()
 
 
-@pytest.mark.parametrize("block", [votes.COPY_BLOCK_BYTES, 333])
+@pytest.mark.parametrize("chunk", [votes.CHUNK_IDS, 7])
 def test_style_rows_are_the_counted_votes_with_their_style_counts_in_id_order(
-    arena: tuple[list[LLM], services.Filters], block: int, monkeypatch: pytest.MonkeyPatch
+    arena: tuple[list[LLM], services.Filters], chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL through a binary COPY, decoded a block of rows at a time (tiny blocks too)."""
-    monkeypatch.setattr(votes, "COPY_BLOCK_BYTES", block)
+    """On PostgreSQL a chunk of ids a result row (tiny chunks too, some without counted votes)."""
+    monkeypatch.setattr(votes, "CHUNK_IDS", chunk)
     _, filters = arena
     counted, _ = services.filtered_votes(filters)
     expected = list(counted.order_by("id").values_list("model_a_id", "model_b_id", "winner", "conv_metadata"))
@@ -217,3 +226,124 @@ def test_a_vote_committed_after_a_newer_one_is_read_the_next_time(
 
     assert set(late) <= set(table.ids.tolist())
     assert len(table) == votes.counted_votes(last=filters.last_vote_id).count()
+
+
+# --- Reading the table: id ranges over connections, chunks of ids, the digest -------------------------
+
+
+def test_id_ranges_cut_the_ids_into_contiguous_ranges_of_a_least_split_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(votes, "SPLIT_IDS", 3)
+    assert votes.id_ranges(0, 12, 2) == [(0, 6), (6, 12)]
+    assert votes.id_ranges(0, 12, 5) == [(0, 3), (3, 6), (6, 9), (9, 12)]  # no range under 3 ids
+    assert votes.id_ranges(10, 17, 3) == [(10, 13), (13, 17)]
+    assert votes.id_ranges(10, 12, 4) == [(10, 12)]  # too few ids to split
+    assert votes.id_ranges(10, 10, 4) == [(10, 10)]  # none: one empty range
+    assert votes.id_ranges(10, 7, 4) == [(10, 7)]
+    monkeypatch.setattr(votes, "SPLIT_IDS", 200_000)
+    assert votes.id_ranges(0, 1_000_000, 2) == [(0, 500_000), (500_000, 1_000_000)]
+    assert votes.id_ranges(990_000, 1_000_000, 2) == [(990_000, 1_000_000)]  # a recompute's new votes
+
+
+def same_table(got: votes.VoteTable, expected: votes.VoteTable) -> None:
+    for column in ("ids", "model_a", "model_b", "packed", "style"):
+        assert getattr(got, column).dtype == getattr(expected, column).dtype, column
+        assert np.array_equal(getattr(got, column), getattr(expected, column)), column
+
+
+@pytest.mark.parametrize("connections", [2, 3, 50])
+def test_a_read_cut_into_id_ranges_gives_the_same_table(
+    arena: tuple[list[LLM], services.Filters],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    connections: int,
+) -> None:
+    """Ranges of a few ids, some without a counted vote, read in tiny chunks (one after the other on
+    this connection: the test runs in a transaction, which other connections would not see)."""
+    _, filters = arena
+    whole = votes.VoteTable.read(filters)
+    settings.LEADERBOARD_READ_CONNECTIONS = connections
+    monkeypatch.setattr(votes, "SPLIT_IDS", 5)
+    monkeypatch.setattr(votes, "CHUNK_IDS", 3)
+
+    same_table(votes.VoteTable.read(filters), whole)
+    newer = votes.VoteTable.read(filters, after=filters.last_vote_id - 40)
+    assert np.array_equal(newer.ids, whole.ids[whole.ids > filters.last_vote_id - 40])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_the_id_ranges_are_read_side_by_side_over_connections_of_their_own(
+    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("reads over several connections on PostgreSQL only")
+    _, filters = arena
+    settings.LEADERBOARD_READ_CONNECTIONS = 1
+    whole = votes.VoteTable.read(filters)
+    settings.LEADERBOARD_READ_CONNECTIONS = 3
+    monkeypatch.setattr(votes, "SPLIT_IDS", 50)
+    threads: set[str] = set()
+    read_range = votes._read_range
+
+    def recording(*args: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return read_range(*args)
+
+    monkeypatch.setattr(votes, "_read_range", recording)
+
+    same_table(votes.VoteTable.read(filters), whole)
+    assert len(threads) == 3
+
+
+@pytest.mark.parametrize("chunk", [votes.CHUNK_IDS, 1])
+def test_a_counted_vote_with_a_value_the_read_cannot_encode_stops_it(
+    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """A winner outside WINNERS has no packed code: the read fails rather than misalign the columns
+    (in a chunk with other votes, or alone in its chunk)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the aggregated read is PostgreSQL's")
+    monkeypatch.setattr(votes, "CHUNK_IDS", chunk)
+    _, filters = arena
+    Vote.objects.filter(pk=votes.counted_votes(last=filters.last_vote_id).first().pk).update(winner="?")
+    with pytest.raises(RuntimeError, match="NULL"):
+        votes.VoteTable.read(filters)
+
+
+def lines_digest(counts: votes.BoardCounts, *, per_vote: bool = False) -> str:
+    """The digest as first written: a formatted line per cell (per vote for a style board)."""
+    digest = hashlib.sha256()
+    order = np.lexsort((counts.winner, counts.model_b, counts.model_a))
+    for a, b, w, n in zip(
+        counts.model_a[order].tolist(),
+        counts.model_b[order].tolist(),
+        counts.winner[order].tolist(),
+        counts.n[order].tolist(),
+        strict=True,
+    ):
+        line = f"{a},{b},{votes.WINNERS[w]},{1 if per_vote else n}\n".encode()
+        digest.update(line * n if per_vote else line)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("lines", [votes.DIGEST_LINES, 3, 1])
+def test_the_digest_is_that_of_the_cells_formatted_line_by_line(
+    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch, lines: int
+) -> None:
+    monkeypatch.setattr(votes, "DIGEST_LINES", lines)
+    _, filters = arena
+    board = votes.group_votes(votes.VoteTable.read(filters), filters).counts("overall")
+    rng = np.random.default_rng(3)
+    odd = votes.BoardCounts(
+        np.array([0, 9, 10, 99, 100, 123_456_789_012, 7]),
+        np.array([1, 10, 1000, 5, 0, 2**40, 7]),
+        np.array([0, 1, 2, 3, 3, 2, 1]),
+        np.array([1, 10, 9, 100, 12_345, 2, 1]),
+        {},
+    )
+    many = votes.BoardCounts(*(rng.integers(0, top, 5000) for top in (300, 300, 4, 40)), {})
+    empty = votes.BoardCounts(*(np.zeros(0, dtype=np.int64) for _ in range(4)), {})
+    for counts in (board, odd, many, empty):
+        for per_vote in (False, True):
+            assert counts.digest(per_vote=per_vote) == lines_digest(counts, per_vote=per_vote)

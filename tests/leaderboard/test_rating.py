@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,43 @@ def test_the_same_seed_gives_identical_intervals_and_another_seed_different_ones
     np.testing.assert_array_equal(first.ci_upper, again.ci_upper)
     assert not np.array_equal(first.ci_lower, other.ci_lower)
     np.testing.assert_array_equal(first.rating, other.rating)
+
+
+def test_rounds_shared_with_a_busy_pool_are_the_same_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit run in a pool's only thread, its helper queued behind it in that pool (as a recompute
+    runs its fits): the caller takes every chunk itself and cancels the helper, without waiting."""
+    monkeypatch.setattr(rating, "_CHUNK_BYTES", 50_000)
+    rng = np.random.default_rng(8)
+    a, b, outcome = simulate(rng, rng.normal(0, 1, 7), 2000, tie_share=0.3)
+    x = rng.normal(0, 1, (a.size, 2))
+    alone = rate(a, b, outcome, 7, bootstrap=120, seed=3)
+    styled = rate_style(a, b, outcome, x, 7, bootstrap=12, seed=3)
+
+    with ThreadPoolExecutor(1) as pool:
+        shared = pool.submit(lambda: rate(a, b, outcome, 7, bootstrap=120, seed=3, workers=2, pool=pool))
+        shared_style = pool.submit(
+            lambda: rate_style(a, b, outcome, x, 7, bootstrap=12, seed=3, workers=2, pool=pool)
+        )
+        got, got_style = shared.result(timeout=60), shared_style.result(timeout=60)
+
+    np.testing.assert_array_equal(got.ci_lower, alone.ci_lower)
+    np.testing.assert_array_equal(got.ci_upper, alone.ci_upper)
+    np.testing.assert_array_equal(got_style.ratings.ci_upper, styled.ratings.ci_upper)
+    np.testing.assert_array_equal(got_style.coef_lower, styled.coef_lower)
+
+
+def test_a_failed_chunk_fails_the_fit_and_stops_the_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    done: list[int] = []
+
+    def work(child: np.random.Generator, size: int) -> np.ndarray:
+        done.append(size)
+        if len(done) == 3:
+            raise ArithmeticError("chunk 3")
+        return np.zeros((size, 2))
+
+    with pytest.raises(ArithmeticError, match="chunk 3"):
+        rating._run_chunks(np.random.default_rng(0), [1] * 50, work, workers=2)
+    assert len(done) < 50
 
 
 def test_counted_rows_rate_exactly_like_repeated_rows() -> None:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from arena.models import Battle, Vote
-from leaderboard import services, tasks
+from leaderboard import services, tasks, votes
 from leaderboard.models import Snapshot
 from providers.models import LLM
 from tests.factories import voted_battle
@@ -92,6 +92,30 @@ def test_a_new_vote_republishes_only_the_boards_that_count_it(trio: tuple[LLM, L
     again = {Snapshot.objects.get(pk=pk).board for pk in tasks.recompute()}
 
     assert again == {"overall", "style"}
+
+
+def test_the_published_numbers_do_not_depend_on_how_many_threads_fit_the_boards(
+    trio: tuple[LLM, LLM, LLM], settings
+) -> None:
+    """Fits share their bootstrap rounds with the recompute's free threads: same seed, same numbers."""
+    settings.LEADERBOARD_BOOTSTRAP = 60
+    settings.LEADERBOARD_STYLE_BOOTSTRAP = 30
+    vote_many(trio)
+
+    def published(threads: int) -> dict[str, list[tuple[int, float, float, float]]]:
+        settings.LEADERBOARD_FIT_THREADS = threads
+        Snapshot.objects.all().delete()
+        votes.forget()
+        return {
+            snapshot.board: list(
+                snapshot.ratings.order_by("llm_id").values_list("llm_id", "rating", "ci_lower", "ci_upper")
+            )
+            for snapshot in services.recompute_all()
+        }
+
+    one = published(1)
+    assert {"overall", "style"} <= one.keys()
+    assert published(2) == one == published(4)
 
 
 def test_a_recompute_already_running_is_not_overlapped(trio: tuple[LLM, LLM, LLM]) -> None:
