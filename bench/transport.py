@@ -7,8 +7,8 @@ Prints figures, asserts nothing.
     .venv/bin/python bench/transport.py --variants httpcore,aiohttp --interval 0
 
 Three kinds of process, on 127.0.0.1:
-    upstream   this script in `upstream` mode: an asyncio (uvloop) server streaming OpenAI-style
-               chat-completion chunks, one event per HTTP chunk, one every --interval ms
+    upstream   bench/streaming.py in `upstream` mode: an asyncio (uvloop) server streaming
+               OpenAI-style chat-completion chunks, one event per HTTP chunk, one every --interval ms
     variant    this script in `variant` mode, one process per variant, on uvloop as the ASGI server
                runs: after a few streams to open connections and load code, two rounds of --streams
                streams at once, each reporting its process CPU time / events and its wall time
@@ -48,54 +48,6 @@ REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 VARIANTS = ["httpcore", "httpcore+sniffio", "aiohttp", "providers.http"]
 POOL = 64  # streams a pool of the httpcore variants
-
-
-# --- the upstream ------------------------------------------------------------------------------------
-
-
-async def serve(port: int) -> None:
-    server = await asyncio.start_server(answer, HOST, port, backlog=4096)
-    async with server:
-        await server.serve_forever()
-
-
-async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Each request of a kept-alive connection: a stream whose model, "500x10", says its length and pace."""
-    try:
-        while True:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
-            length = int(head.partition("content-length:")[2].split("\r\n", 1)[0] or 0)
-            model = json.loads(await reader.readexactly(length))["model"]
-            events, interval_ms = (int(n) for n in model.split("x"))
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
-            writer.write(b"transfer-encoding: chunked\r\n\r\n")
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for n in range(events):
-                # On a fixed schedule, so a late wake-up does not push every later event back.
-                delay = start + n * interval_ms / 1000 - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                writer.write(event({"content": f" tok{n}"}))
-                await writer.drain()
-            writer.write(event({}, "stop") + b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
-def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    chunk = {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    data = b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 # --- a variant ---------------------------------------------------------------------------------------
@@ -147,7 +99,7 @@ async def measure(variant: str, port: int, streams: int, events: int, interval_m
         async with client.stream("POST", base_url + "/chat/completions", json=model) as response:
             async for piece in response.aiter_bytes():
                 read += len(parser.feed(piece))
-        return read - 2  # the finish event and [DONE]
+        return read - 4  # the role, finish and usage events, and [DONE]
 
     async def through_adapter(client: Any, events: int) -> int:
         spec = CallSpec(
@@ -201,16 +153,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=250, help="events a stream")
     parser.add_argument("--interval", type=int, default=40, help="ms between a stream's events (0: no wait)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS}")
-    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: serve on this port
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure this variant
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if args.upstream:
-        asyncio.run(serve(args.upstream))
-        return
     if args.variant:
         run_variant(args)
         return
@@ -218,7 +166,10 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
-    upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(port)])
+    # bench/streaming.py's upstream: the same OpenAI-style stream at the pace the model name gives.
+    upstream = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "streaming.py"), "--upstream", str(port)]
+    )
     try:
         while not listening(port):
             time.sleep(0.05)
