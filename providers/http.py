@@ -14,6 +14,7 @@ from weakref import WeakKeyDictionary
 
 import aiohttp
 import httpx
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_exceptions import HttpProcessingError
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
@@ -94,6 +95,23 @@ _ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
 }
 
 
+class _ResponseHandler(ResponseHandler):
+    """aiohttp's connection protocol, also failing the body being read when the response stops
+    parsing.
+
+    On bytes that are not HTTP in the middle of a body (a chunk size that is not hexadecimal, say),
+    aiohttp 3.14 closes the connection and fails the connection's queue of responses, but not the
+    body already handed out, and stops its read time-out: a stream read would wait for the call's
+    total time-out. Here it fails with the parser's error at once.
+    """
+
+    def set_exception(self, exc: BaseException, *args: BaseException) -> None:
+        body = self._payload
+        if body is not None and not body.is_eof() and isinstance(exc, HttpProcessingError):
+            body.set_exception(aiohttp.ClientPayloadError(f"Response body is not valid HTTP: {exc}"), exc)
+        super().set_exception(exc, *args)
+
+
 class Transport(AiohttpTransport):
     """httpx over aiohttp, its errors mapped as `_ERRORS` says.
 
@@ -102,6 +120,14 @@ class Transport(AiohttpTransport):
     third to two thirds as much (bench/transport.py): 500 streams of 100 events a second, which
     httpcore fell behind on two cores, it kept pace with.
     """
+
+    def get_client(self) -> aiohttp.ClientSession:
+        session = super().get_client()
+        connector = session.connector
+        # The connector makes its protocols with this (a private attribute: pinned aiohttp, and
+        # tests.providers.test_http checks the behaviour).
+        connector._factory = functools.partial(_ResponseHandler, loop=connector._loop)
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

@@ -66,6 +66,9 @@ class Behaviour:
     status_times: int | None = None  # answer `status` to the first N requests only, then stream
     end_after: int | None = None  # end the body cleanly after N content chunks: no finish, no [DONE]
     garbage_after: int | None = None  # send a data line that is not JSON after N content chunks
+    # after N content chunks, bytes that are not an HTTP chunk (a size that is not hexadecimal), the
+    # connection then left open
+    broken_chunk_after: int | None = None
     reject_stream_options: bool = False  # answer 422 to `stream_options`, as Mistral's API does
 
 
@@ -197,6 +200,11 @@ class FakeServer:
             return True
         if b.end_after == n:
             await _end_body(writer)
+            return True
+        if b.broken_chunk_after == n:
+            writer.write(b"zz\r\nnot a chunk\r\n")
+            await writer.drain()
+            await asyncio.sleep(60)  # cancelled when the fake stops
             return True
         return False
 
