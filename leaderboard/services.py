@@ -47,14 +47,15 @@ def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
     private = tuple(
         LLM.objects.filter(visibility=LLM.Visibility.PRIVATE).order_by("pk").values_list("pk", flat=True)
     )
+    published = dict(LLM.objects.filter(published_at__isnull=False).values_list("pk", "published_at"))
     votes = Vote.objects.filter(anonymous=True, excluded="")
     fresh: Counter[int] = Counter()
-    for side in ("model_a", "model_b"):
+    # Each count scans the votes: none to make while no variant was ever published.
+    for side in ("model_a", "model_b") if published else ():
         after = votes.filter(
             **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
         )
         fresh.update(dict(after.values(side).annotate(n=Count("id")).values_list(side, "n")))
-    published = dict(LLM.objects.filter(published_at__isnull=False).values_list("pk", "published_at"))
     fresh_since = {
         pk: at.isoformat()
         for pk, at in sorted(published.items())
