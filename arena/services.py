@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
+import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -15,8 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import Case, JSONField, Q, Value, When
+from django.db import IntegrityError, close_old_connections, connection, models, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -112,7 +115,8 @@ def battle_start(
         raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
     with transaction.atomic():
         battle = Battle.objects.create(mode=mode, model_a=a, model_b=b, session_hash=session)
-        _open_turn(battle, 0, prompt)
+        turn = _open_turn(battle, 0, prompt)
+    _hand_over(turn)
     return battle
 
 
@@ -151,6 +155,7 @@ def battle_continue(*, battle: Battle, prompt: object) -> Turn:
         except IntegrityError as exc:
             raise Conflict("Another follow-up was sent at the same time.", code="answers_pending") from exc
     battle.state = Battle.State.PENDING
+    _hand_over(turn)
     return turn
 
 
@@ -237,7 +242,61 @@ def run_in_db(fn: Any) -> Any:
     return sync_to_async(wrapped, thread_sensitive=False)
 
 
+# --- the hand-over from a turn's opening to its stream ---------------------------------------------------
+
+# The request that opens a turn (a new battle, a follow-up) leaves the turn here, with its battle and
+# both models, for the stream request that follows it: when that one is served by this process, its
+# calls start without reading those rows back (a query that costs more than a millisecond of Python
+# for the ORM to build and the instances to be made, on the path to the first token). Another
+# process reads them from the database. Bounded and short-lived: an entry a stream request never
+# took (served elsewhere, or never made) goes after HAND_OVER_SECONDS or when HAND_OVER_MAX newer
+# ones came.
+HAND_OVER_SECONDS = 30.0
+HAND_OVER_MAX = 1000
+_handed: OrderedDict[str, tuple[float, Turn]] = OrderedDict()
+_handed_lock = threading.Lock()
+
+
+def _hand_over(turn: Turn) -> None:
+    with _handed_lock:
+        _handed[str(turn.battle_id)] = (time.monotonic(), turn)
+        _handed.move_to_end(str(turn.battle_id))
+        while len(_handed) > HAND_OVER_MAX:
+            _handed.popitem(last=False)
+
+
+def _take_handed(battle_id: object, session: str | None) -> Turn | None:
+    """The turn this process opened for the battle, taken (at most once), if it is recent and the
+    battle is the visitor's; None otherwise.
+
+    It may no longer be the battle's latest turn (another process opened a newer one since), which
+    `_claim` finds out: its answers are then no longer waiting to be streamed."""
+    try:
+        key = str(uuid.UUID(str(battle_id)))
+    except ValueError:
+        return None
+    with _handed_lock:
+        entry = _handed.pop(key, None)
+    if entry is None:
+        return None
+    at, turn = entry
+    if time.monotonic() - at > HAND_OVER_SECONDS or not session or turn.battle.session_hash != session:
+        return None
+    return turn
+
+
+class _NotLatest(Exception):
+    """A handed-over turn was streamed already, or is no longer the latest: plan from the database."""
+
+
 def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
+    handed = _take_handed(battle_id, session)
+    if handed is not None:
+        try:
+            with transaction.atomic():
+                return _claim(handed.battle, handed, handed=True)
+        except _NotLatest:
+            pass  # rolled back: nothing was claimed
     turn = _latest_turn(battle_id, session)
     # One commit for the claim and both call records, not one each: on the path to the first token.
     # A database error in any of them rolls the claim back too (the sides report the error), so
@@ -267,12 +326,15 @@ def _latest_turn(battle_id: object, session: str | None) -> Turn:
     return turn
 
 
-def _claim(battle: Battle, turn: Turn) -> StreamPlan:
-    claimed = Battle.objects.filter(
-        Q(state=Battle.State.PENDING) | Q(state=Battle.State.STREAMING, updated__lt=_stale_before()),
-        pk=battle.pk,
-    ).update(state=Battle.State.STREAMING, updated=timezone.now())
-    if claimed:
+def _claim(battle: Battle, turn: Turn, *, handed: bool = False) -> StreamPlan:
+    """Claim the battle for streaming `turn` and write both call records; a plan to replay the turn
+    when it was streamed already.
+
+    A handed-over turn (`_take_handed`) is only claimed while both its answers still wait to be
+    streamed, which only the latest turn's do; otherwise `_NotLatest` is raised, in the caller's
+    transaction, so that the claim is rolled back.
+    """
+    if _claim_battle(battle):
         battle.state = Battle.State.STREAMING
         plan = StreamPlan(battle, turn, live=True)
         # Both call records are written here, in the step that claims the battle, so that the
@@ -280,6 +342,8 @@ def _claim(battle: Battle, turn: Turn) -> StreamPlan:
         try:
             earlier = _earlier_turns(turn)
         except Exception as exc:  # reported on both sides' streams, like any failed call
+            if handed:
+                raise _NotLatest from exc
             plan.calls = {Side.A: exc, Side.B: exc}
             return plan
         params: dict[str, dict[str, Any]] = {}
@@ -290,12 +354,21 @@ def _claim(battle: Battle, turn: Turn) -> StreamPlan:
                 params[side] = spec.sampling_params()
             except Exception as exc:  # reported on that side's stream, like any failed call
                 plan.calls[side] = exc
+        if handed and len(params) < 2:
+            raise _NotLatest  # the check below needs both records; the usual path reports the failure
         if params:
             try:
-                _answers_started(turn, params)
+                started = _answers_started(turn, params, waiting=handed)
             except Exception as exc:  # no call goes out without its record
+                if handed:
+                    raise _NotLatest from exc
                 plan.calls.update(dict.fromkeys(params, exc))
+            else:
+                if handed and started < 2:
+                    raise _NotLatest
         return plan
+    if handed:
+        raise _NotLatest
     battle.refresh_from_db(fields=["state"])
     if battle.state == Battle.State.STREAMING:
         raise Conflict("This battle is already streaming in another window.", code="already_streaming")
@@ -321,17 +394,66 @@ def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
     return messages
 
 
-def _answers_started(turn: Turn, params: dict[str, dict[str, Any]]) -> None:
-    """The call records of the sides in `params` (side: its sampling parameters), in one statement."""
-    Answer.objects.filter(turn=turn, side__in=list(params)).update(
-        status=Answer.Status.STREAMING,
-        started=timezone.now(),
-        params=Case(
-            *(When(side=side, then=Value(p, output_field=JSONField())) for side, p in params.items())
-        ),
-        text="",
-        error="",
-    )
+# The two statements of a claim, written out: the ORM spent a millisecond or two of Python building
+# them (filters, a Case over JSON values), on every battle's path to the first token.
+_CLAIM = (
+    "UPDATE {table} SET {state} = %s, {updated} = %s "
+    "WHERE {id} = %s AND ({state} = %s OR ({state} = %s AND {updated} < %s))"
+)
+_STARTED = "UPDATE {table} SET {status} = %s, {started} = %s, {params} = {value}, {text} = '', {error} = '' "
+_BOTH_SIDES = "CASE {side} WHEN %s THEN %s ELSE %s END"
+
+
+@functools.cache
+def _statement(model: type[models.Model], template: str, vendor: str) -> str:
+    """`template` with {table} and each {field} as this database spells and quotes them."""
+    quote = connection.ops.quote_name
+    names = {f.name: quote(f.column) for f in model._meta.concrete_fields}
+    return template.format(table=quote(model._meta.db_table), **names)
+
+
+def _value(model: type[models.Model], field: str, value: Any) -> Any:
+    return model._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def _claim_battle(battle: Battle) -> bool:
+    """Move the battle to streaming if it waits for its answers, or if a stream left it streaming
+    for longer than a call may last (a worker that died mid-stream)."""
+    params = [
+        Battle.State.STREAMING,
+        _value(Battle, "updated", timezone.now()),
+        _value(Battle, "id", battle.pk),
+        Battle.State.PENDING,
+        Battle.State.STREAMING,
+        _value(Battle, "updated", _stale_before()),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(Battle, _CLAIM, connection.vendor), params)
+        return cursor.rowcount == 1
+
+
+def _answers_started(turn: Turn, params: dict[str, dict[str, Any]], *, waiting: bool = False) -> int:
+    """The call records of the sides in `params` (side: its sampling parameters), in one statement;
+    how many were written. waiting: only answers that were never streamed."""
+    sides = list(params)
+    values = [_value(Answer, "params", params[side]) for side in sides]
+    value, value_params = ("%s", values) if len(sides) == 1 else (_BOTH_SIDES, [sides[0], *values])
+    where = "WHERE {turn} = %s AND {side} IN (" + ", ".join(["%s"] * len(sides)) + ")"
+    where += " AND {status} = %s" if waiting else ""
+    template = _STARTED.replace("{value}", value) + where
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _statement(Answer, template, connection.vendor),
+            [
+                Answer.Status.STREAMING,
+                _value(Answer, "started", timezone.now()),
+                *value_params,
+                turn.pk,
+                *sides,
+                *([Answer.Status.PENDING] if waiting else []),
+            ],
+        )
+        return cursor.rowcount
 
 
 def _answer_ended(turn: Turn, side: str, **fields: Any) -> None:

@@ -356,9 +356,9 @@ def test_a_failure_before_the_call_still_ends_the_stream(
 def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle_to_retry(
     web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(turn: Turn, params: dict[str, dict[str, Any]]) -> None:
+    def broken(turn: Turn, params: dict[str, dict[str, Any]], **_: Any) -> int:
         # A statement the database itself rejects, as a lost connection or a full disk would be.
-        Answer.objects.filter(turn=turn).extra(where=["no_such_column = 1"]).update(text="")
+        return Answer.objects.filter(turn=turn).extra(where=["no_such_column = 1"]).update(text="")
 
     monkeypatch.setattr("arena.services._answers_started", broken)
     battle_id = start(web)

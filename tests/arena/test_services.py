@@ -4,12 +4,17 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from arena import services
-from arena.models import Battle
-from config.errors import DomainError, Unavailable
+from arena.models import Answer, Battle, Turn
+from config.errors import Conflict, DomainError, NotFound, Unavailable
 from providers.models import LLM
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +144,119 @@ def test_a_quiet_stream_relays_each_event_as_it_comes_and_a_busy_one_merges_what
     assert alone == [delta("a", "Hello")]
     assert together == [delta("a", ", world!"), {"side": "a", "type": "done", "text": ""}]
     assert last == [{"side": None, "type": "end", "text": "", "state": "ready"}]
+
+
+# --- the hand-over from a turn's opening to its stream ---------------------------------------------
+
+
+def _turn_reads(queries: list[dict[str, str]]) -> int:
+    return sum(1 for q in queries if q["sql"].startswith("SELECT") and "arena_turn" in q["sql"])
+
+
+def test_a_turn_opened_here_streams_without_being_read_back(make_llm: Callable[..., LLM]) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="Hi")
+    with CaptureQueriesContext(connection) as handed:
+        plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert plan.live and plan.turn.index == 0 and set(plan.calls) == {"a", "b"}
+    assert _turn_reads(handed.captured_queries) == 0
+    assert set(Answer.objects.filter(turn=plan.turn).values_list("status", flat=True)) == {"streaming"}
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.STREAMING
+
+    # Taken once: another battle opened elsewhere (nothing handed over) is read from the database.
+    other = services.battle_start(session="s", prompt="Hi")
+    services._handed.clear()
+    with CaptureQueriesContext(connection) as read:
+        services.plan_stream(battle_id=str(other.pk), session="s")
+    assert _turn_reads(read.captured_queries) == 1
+
+
+def _streamed(battle: Battle) -> None:
+    """As if both answers of the battle's latest turn had streamed to their end."""
+    Answer.objects.filter(turn__battle=battle).update(status=Answer.Status.DONE, text="An answer.")
+    Battle.objects.filter(pk=battle.pk).update(state=Battle.State.READY)
+    battle.state = Battle.State.READY
+
+
+def test_a_handed_over_turn_that_is_no_longer_the_latest_is_not_streamed(
+    make_llm: Callable[..., LLM],
+) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="First question")
+    first = services._handed[str(battle.pk)][1]
+    services.plan_stream(battle_id=str(battle.pk), session="s")
+    _streamed(battle)
+    services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second question")
+    # This process still holds the first turn, as if the follow-up had been opened by another one.
+    services._hand_over(first)
+    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert plan.live and plan.turn.index == 1 and plan.turn.prompt == "Second question"
+    assert Answer.objects.get(turn__index=0, turn__battle=battle, side="a").status == "done"
+    _, messages = plan.calls["a"]
+    assert [m["content"] for m in messages] == ["First question", "An answer.", "Second question"]
+
+
+def test_a_handed_over_turn_streamed_already_is_replayed_from_the_database(
+    make_llm: Callable[..., LLM],
+) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="First question")
+    first = services._handed[str(battle.pk)][1]
+    services.plan_stream(battle_id=str(battle.pk), session="s")
+    _streamed(battle)
+    services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second question")
+    services.plan_stream(battle_id=str(battle.pk), session="s")
+    _streamed(battle)
+    services._hand_over(first)  # still pending in memory; both turns are done in the database
+    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert not plan.live and plan.turn.index == 1
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.READY
+
+
+def test_a_handed_over_turn_is_only_the_visitors_and_only_for_a_while(
+    make_llm: Callable[..., LLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="Hi")
+    with pytest.raises(NotFound):
+        services.plan_stream(battle_id=str(battle.pk), session="someone else")
+    assert str(battle.pk) not in services._handed  # and it is gone
+
+    services._hand_over(Turn.objects.select_related("battle").get(battle=battle))
+    monkeypatch.setattr(services, "HAND_OVER_SECONDS", -1.0)
+    with CaptureQueriesContext(connection) as read:
+        assert services.plan_stream(battle_id=str(battle.pk), session="s").live
+    assert _turn_reads(read.captured_queries) == 1
+
+
+def test_the_hand_over_keeps_only_the_latest_turns(
+    make_llm: Callable[..., LLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_llm(), make_llm()
+    monkeypatch.setattr(services, "HAND_OVER_MAX", 3)
+    services._handed.clear()
+    battles = [services.battle_start(session="s", prompt="Hi") for _ in range(5)]
+    assert list(services._handed) == [str(b.pk) for b in battles[2:]]
+
+
+def test_a_streaming_battle_is_claimed_again_only_once_its_stream_is_stale(
+    make_llm: Callable[..., LLM], settings: Any
+) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="Hi")
+    assert services.plan_stream(battle_id=str(battle.pk), session="s").live
+    with pytest.raises(Conflict) as taken:
+        services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert taken.value.code == "already_streaming"
+
+    # A worker that died mid-stream left it streaming: after the longest a call may last, it is free.
+    long_ago = timezone.now() - timedelta(seconds=settings.UPSTREAM_TOTAL_TIMEOUT + 61)
+    Battle.objects.filter(pk=battle.pk).update(updated=long_ago)
+    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert plan.live
+    reclaimed = Battle.objects.get(pk=battle.pk)
+    assert reclaimed.state == Battle.State.STREAMING and reclaimed.updated > long_ago
+    started = Answer.objects.filter(turn=plan.turn)
+    assert sorted(started.values_list("side", "status")) == [("a", "streaming"), ("b", "streaming")]
+    assert all(a.params == {"temperature": a.turn.battle.llm(a.side).temperature,
+                            "max_tokens": a.turn.battle.llm(a.side).max_tokens} for a in started)  # fmt: skip
