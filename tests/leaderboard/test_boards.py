@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 
 from arena.models import Vote
-from leaderboard import services
+from leaderboard import services, views
 from leaderboard.models import Snapshot
 from providers.models import LLM
 from tests.factories import voted_battle
@@ -134,3 +137,54 @@ def test_unknown_boards_and_snapshots_are_not_found(client: Client) -> None:
     assert client.get("/leaderboard/?board=nope").status_code == 404
     assert client.get("/api/v1/leaderboard/snapshots/999/votes").status_code == 404
     assert client.get("/api/v1/leaderboard/snapshots/999/csv").json()["code"] == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)  # the ASGI handler reads in threads of its own
+def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
+    models: list[LLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    battles(models, n=3)  # 18 votes
+    services.recompute_all()
+    snapshot = Snapshot.objects.of_board("overall").latest_first().first()
+    monkeypatch.setattr(views, "STREAM_BATCH", 4)
+    read: list[str] = []
+    export = views.export_lines
+
+    def counted(votes: Any) -> Iterator[str]:
+        for line in export(votes):
+            read.append(line)
+            yield line
+
+    monkeypatch.setattr(views, "export_lines", counted)
+    sent: list[tuple[bytes, int]] = []  # each piece of the body, and how many votes were read by then
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200
+        elif message.get("body"):
+            sent.append((message["body"], len(read)))
+
+    async def download() -> None:
+        requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        requests.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        path = f"/api/v1/leaderboard/snapshots/{snapshot.pk}/votes"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        await ASGIHandler()(scope, requests.get, send)
+
+    asyncio.run(download())
+    lines = b"".join(body for body, _ in sent).decode().splitlines()
+    assert len(lines) == snapshot.votes == 18
+    assert [json.loads(line)["model_a"] for line in lines] == [json.loads(line)["model_a"] for line in read]
+    assert sent[0][1] < snapshot.votes  # sent while most votes were still unread
