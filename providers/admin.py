@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
@@ -15,6 +16,8 @@ from providers.models import LLM, APIKeyEvent, Membership, Organization, Organiz
 
 @admin.register(LLM)
 class LLMAdmin(admin.ModelAdmin):
+    # A base URL typed without a scheme means https, as Django 6 will assume (no deprecation warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "label", "organization", "backend", "state", "visibility", "weight", "updated")
     list_filter = ("state", "visibility", "backend", "organization", "owner")
     search_fields = ("name", "display_name", "organization", "model", "codename")
