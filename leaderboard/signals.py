@@ -4,10 +4,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_save
 
 from arena.models import Battle, Vote
-from leaderboard.votes import bump_epoch
 from providers.variants import record_test_vote
 
 
@@ -28,14 +27,6 @@ def count_test_vote(sender: type[Vote], instance: Vote, created: bool, **kwargs:
         record_test_vote(llm_ids=[instance.battle.model_a_id, instance.battle.model_b_id])
 
 
-def vote_changed(sender: type[Vote], instance: Vote, created: bool = False, **kwargs: Any) -> None:
-    """A stored vote changed or was deleted: recomputes must read the votes again in full."""
-    if not created:
-        transaction.on_commit(bump_epoch)
-
-
 def connect() -> None:
-    post_save.connect(vote_changed, sender=Vote, dispatch_uid="leaderboard.vote_changed")
-    post_delete.connect(vote_changed, sender=Vote, dispatch_uid="leaderboard.vote_deleted")
     post_save.connect(queue_recompute, sender=Vote, dispatch_uid="leaderboard.queue_recompute")
     post_save.connect(count_test_vote, sender=Vote, dispatch_uid="leaderboard.count_test_vote")

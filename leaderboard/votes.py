@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
@@ -43,6 +43,7 @@ from django.db.models.expressions import RawSQL
 
 from arena.models import Vote
 from leaderboard import boards, rating
+from leaderboard.models import VoteChanges
 
 OUTCOME = {
     Vote.Winner.A: rating.A_WINS,
@@ -126,10 +127,9 @@ _FLAGS_SHIFT = 3
 _LANGUAGE_SHIFT = _FLAGS_SHIFT + len(FLAGS)
 _PACKED_BITS = _LANGUAGE_SHIFT + 5
 assert len(LANGUAGES) < 1 << 5, "more languages than the packed bits hold"
-# A table kept in memory is read again in full after this long, whatever the epoch says: votes
-# changed with a bulk update() send no signal (see `bump_epoch`).
+# A table kept in memory is read again in full after this long, whatever the change counter says:
+# a restore or a TRUNCATE of the votes fires no trigger (see `VoteChanges`).
 FULL_READ_SECONDS = 3600
-EPOCH_KEY = "leaderboard:votes-epoch"
 REREAD_IDS = 10_000  # see load_table
 # A read of the votes is split over this many connections (LEADERBOARD_READ_CONNECTIONS overrides
 # it), in id ranges of at least SPLIT_IDS ids: a recompute's incremental reads stay on one.
@@ -140,17 +140,14 @@ SPLIT_IDS = 200_000
 CHUNK_IDS = 16384
 
 
-def bump_epoch() -> None:
-    """A counted vote changed or went away: tables kept in memory must be read again in full."""
-    try:
-        cache.incr(EPOCH_KEY)
-    except ValueError:
-        cache.set(EPOCH_KEY, int(time.time() * 1000), timeout=None)
-
-
-def _epoch() -> int:
-    # Not a fixed first value: a cache that was flushed (or a new one) must not match a kept table.
-    return cache.get_or_set(EPOCH_KEY, time.time_ns, timeout=None)
+def _epoch() -> str:
+    """Which state of the stored votes a kept table was read under: changes to them, as the vote
+    table's triggers count them (`VoteChanges`), with the counter row's token."""
+    row = VoteChanges.objects.filter(pk=1).values_list("token", "changes").first()
+    if row is None:  # a database flushed since its migration (tests): the row is made again
+        made, _ = VoteChanges.objects.get_or_create(pk=1, defaults={"token": uuid.uuid4().hex})
+        row = (made.token, made.changes)
+    return f"{row[0]}:{row[1]}"
 
 
 @dataclass
@@ -164,7 +161,7 @@ class VoteTable:
     model_b: np.ndarray
     packed: np.ndarray  # winner, stale, flags and language bits
     style: np.ndarray  # (votes, features) rating.style_delta of the two answers' style counts
-    epoch: int = 0
+    epoch: str = ""
     read_at: float = 0.0
 
     @property
@@ -342,7 +339,8 @@ def load_table(filters: Filters) -> VoteTable:
 
     A table kept from the previous recompute is extended by the votes after its last id, unless
     the fresh-vote filters changed (they decide the stale bits), a counted vote changed or was
-    deleted since (the epoch, bumped by signals), or it was read in full more than an hour ago.
+    deleted since (`_epoch`: the vote table's triggers count every change), or it was read in full
+    more than an hour ago.
     Its last REREAD_IDS ids are read again: a vote's id is taken when it is inserted, so a vote
     whose transaction committed after a later one's was not there to be read the last time.
     """

@@ -11,6 +11,7 @@ import uvicorn
 from django.core.asgi import get_asgi_application
 from django.core.cache import cache
 
+from leaderboard import votes
 from providers.models import LLM
 
 pytest_plugins = ["tests.upstream", "tests.vendor_upstreams"]
@@ -20,6 +21,9 @@ pytest_plugins = ["tests.upstream", "tests.vendor_upstreams"]
 def _fresh_cache() -> Iterator[None]:
     # Throttle counters and the recompute lock live in the cache (Redis in CI): start each test clean.
     cache.clear()
+    # Nor a table of votes kept from another test: a rolled-back test leaves the vote table's change
+    # counter where it found it, so a table of its votes would look current to the next test.
+    votes.forget()
     yield
 
 

@@ -17,6 +17,7 @@ from django.db import connection
 
 from arena.models import Battle, Vote
 from leaderboard import boards, rating, services, votes
+from leaderboard.models import VoteChanges
 from providers.models import LLM
 
 pytestmark = pytest.mark.django_db
@@ -211,21 +212,75 @@ def test_a_changed_vote_or_new_filters_make_the_next_load_read_everything_again(
     assert reads[-1] == 0
 
 
+def _vote_with_id(models: list[LLM], vote_id: int) -> int:
+    battle = Battle.objects.create(
+        model_a=models[3],
+        model_b=models[4],
+        mode=Battle.Mode.ANONYMOUS,
+        state=Battle.State.VOTED,
+        session_hash="x",
+    )
+    return Vote.objects.create(id=vote_id, battle=battle, winner="a").pk
+
+
+@pytest.mark.parametrize("reread", [10, 0])
 def test_a_vote_committed_after_a_newer_one_is_read_the_next_time(
-    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch
+    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch, reread: int
 ) -> None:
     """Ids are taken at insert: a vote whose transaction commits late can land below the last id read."""
+    models, filters = arena
+    monkeypatch.setattr(votes, "REREAD_IDS", reread)
+    newer = replace(filters, last_vote_id=filters.last_vote_id + 4)
+    _vote_with_id(models, newer.last_vote_id)
+    votes.load_table(newer)
+    # Their ids were taken before the vote above, their transactions commit only now.
+    late = [_vote_with_id(models, filters.last_vote_id + k) for k in (1, 2, 3)]
+
+    table = votes.load_table(newer)
+
+    read = set(late) & set(table.ids.tolist())
+    assert read == (set(late) if reread else set())  # with no ids read again, they would be lost
+    assert (len(table) == votes.counted_votes(last=newer.last_vote_id).count()) is bool(reread)
+
+
+def test_any_change_to_a_stored_vote_makes_the_next_load_read_everything_again(
+    arena: tuple[list[LLM], services.Filters], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queryset's update() and SQL by hand send no signal: the vote table's triggers count them."""
     _, filters = arena
-    monkeypatch.setattr(votes, "REREAD_IDS", 10)  # with 0, the late votes below are never read
-    late = list(Vote.objects.filter(excluded="").order_by("-id").values_list("id", flat=True)[:3])
-    Vote.objects.filter(id__in=late).update(excluded="identity_leak")  # as if not committed yet
+    reads: list[int] = []
+    read = votes.VoteTable.read.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[votes.VoteTable], f: services.Filters, *, after: int = 0) -> votes.VoteTable:
+        reads.append(after)
+        return read(cls, f, after=after)
+
+    monkeypatch.setattr(votes.VoteTable, "read", classmethod(counting))
+    monkeypatch.setattr(votes, "REREAD_IDS", 5)  # a load that reads only the newest asks from last - 5
     votes.load_table(filters)
-    Vote.objects.filter(id__in=late).update(excluded="")  # committed now (update() sends no signal)
+    counted = votes.counted_votes(last=filters.last_vote_id)
+    flipped = counted.filter(winner="a").order_by("id").values_list("id", flat=True)[:5]
 
+    counted.filter(id__in=list(flipped)).update(winner="b")
     table = votes.load_table(filters)
+    assert reads[-1] == 0
+    assert np.count_nonzero(table.winner == 0) == counted.filter(winner="a").count()
 
-    assert set(late) <= set(table.ids.tolist())
-    assert len(table) == votes.counted_votes(last=filters.last_vote_id).count()
+    gone = counted.order_by("id").values_list("id", flat=True)[0]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Vote._meta.db_table} WHERE id = %s", [gone])
+    table = votes.load_table(filters)
+    assert reads[-1] == 0 and gone not in table.ids
+
+    # A column no board reads leaves the kept table as it was.
+    counted.filter(id__in=list(flipped)).update(conv_metadata={"note": "edited"})
+    votes.load_table(filters)
+    assert reads[-1] == filters.last_vote_id - 5
+
+    # A flushed database makes its counter row again, under a new token: nothing kept matches.
+    VoteChanges.objects.all().delete()
+    votes.load_table(filters)
+    assert reads[-1] == 0 and VoteChanges.objects.get().changes == 0
 
 
 # --- Reading the table: id ranges over connections, chunks of ids, the digest -------------------------
