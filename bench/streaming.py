@@ -5,6 +5,7 @@ Prints figures, asserts nothing.
     python bench/streaming.py                                   # all scenarios, a few minutes on two cores
     python bench/streaming.py --scenario gradio --gradio 100    # one scenario, another size
     python bench/streaming.py --database-url postgres://postgres@127.0.0.1:5432/bench_streaming
+    python bench/streaming.py --workers 2 --redis-url redis://127.0.0.1:6379/9     # workers sharing a cache
 
 Three processes, all on 127.0.0.1:
     upstream   this script in `upstream` mode: an OpenAI-compatible server (asyncio, uvloop) that
@@ -325,7 +326,9 @@ def free_port() -> int:
 class Platform:
     """uvicorn serving the project in a subprocess, with its own database and models."""
 
-    def __init__(self, folder: Path, database_url: str | None, upstream_port: int, workers: int) -> None:
+    def __init__(
+        self, folder: Path, database_url: str | None, upstream_port: int, workers: int, redis_url: str | None
+    ) -> None:
         self.port = free_port()
         self.log = folder / "uvicorn.log"
         self.env = {
@@ -340,6 +343,8 @@ class Platform:
             "LOG_LEVEL": "WARNING",
         }
         self.env.pop("REDIS_URL", None)
+        if redis_url:  # the cache the workers share (the hand-over of a battle's turn goes through it)
+            self.env["REDIS_URL"] = redis_url
         self.upstream_port = upstream_port
         self.workers = workers
         self.folder = folder
@@ -554,6 +559,7 @@ def main() -> None:
     parser.add_argument("--gradio", type=int, default=250, help="battles of the Gradio load")
     parser.add_argument("--database-url", help="default: SQLite in a temporary file")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--redis-url", help="the platform's cache; default: local memory, one per worker")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: serve the upstream here
     args = parser.parse_args()
     use_uvloop()
@@ -572,7 +578,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         upstream_port = free_port()
         upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(upstream_port)])
-        platform = Platform(Path(tmp), args.database_url, upstream_port, args.workers)
+        platform = Platform(Path(tmp), args.database_url, upstream_port, args.workers, args.redis_url)
         try:
             wait_until_listening(upstream_port, upstream)
             platform.manage("migrate", "--noinput")
@@ -583,7 +589,7 @@ def main() -> None:
             )
             print("Streaming through the platform vs straight from the upstream: loopback, "
                   f"{os.cpu_count()} CPU cores, {args.workers} uvicorn worker(s), "
-                  f"database {database}")  # fmt: skip
+                  f"database {database}, cache {'Redis' if args.redis_url else 'local memory'}")  # fmt: skip
             if args.scenario in ("all", "latency"):
                 asyncio.run(latency(platform, upstream_port, args.latency, *latency_pace))
             if args.scenario in ("all", "concurrency"):
