@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -260,3 +261,28 @@ def test_a_streaming_battle_is_claimed_again_only_once_its_stream_is_stale(
     assert sorted(started.values_list("side", "status")) == [("a", "streaming"), ("b", "streaming")]
     assert all(a.params == {"temperature": a.turn.battle.llm(a.side).temperature,
                             "max_tokens": a.turn.battle.llm(a.side).max_tokens} for a in started)  # fmt: skip
+
+
+def test_the_latest_turn_read_gives_what_the_orm_gives(make_llm: Callable[..., LLM]) -> None:
+    a = make_llm(temperature=0.3, max_tokens=77, published_at=timezone.now(), api_key_env="KEY_A")
+    b = make_llm(state_reason="no longer in outage", notes="a note", weight=3)
+    battle = services.battle_start(session="s", prompt="First", mode="named", model_a=a.name, model_b=b.name)
+    _streamed(battle)
+    services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second")
+
+    turn = services._latest_turn(str(battle.pk).upper(), "s")
+    orm = Turn.objects.select_related("battle__model_a", "battle__model_b").get(battle=battle, index=1)
+    for mine, theirs in [
+        (turn, orm),
+        (turn.battle, orm.battle),
+        (turn.battle.model_a, orm.battle.model_a),
+        (turn.battle.model_b, orm.battle.model_b),
+    ]:
+        for f in type(theirs)._meta.concrete_fields:
+            assert getattr(mine, f.attname) == getattr(theirs, f.attname), f"{type(theirs).__name__}.{f.name}"
+            assert type(getattr(mine, f.attname)) is type(getattr(theirs, f.attname)), f.name
+        assert not mine._state.adding
+    assert services._latest_turn(battle.pk.hex, "s").pk == orm.pk
+    for wrong in [(str(battle.pk), "someone else"), ("not-a-uuid", "s"), (str(uuid.uuid4()), "s")]:
+        with pytest.raises(NotFound):
+            services._latest_turn(*wrong)
