@@ -179,15 +179,22 @@ def _streamed(battle: Battle) -> None:
     battle.state = Battle.State.READY
 
 
-def test_a_handed_over_turn_that_is_no_longer_the_latest_is_not_streamed(
-    make_llm: Callable[..., LLM],
-) -> None:
+def _second_turn_opened(make_llm: Callable[..., LLM]) -> tuple[Battle, Turn]:
+    """A battle whose first turn streamed and whose follow-up was opened; and its first turn as it
+    was handed over."""
     make_llm(), make_llm()
     battle = services.battle_start(session="s", prompt="First question")
     first = services._handed[str(battle.pk)][1]
     services.plan_stream(battle_id=str(battle.pk), session="s")
     _streamed(battle)
     services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second question")
+    return battle, first
+
+
+def test_a_handed_over_turn_that_is_no_longer_the_latest_is_not_streamed(
+    make_llm: Callable[..., LLM],
+) -> None:
+    battle, first = _second_turn_opened(make_llm)
     # This process still holds the first turn, as if the follow-up had been opened by another one.
     services._hand_over(first)
     plan = services.plan_stream(battle_id=str(battle.pk), session="s")
@@ -200,12 +207,7 @@ def test_a_handed_over_turn_that_is_no_longer_the_latest_is_not_streamed(
 def test_a_handed_over_turn_streamed_already_is_replayed_from_the_database(
     make_llm: Callable[..., LLM],
 ) -> None:
-    make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="First question")
-    first = services._handed[str(battle.pk)][1]
-    services.plan_stream(battle_id=str(battle.pk), session="s")
-    _streamed(battle)
-    services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second question")
+    battle, first = _second_turn_opened(make_llm)
     services.plan_stream(battle_id=str(battle.pk), session="s")
     _streamed(battle)
     services._hand_over(first)  # still pending in memory; both turns are done in the database

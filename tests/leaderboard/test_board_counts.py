@@ -181,12 +181,8 @@ def test_a_kept_table_reads_only_newer_votes_and_matches_a_full_read(
         assert np.array_equal(getattr(extended, column), getattr(full, column)), column
 
 
-def test_a_changed_vote_or_new_filters_make_the_next_load_read_everything_again(
-    arena: tuple[list[LLM], services.Filters],
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
-) -> None:
-    _, filters = arena
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the `after` of every VoteTable.read, in order (0: a read in full)."""
     reads: list[int] = []
     read = votes.VoteTable.read.__func__  # type: ignore[attr-defined]
 
@@ -195,6 +191,16 @@ def test_a_changed_vote_or_new_filters_make_the_next_load_read_everything_again(
         return read(cls, f, after=after)
 
     monkeypatch.setattr(votes.VoteTable, "read", classmethod(counting))
+    return reads
+
+
+def test_a_changed_vote_or_new_filters_make_the_next_load_read_everything_again(
+    arena: tuple[list[LLM], services.Filters],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _, filters = arena
+    reads = counted_reads(monkeypatch)
     monkeypatch.setattr(votes, "REREAD_IDS", 5)
     votes.load_table(filters)
     votes.load_table(filters)
@@ -248,14 +254,7 @@ def test_any_change_to_a_stored_vote_makes_the_next_load_read_everything_again(
 ) -> None:
     """A queryset's update() and SQL by hand send no signal: the vote table's triggers count them."""
     _, filters = arena
-    reads: list[int] = []
-    read = votes.VoteTable.read.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[votes.VoteTable], f: services.Filters, *, after: int = 0) -> votes.VoteTable:
-        reads.append(after)
-        return read(cls, f, after=after)
-
-    monkeypatch.setattr(votes.VoteTable, "read", classmethod(counting))
+    reads = counted_reads(monkeypatch)
     monkeypatch.setattr(votes, "REREAD_IDS", 5)  # a load that reads only the newest asks from last - 5
     votes.load_table(filters)
     counted = votes.counted_votes(last=filters.last_vote_id)
