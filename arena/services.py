@@ -42,7 +42,7 @@ class BattleError(DomainError):
 
 
 def session_hash(session_key: str) -> str:
-    """A keyed hash of the session key: stable per visitor, useless to anyone reading the table."""
+    """A keyed hash of the visitor's token: stable per visitor, useless to anyone reading the table."""
     return salted_hmac("arena.session", session_key, algorithm="sha256").hexdigest()
 
 
@@ -78,7 +78,8 @@ def _named_pair(model_a: object, model_b: object) -> tuple[LLM, LLM]:
     for key, name in names.items():
         if not isinstance(name, str) or not name:
             raise BattleError(f"Named mode needs {key}: the name of a model.", code="missing_model")
-    found = {llm.name: llm for llm in LLM.objects.public().active().filter(name__in=names.values())}
+    named = LLM.objects.public().active().filter(name__in=names.values()).order_by()  # order: none needed
+    found = {llm.name: llm for llm in named}
     for key, name in names.items():
         if name not in found:
             raise BattleError(f"{key}: no available model is named {name!r}.", code="unknown_model")

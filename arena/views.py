@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,14 +21,38 @@ from arena.models import Battle
 from config.errors import DomainError, error_body
 from providers.models import LLM
 
+# A voter is known by a signed cookie of their own holding a random token, not by a Django session:
+# opening a first-time visitor's session cost a uniqueness query, an insert and a commit on every
+# battle a new voter opened (half of the request's time in a burst of new voters, bench/streaming.py).
+# Sessions stay for the admin's and providers' logins.
+VISITOR_COOKIE = "arena_visitor"
+_VISITOR_SALT = "arena.visitor"
 
-def visitor(request: HttpRequest, *, create: bool = False) -> str | None:
-    """The visitor's session hash; with create, opens a session for a first-time visitor."""
-    session = request.session
-    if session.session_key is None and create:
-        session["arena"] = 1  # a non-empty, modified session is what makes Django send the cookie
-        session.save()
-    return services.session_hash(session.session_key) if session.session_key else None
+
+def visitor_token(request: HttpRequest) -> str | None:
+    """The token of the visitor's cookie, if it is one this site signed and it has not expired."""
+    return request.get_signed_cookie(
+        VISITOR_COOKIE, default=None, salt=_VISITOR_SALT, max_age=settings.SESSION_COOKIE_AGE
+    )
+
+
+def visitor(request: HttpRequest) -> str | None:
+    """The visitor's hash (what battles are stored under), or None for one without a cookie."""
+    token = visitor_token(request)
+    return services.session_hash(token) if token else None
+
+
+def remember_visitor(response: HttpResponse, token: str) -> None:
+    """(Re)sets the visitor's cookie: each battle opened keeps it for another SESSION_COOKIE_AGE."""
+    response.set_signed_cookie(
+        VISITOR_COOKIE,
+        token,
+        salt=_VISITOR_SALT,
+        max_age=settings.SESSION_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
 
 
 class BattleCreateThrottle(SimpleRateThrottle):
@@ -52,25 +77,36 @@ class ModelOutputSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: LLM) -> dict[str, Any]:
         if instance.visibility == LLM.Visibility.PRIVATE:
-            # A provider's unreleased variant stays anonymous even after the vote: it is seen only
-            # by its organisation until published (provider testing rules).
-            return {
-                "name": "",
-                "label": "An unreleased model under test",
-                "organization": "",
-                "license": "",
-                "demo": False,
-            }
+            return revealed(instance)
         return super().to_representation(instance)
+
+
+def revealed(llm: LLM) -> dict[str, Any]:
+    """What a visitor learns of a model once names are shown: ModelOutputSerializer's fields, built
+    directly on the battle paths (the serializer spent ~0.5 ms a model building its fields)."""
+    if llm.visibility == LLM.Visibility.PRIVATE:
+        # A provider's unreleased variant stays anonymous even after the vote: it is seen only by
+        # its organisation until published (provider testing rules).
+        return {
+            "name": "",
+            "label": "An unreleased model under test",
+            "organization": "",
+            "license": "",
+            "demo": False,
+        }
+    return {
+        "name": llm.name,
+        "label": llm.label,
+        "organization": llm.organization,
+        "license": llm.license,
+        "demo": llm.is_demo,
+    }
 
 
 def battle_models(battle: Battle) -> dict[str, Any]:
     if not battle.names_visible:
         return {"model_a": None, "model_b": None}
-    return {
-        "model_a": ModelOutputSerializer(battle.model_a).data,
-        "model_b": ModelOutputSerializer(battle.model_b).data,
-    }
+    return {"model_a": revealed(battle.model_a), "model_b": revealed(battle.model_b)}
 
 
 class BattleCreateApi(APIView):
@@ -85,9 +121,12 @@ class BattleCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        battle = services.battle_start(session=visitor(request, create=True) or "", **data.validated_data)
+        token = visitor_token(request) or secrets.token_urlsafe(32)
+        battle = services.battle_start(session=services.session_hash(token), **data.validated_data)
         body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
-        return Response(body, status=status.HTTP_201_CREATED)
+        response = Response(body, status=status.HTTP_201_CREATED)
+        remember_visitor(response, token)
+        return response
 
 
 class BattleDetailApi(APIView):

@@ -286,7 +286,7 @@ async def _battle(port: int, pair: tuple[str, str], a: Stream, b: Stream) -> tup
     status, headers, data = await call(port, "POST", "/api/v1/battles/", body)
     if status != 201:
         raise RuntimeError(f"POST /battles/ answered {status}: {data[:200]!r}")
-    cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("sessionid="))
+    cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("arena_visitor="))
     battle_id = json.loads(data)["id"]
     a.stream_start = b.stream_start = time.perf_counter()
     sides = {"a": a, "b": b}

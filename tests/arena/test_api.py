@@ -236,6 +236,30 @@ def test_another_visitors_battle_is_not_found(
     assert not Vote.objects.exists()
 
 
+def test_a_voter_is_known_by_a_signed_cookie_of_their_own_and_no_session_is_stored(
+    web: httpx.Client, models: tuple[LLM, LLM], live_asgi: str
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    first = web.post("/api/v1/battles/", json={"prompt": "Why is the sky blue?"})
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith("arena_visitor=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "sessionid" not in first.headers.get("set-cookie", "")
+    token = web.cookies["arena_visitor"]
+    battle_id = first.json()["id"]
+    # The same voter, on a later battle too: both are theirs, under one stored hash.
+    second = start(web)
+    assert web.cookies["arena_visitor"].split(":")[0] == token.split(":")[0]
+    assert len(set(Battle.objects.values_list("session_hash", flat=True))) == 1
+    assert not Session.objects.exists()
+    assert web.get(f"/api/v1/battles/{second}/").status_code == 200
+    # A token this site did not sign is no one's: the battle does not exist for its bearer.
+    value, _, signature = token.rpartition(":")
+    forged = f"{value}:{'A' * len(signature)}"
+    with httpx.Client(base_url=live_asgi, cookies={"arena_visitor": forged}) as forger:
+        assert_error(forger.get(f"/api/v1/battles/{battle_id}/"), 404, "no such battle")
+
+
 def test_bad_votes_are_rejected_and_change_nothing(web: httpx.Client, models: tuple[LLM, LLM]) -> None:
     battle_id = start(web)
     assert_error(web.post(f"/api/v1/battles/{battle_id}/vote/", json={"winner": "a"}), 409, "must end")
