@@ -294,16 +294,11 @@ def plan_stream(*, battle_id: object, session: str | None) -> StreamPlan:
     handed = _take_handed(battle_id, session)
     if handed is not None:
         try:
-            with transaction.atomic():
-                return _claim(handed.battle, handed, handed=True)
+            return _claim(handed.battle, handed, handed=True)
         except _NotLatest:
-            pass  # rolled back: nothing was claimed
+            pass  # nothing was claimed
     turn = _latest_turn(battle_id, session)
-    # One commit for the claim and both call records, not one each: on the path to the first token.
-    # A database error in any of them rolls the claim back too (the sides report the error), so
-    # the battle can be streamed again.
-    with transaction.atomic():
-        return _claim(turn.battle, turn)
+    return _claim(turn.battle, turn)
 
 
 def _latest_turn(battle_id: object, session: str | None) -> Turn:
@@ -379,26 +374,21 @@ def _from_row(model: type[models.Model], values: Iterator[Any]) -> Any:
 
 
 def _claim(battle: Battle, turn: Turn, *, handed: bool = False) -> StreamPlan:
-    """Claim the battle for streaming `turn` and write both call records; a plan to replay the turn
-    when it was streamed already.
+    """Claim the battle for streaming `turn` and write both call records, all or nothing; a plan to
+    replay the turn when it was streamed already.
 
-    A handed-over turn (`_take_handed`) is only claimed while both its answers still wait to be
-    streamed, which only the latest turn's do; otherwise `_NotLatest` is raised, in the caller's
-    transaction, so that the claim is rolled back.
+    What the calls need is made first (earlier turns, call specs), so that the claim and the records
+    go in one step: one statement on PostgreSQL, one transaction elsewhere. A handed-over turn
+    (`_take_handed`) is only claimed while both its answers still wait to be streamed, which only
+    the latest turn's do; otherwise nothing is claimed and `_NotLatest` is raised.
     """
-    if _claim_battle(battle):
-        battle.state = Battle.State.STREAMING
-        plan = StreamPlan(battle, turn, live=True)
-        # Both call records are written here, in the step that claims the battle, so that the
-        # calls themselves go out with no database step in front of them.
-        try:
-            earlier = _earlier_turns(turn)
-        except Exception as exc:  # reported on both sides' streams, like any failed call
-            if handed:
-                raise _NotLatest from exc
-            plan.calls = {Side.A: exc, Side.B: exc}
-            return plan
-        params: dict[str, dict[str, Any]] = {}
+    plan = StreamPlan(battle, turn, live=True)
+    params: dict[str, dict[str, Any]] = {}
+    try:
+        earlier = _earlier_turns(turn)
+    except Exception as exc:  # reported on both sides' streams, like any failed call
+        plan.calls = {Side.A: exc, Side.B: exc}
+    else:
         for side in (Side.A, Side.B):
             try:
                 spec = call_spec(battle.llm(side))
@@ -406,18 +396,17 @@ def _claim(battle: Battle, turn: Turn, *, handed: bool = False) -> StreamPlan:
                 params[side] = spec.sampling_params()
             except Exception as exc:  # reported on that side's stream, like any failed call
                 plan.calls[side] = exc
-        if handed and len(params) < 2:
-            raise _NotLatest  # the check below needs both records; the usual path reports the failure
-        if params:
-            try:
-                started = _answers_started(turn, params, waiting=handed)
-            except Exception as exc:  # no call goes out without its record
-                if handed:
-                    raise _NotLatest from exc
-                plan.calls.update(dict.fromkeys(params, exc))
-            else:
-                if handed and started < 2:
-                    raise _NotLatest
+    if handed and len(params) < 2:
+        raise _NotLatest  # the usual path reports the failure
+    try:
+        claimed = _claim_and_start(battle, turn, params, waiting=handed)
+    except Exception as exc:  # nothing claimed, and no call goes out without its record
+        if handed:
+            raise _NotLatest from exc
+        plan.calls.update(dict.fromkeys(params, exc))
+        return plan
+    if claimed:
+        battle.state = Battle.State.STREAMING
         return plan
     if handed:
         raise _NotLatest
@@ -446,14 +435,18 @@ def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
     return messages
 
 
-# The two statements of a claim, written out: the ORM spent a millisecond or two of Python building
-# them (filters, a Case over JSON values), on every battle's path to the first token.
+# The claim's statements, written out: the ORM spent a millisecond or two of Python building them
+# (filters, a Case over JSON values), on every battle's path to the first token. On PostgreSQL both
+# updates go in one statement (data-modifying CTEs), in autocommit: one round trip instead of four
+# (BEGIN, two updates, COMMIT), about a millisecond less before the calls go out.
 _CLAIM = (
     "UPDATE {table} SET {state} = %s, {updated} = %s "
     "WHERE {id} = %s AND ({state} = %s OR ({state} = %s AND {updated} < %s))"
 )
 _STARTED = "UPDATE {table} SET {status} = %s, {started} = %s, {params} = {value}, {text} = '', {error} = '' "
 _BOTH_SIDES = "CASE {side} WHEN %s THEN %s ELSE %s END"
+# Only if the turn's answers all wait: a handed-over turn that was streamed or superseded is not claimed.
+_ALL_WAITING = " AND NOT EXISTS (SELECT 1 FROM {answers} WHERE {turn} = %s AND {status} <> %s)"
 
 
 @functools.cache
@@ -468,9 +461,44 @@ def _value(model: type[models.Model], field: str, value: Any) -> Any:
     return model._meta.get_field(field).get_db_prep_value(value, connection)
 
 
-def _claim_battle(battle: Battle) -> bool:
-    """Move the battle to streaming if it waits for its answers, or if a stream left it streaming
-    for longer than a call may last (a worker that died mid-stream)."""
+def _claim_and_start(
+    battle: Battle, turn: Turn, params: dict[str, dict[str, Any]], *, waiting: bool = False
+) -> bool:
+    """Move the battle to streaming, if it waits for its answers or a stream left it streaming for
+    longer than a call may last (a worker that died mid-stream), and write the call records of the
+    sides in `params` (side: its sampling parameters); both or neither. True if it was claimed.
+
+    waiting: only claim it while all the turn's answers wait to be streamed (and then all are
+    written, or nothing is)."""
+    claim_sql, claim_params = _claim_battle(battle, turn if waiting else None)
+    if not params:
+        with connection.cursor() as cursor:
+            cursor.execute(claim_sql, claim_params)
+            return cursor.rowcount == 1
+    start_sql, start_params = _answers_started(turn, params)
+    if connection.vendor == "postgresql":
+        sql = (
+            f"WITH claimed AS ({claim_sql} RETURNING 1), "
+            f"started AS ({start_sql} AND EXISTS (SELECT 1 FROM claimed) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM started)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*claim_params, *start_params])
+            claimed, started = cursor.fetchone()
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(claim_sql, claim_params)
+            claimed = cursor.rowcount
+            started = 0
+            if claimed:
+                cursor.execute(start_sql, start_params)
+                started = cursor.rowcount
+    if claimed and started != len(params):  # a bug, not a race: the claim holds the battle's turn
+        raise RuntimeError(f"claimed {battle} but started {started} of {len(params)} answers")
+    return claimed == 1
+
+
+def _claim_battle(battle: Battle, waiting: Turn | None) -> tuple[str, list[Any]]:
     params = [
         Battle.State.STREAMING,
         _value(Battle, "updated", timezone.now()),
@@ -479,33 +507,37 @@ def _claim_battle(battle: Battle) -> bool:
         Battle.State.STREAMING,
         _value(Battle, "updated", _stale_before()),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_statement(Battle, _CLAIM, connection.vendor), params)
-        return cursor.rowcount == 1
+    sql = _statement(Battle, _CLAIM, connection.vendor)
+    if waiting is not None:
+        sql += _all_waiting(connection.vendor)
+        params += [waiting.pk, Answer.Status.PENDING]
+    return sql, params
 
 
-def _answers_started(turn: Turn, params: dict[str, dict[str, Any]], *, waiting: bool = False) -> int:
-    """The call records of the sides in `params` (side: its sampling parameters), in one statement;
-    how many were written. waiting: only answers that were never streamed."""
+@functools.cache
+def _all_waiting(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    return _ALL_WAITING.format(
+        answers=quote(Answer._meta.db_table),
+        turn=quote(Answer._meta.get_field("turn").column),
+        status=quote(Answer._meta.get_field("status").column),
+    )
+
+
+def _answers_started(turn: Turn, params: dict[str, dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The statement writing the call records of the sides in `params`, with its parameters."""
     sides = list(params)
     values = [_value(Answer, "params", params[side]) for side in sides]
     value, value_params = ("%s", values) if len(sides) == 1 else (_BOTH_SIDES, [sides[0], *values])
     where = "WHERE {turn} = %s AND {side} IN (" + ", ".join(["%s"] * len(sides)) + ")"
-    where += " AND {status} = %s" if waiting else ""
     template = _STARTED.replace("{value}", value) + where
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _statement(Answer, template, connection.vendor),
-            [
-                Answer.Status.STREAMING,
-                _value(Answer, "started", timezone.now()),
-                *value_params,
-                turn.pk,
-                *sides,
-                *([Answer.Status.PENDING] if waiting else []),
-            ],
-        )
-        return cursor.rowcount
+    return _statement(Answer, template, connection.vendor), [
+        Answer.Status.STREAMING,
+        _value(Answer, "started", timezone.now()),
+        *value_params,
+        turn.pk,
+        *sides,
+    ]
 
 
 def _answer_ended(turn: Turn, side: str, **fields: Any) -> None:

@@ -172,6 +172,33 @@ def test_a_turn_opened_here_streams_without_being_read_back(make_llm: Callable[.
     assert _turn_reads(read.captured_queries) == 1
 
 
+def test_on_postgresql_the_claim_and_both_call_records_are_one_statement(
+    make_llm: Callable[..., LLM],
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("data-modifying WITH is PostgreSQL's; elsewhere the two statements share a transaction")
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="Hi")
+    with CaptureQueriesContext(connection) as claim:
+        plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    assert plan.live and len(claim.captured_queries) == 1
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.STREAMING
+    assert all(a.params and a.status == "streaming" for a in Answer.objects.filter(turn=plan.turn))
+
+
+def test_a_handed_over_turn_with_an_answer_no_longer_waiting_is_not_claimed_at_all(
+    make_llm: Callable[..., LLM],
+) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(session="s", prompt="Hi")
+    turn = services._handed[str(battle.pk)][1]
+    Answer.objects.filter(turn=turn, side="b").update(status=Answer.Status.ERROR)
+    with pytest.raises(services._NotLatest):
+        services._claim(turn.battle, turn, handed=True)
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.PENDING
+    assert [a.params for a in Answer.objects.filter(turn=turn).order_by("side")] == [{}, {}]
+
+
 def _streamed(battle: Battle) -> None:
     """As if both answers of the battle's latest turn had streamed to their end."""
     Answer.objects.filter(turn__battle=battle).update(status=Answer.Status.DONE, text="An answer.")
