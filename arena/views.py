@@ -22,9 +22,8 @@ from config.errors import DomainError, error_body
 from providers.models import LLM
 
 # A voter is known by a signed cookie of their own holding a random token, not by a Django session:
-# opening a first-time visitor's session cost a uniqueness query, an insert and a commit on every
-# battle a new voter opened (half of the request's time in a burst of new voters, bench/streaming.py).
-# Sessions stay for the admin's and providers' logins.
+# opening a first-time visitor's session cost a uniqueness query, an insert, a commit and a cache
+# write on the first battle of every new voter. Sessions stay for the admin's logins.
 VISITOR_COOKIE = "arena_visitor"
 _VISITOR_SALT = "arena.visitor"
 
