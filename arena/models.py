@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -150,9 +150,9 @@ class Vote(models.Model):
     long_query = models.BooleanField(default=False)
     multi_turn = models.BooleanField(default=False)
     hard = models.BooleanField(default=False)
-    conv_metadata = models.JSONField(default=dict, blank=True)
     # What the ratings read, copied from the battle and from conv_metadata when the vote is stored
     # (set_facts), so that a recompute scans this one table: no join, no JSON (leaderboard.services).
+    # conv_metadata itself lives beside it (VoteMetadata), out of the rows every recompute scans.
     anonymous = models.BooleanField(default=True)
     model_a = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+", db_index=False)
     model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+", db_index=False)
@@ -183,9 +183,18 @@ class Vote(models.Model):
         return f"vote {self.winner} on battle {self.battle_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self._state.adding:
+        adding = self._state.adding
+        if adding:
             self.set_facts()
-        super().save(*args, **kwargs)
+        with transaction.atomic(using=kwargs.get("using"), savepoint=False):
+            super().save(*args, **kwargs)
+            if adding and self.conv_metadata:
+                VoteMetadata.objects.create(vote=self, conv_metadata=self.conv_metadata)
+
+    @classmethod
+    def metadata_rows(cls, votes: list[Vote]) -> list[VoteMetadata]:
+        """The side rows of saved votes' conv_metadata, for bulk_create callers."""
+        return [VoteMetadata(vote=v, conv_metadata=v.conv_metadata) for v in votes if v.conv_metadata]
 
     def set_facts(self) -> None:
         """Copy the battle's mode and models and the style counts onto the vote (bulk_create callers
@@ -198,3 +207,31 @@ class Vote(models.Model):
         for columns, counts in zip(self.STYLE_COLUMNS, style_counts(self.conv_metadata), strict=True):
             for column, count in zip(columns, counts, strict=True):
                 setattr(self, column, count)
+
+    @property
+    def conv_metadata(self) -> dict[str, Any]:
+        """The style counts in the public battle format's `conv_metadata` shape, as stored with the
+        vote or imported with it ({} if none); fixed at vote time, like the facts copied from it."""
+        if "_conv_metadata" not in self.__dict__:
+            try:
+                self.__dict__["_conv_metadata"] = self.metadata.conv_metadata
+            except VoteMetadata.DoesNotExist:
+                self.__dict__["_conv_metadata"] = {}
+        return self.__dict__["_conv_metadata"]
+
+    @conv_metadata.setter
+    def conv_metadata(self, value: dict[str, Any]) -> None:
+        self.__dict__["_conv_metadata"] = value
+
+
+class VoteMetadata(models.Model):
+    """A vote's conv_metadata (`Vote.conv_metadata`), kept out of the vote table: it is most of a
+    vote row's bytes (about 730 of 870 in the public format), and every recompute scans the votes
+    for the columns copied from it. The export reads it back (leaderboard.dumps). Only votes with
+    counts have one."""
+
+    vote = models.OneToOneField(Vote, on_delete=models.CASCADE, primary_key=True, related_name="metadata")
+    conv_metadata = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"conv_metadata of {self.vote_id}"

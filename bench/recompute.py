@@ -114,10 +114,11 @@ METADATA = (
 )
 BATTLE_COLUMNS = "id, mode, state, session_hash, created, updated, model_a_id, model_b_id"
 VOTE_COLUMNS = (
-    "winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, conv_metadata, "
+    "id, winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, "
     "anonymous, model_a_id, model_b_id, length_a, headers_a, lists_a, bold_a, length_b, headers_b, lists_b, "
     "bold_b"
 )
+METADATA_COLUMNS = "vote_id, conv_metadata"
 
 
 def setup_django(database_url: str) -> None:
@@ -196,18 +197,22 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
         cursor.execute("SET LOCAL session_replication_role = replica")
         for first in range(0, args.votes, CHUNK):
             size = min(CHUNK, args.votes - first)
-            battles, votes = chunk_rows(
+            battles, votes, metadata = chunk_rows(
                 np.random.default_rng([args.seed, first]), first, size, args, theta, habits, sessions, llm_ids
             )
             with cursor.copy(f"COPY arena_battle ({BATTLE_COLUMNS}) FROM STDIN") as copy:
                 copy.write(battles)
             with cursor.copy(f"COPY arena_vote ({VOTE_COLUMNS}) FROM STDIN") as copy:
                 copy.write(votes)
-            del battles, votes
+            with cursor.copy(f"COPY arena_votemetadata ({METADATA_COLUMNS}) FROM STDIN") as copy:
+                copy.write(metadata)
+            del battles, votes, metadata
+        # The votes' ids were given (1, 2, ... as the metadata rows name them): move the sequence on.
+        cursor.execute("SELECT setval(pg_get_serial_sequence('arena_vote', 'id'), %s)", [max(args.votes, 1)])
     copied = time.perf_counter()
     with connection.cursor() as cursor:
         # A bulk load leaves hint bits unset and no statistics: the first reader would pay for both.
-        cursor.execute("VACUUM (ANALYZE) arena_battle, arena_vote, providers_llm")
+        cursor.execute("VACUUM (ANALYZE) arena_battle, arena_vote, arena_votemetadata, providers_llm")
     return {
         "reused": False,
         "seconds": time.perf_counter() - started,
@@ -225,8 +230,9 @@ def chunk_rows(
     habits: np.ndarray,
     sessions: list[str],
     llm_ids: np.ndarray,
-) -> tuple[str, str]:
-    """COPY text of `n` battles and their votes, the first being number `first` of the data set."""
+) -> tuple[str, str, str]:
+    """COPY text of `n` battles, their votes and the votes' conv_metadata, the first being number
+    `first` of the data set (vote id `first` + 1)."""
     m = args.models
     a = rng.integers(0, m, n)
     b = (a + rng.integers(1, m, n)) % m
@@ -286,12 +292,12 @@ def chunk_rows(
     # The columns a vote copies from its battle and its style counts (arena.models.Vote.set_facts).
     facts = ["\t".join(f"{x:g}" for x in row) for row in totals.reshape(n, 8).tolist()]
     votes = "".join(
-        f"{winner_list[i]}\t\t{vote_at[i]}\t{ids[i]}\t{coding[i]}\t{hard[i]}\t{long_query[i]}\t"
-        f"{multi_turn[i]}\t{language_list[i]}\t{METADATA.format(*metadata_numbers[i])}\t"
-        f"t\t{model_a[i]}\t{model_b[i]}\t{facts[i]}\n"
+        f"{first + i + 1}\t{winner_list[i]}\t\t{vote_at[i]}\t{ids[i]}\t{coding[i]}\t{hard[i]}\t"
+        f"{long_query[i]}\t{multi_turn[i]}\t{language_list[i]}\tt\t{model_a[i]}\t{model_b[i]}\t{facts[i]}\n"
         for i in range(n)
     )
-    return battles, votes
+    metadata = "".join(f"{first + i + 1}\t{METADATA.format(*metadata_numbers[i])}\n" for i in range(n))
+    return battles, votes, metadata
 
 
 # --- Our path ------------------------------------------------------------------------------------------
@@ -452,14 +458,14 @@ def naive_board(filters: Any, style: bool, bootstrap: int, seed: int) -> dict[st
 
     votes, _ = services.filtered_votes(filters)
     fields = ["battle__model_a_id", "battle__model_b_id", "winner"]
-    rows = list(votes.order_by("id").values_list(*fields, *(["conv_metadata"] if style else [])))
+    rows = list(votes.order_by("id").values_list(*fields, *(["metadata__conv_metadata"] if style else [])))
     model_ids = sorted({row[0] for row in rows} | {row[1] for row in rows})
     index = {pk: i for i, pk in enumerate(model_ids)}
     a = np.array([index[row[0]] for row in rows], dtype=np.int64)
     b = np.array([index[row[1]] for row in rows], dtype=np.int64)
     outcome = np.array([services.OUTCOME[row[2]] for row in rows], dtype=np.int64)
     if style:
-        sides = np.array([rating.style_counts(row[3]) for row in rows], dtype=np.float64)
+        sides = np.array([rating.style_counts(row[3] or {}) for row in rows], dtype=np.float64)
         features = rating.style_delta(sides[:, 0], sides[:, 1])
         result = rating.rate_style(
             a, b, outcome, features, len(model_ids), bootstrap=bootstrap, seed=seed

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
-from arena.models import Battle, Vote
+from arena.models import Battle, Vote, VoteMetadata
 from leaderboard.rating import BattleFileError, iter_records, read_battle
 from providers.models import LLM
 
@@ -80,7 +80,7 @@ def export_record(vote: Vote) -> dict[str, Any]:
 def export_lines(votes: QuerySet[Vote]) -> Iterator[str]:
     """JSON lines of the votes, in id order, streamed from the database in chunks."""
     rows = (
-        votes.select_related("battle__model_a", "battle__model_b")
+        votes.select_related("battle__model_a", "battle__model_b", "metadata")
         .annotate(turn_count=Count("battle__turns"))
         .order_by("id")
     )
@@ -119,6 +119,7 @@ def import_battles(path: str | Path) -> ImportReport:
                 votes.append(vote)
             Battle.objects.bulk_create(battles)
             Vote.objects.bulk_create(votes)
+            VoteMetadata.objects.bulk_create(Vote.metadata_rows(votes))
         report.battles = len(records)
     return report
 

@@ -44,3 +44,38 @@ def test_existing_votes_get_their_models_mode_and_style_counts() -> None:
     assert (second.model_a_id, second.model_b_id, second.anonymous) == (b.pk, a.pk, True)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_conv_metadata_moves_beside_the_votes_and_back_unchanged() -> None:
+    before = [("arena", "0006_vote_partial_indexes")]
+    after = [("arena", "0007_vote_metadata")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    llm = old.get_model("providers", "LLM")
+    a, b = (
+        llm.objects.create(name=n, display_name=n, organization="O", backend="demo", model="m") for n in "ab"
+    )
+    battle, vote = old.get_model("arena", "Battle"), old.get_model("arena", "Vote")
+    counts = {"sum_assistant_a_tokens": 40, "header_count_b": {"h1": 1, "h2": 2}, "note": "ü"}
+    ids = []
+    for metadata in (counts, {}):
+        played = battle.objects.create(model_a=a, model_b=b, state="voted", session_hash="x")
+        ids.append(
+            vote.objects.create(battle=played, winner="a", model_a=a, model_b=b, conv_metadata=metadata).pk
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    moved = executor.loader.project_state(after).apps.get_model("arena", "VoteMetadata")
+    # Only the vote with counts gets a row, with its JSON as it was.
+    assert list(moved.objects.values_list("vote_id", "conv_metadata")) == [(ids[0], counts)]
+
+    executor.loader.build_graph()
+    executor.migrate(before)
+    back = executor.loader.project_state(before).apps.get_model("arena", "Vote")
+    assert list(back.objects.order_by("id").values_list("conv_metadata", flat=True)) == [counts, {}]
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from arena.models import Battle, Vote
+from arena.models import Battle, Vote, VoteMetadata
 from leaderboard import boards, rating, services, votes
 from leaderboard.models import VoteChanges
 from providers.models import LLM
@@ -62,6 +62,7 @@ def random_votes(models: list[LLM], n: int, rng: random.Random) -> None:
         votes.append(vote)
     Battle.objects.bulk_create(battles)
     Vote.objects.bulk_create(votes)
+    VoteMetadata.objects.bulk_create(Vote.metadata_rows(votes))
 
 
 @pytest.fixture
@@ -131,7 +132,9 @@ def test_style_rows_are_the_counted_votes_with_their_style_counts_in_id_order(
     monkeypatch.setattr(votes, "CHUNK_IDS", chunk)
     _, filters = arena
     counted, _ = services.filtered_votes(filters)
-    expected = list(counted.order_by("id").values_list("model_a_id", "model_b_id", "winner", "conv_metadata"))
+    expected = list(
+        counted.order_by("id").values_list("model_a_id", "model_b_id", "winner", "metadata__conv_metadata")
+    )
 
     a, b, w, features = votes.style_rows(votes.VoteTable.read(filters), filters)
 
@@ -139,7 +142,7 @@ def test_style_rows_are_the_counted_votes_with_their_style_counts_in_id_order(
     assert a.tolist() == [row[0] for row in expected]
     assert b.tolist() == [row[1] for row in expected]
     assert [services.WINNERS[k] for k in w] == [row[2] for row in expected]
-    counts = np.array([rating.style_counts(row[3]) for row in expected])
+    counts = np.array([rating.style_counts(row[3] or {}) for row in expected])
     assert np.array_equal(features, rating.style_delta(counts[:, 0], counts[:, 1]))  # to the last bit
 
 
@@ -267,12 +270,13 @@ def test_any_change_to_a_stored_vote_makes_the_next_load_read_everything_again(
 
     gone = counted.order_by("id").values_list("id", flat=True)[0]
     with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {VoteMetadata._meta.db_table} WHERE vote_id = %s", [gone])
         cursor.execute(f"DELETE FROM {Vote._meta.db_table} WHERE id = %s", [gone])
     table = votes.load_table(filters)
     assert reads[-1] == 0 and gone not in table.ids
 
     # A column no board reads leaves the kept table as it was.
-    counted.filter(id__in=list(flipped)).update(conv_metadata={"note": "edited"})
+    VoteMetadata.objects.filter(vote__in=list(flipped)).update(conv_metadata={"note": "edited"})
     votes.load_table(filters)
     assert reads[-1] == filters.last_vote_id - 5
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 
-from arena.models import Vote
+from arena.models import Vote, VoteMetadata
 from leaderboard import services, views
 from leaderboard.models import Snapshot
 from providers.models import LLM
@@ -41,7 +41,9 @@ def battles(models: list[LLM], n: int = 40, **tags) -> None:
         for i in range(len(models)):
             for j in range(i + 1, len(models)):
                 vote = voted_battle(models[i], models[j], "a" if k % 4 else "b")
-                Vote.objects.filter(pk=vote.pk).update(conv_metadata=long if k % 2 else {}, **tags)
+                Vote.objects.filter(pk=vote.pk).update(**tags)
+                if k % 2:
+                    VoteMetadata.objects.create(vote=vote, conv_metadata=long)
 
 
 def test_a_snapshots_votes_reproduce_its_ratings_through_the_command_line(
