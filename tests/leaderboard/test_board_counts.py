@@ -343,9 +343,13 @@ def test_on_postgresql_the_id_ranges_are_read_side_by_side_over_connections_of_t
     monkeypatch.setattr(votes, "SPLIT_IDS", 50)
     threads: set[str] = set()
     read_range = votes._read_range
+    # Each read waits until all three have started: only reads running side by side get past it (a
+    # pool thread that had finished one range could otherwise take the next, one after the other).
+    all_started = threading.Barrier(3, timeout=10)
 
     def recording(*args: Any) -> Any:
         threads.add(threading.current_thread().name)
+        all_started.wait()
         return read_range(*args)
 
     monkeypatch.setattr(votes, "_read_range", recording)
