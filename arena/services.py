@@ -472,12 +472,12 @@ def _claim_and_start(
 
     waiting: only claim it while all the turn's answers wait to be streamed (and then all are
     written, or nothing is)."""
-    claim_sql, claim_params = _claim_battle(battle, turn if waiting else None)
+    claim_sql, claim_params = _claim_statement(battle, turn if waiting else None)
     if not params:
         with connection.cursor() as cursor:
             cursor.execute(claim_sql, claim_params)
             return cursor.rowcount == 1
-    start_sql, start_params = _answers_started(turn, params)
+    start_sql, start_params = _start_statement(turn, params)
     if connection.vendor == "postgresql":
         sql = (
             f"WITH claimed AS ({claim_sql} RETURNING 1), "
@@ -500,7 +500,9 @@ def _claim_and_start(
     return claimed == 1
 
 
-def _claim_battle(battle: Battle, waiting: Turn | None) -> tuple[str, list[Any]]:
+def _claim_statement(battle: Battle, waiting: Turn | None) -> tuple[str, list[Any]]:
+    """The battle's update to streaming (see `_claim_and_start`), with its parameters; with
+    `waiting`, only while none of that turn's answers has left pending."""
     params = [
         Battle.State.STREAMING,
         _value(Battle, "updated", timezone.now()),
@@ -526,7 +528,7 @@ def _all_waiting(vendor: str) -> str:
     )
 
 
-def _answers_started(turn: Turn, params: dict[str, dict[str, Any]]) -> tuple[str, list[Any]]:
+def _start_statement(turn: Turn, params: dict[str, dict[str, Any]]) -> tuple[str, list[Any]]:
     """The statement writing the call records of the sides in `params`, with its parameters."""
     sides = list(params)
     values = [_value(Answer, "params", params[side]) for side in sides]

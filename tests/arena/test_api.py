@@ -380,11 +380,12 @@ def test_a_failure_before_the_call_still_ends_the_stream(
 def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle_to_retry(
     web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(turn: Turn, params: dict[str, dict[str, Any]], **_: Any) -> int:
-        # A statement the database itself rejects, as a lost connection or a full disk would be.
-        return Answer.objects.filter(turn=turn).extra(where=["no_such_column = 1"]).update(text="")
+    def broken(turn: Turn, params: dict[str, dict[str, Any]]) -> tuple[str, list[Any]]:
+        # A statement the database itself rejects, as a lost connection or a full disk would be:
+        # it runs with the claim (in its statement or its transaction), after the battle's update.
+        return f"UPDATE {Answer._meta.db_table} SET no_such_column = 1 WHERE turn_id = %s", [turn.pk]
 
-    monkeypatch.setattr("arena.services._answers_started", broken)
+    monkeypatch.setattr("arena.services._start_statement", broken)
     battle_id = start(web)
     events, _ = stream(web, battle_id)
     assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
