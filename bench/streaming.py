@@ -24,10 +24,14 @@ Scenarios
                  errors counted, and the most streams the upstream saw open at the same moment
     gradio       Gradio's streaming benchmark load: 250 battles at once, each side 500 tokens at 100
                  tokens/s (ideal 5.0 s a stream); completion time of each stream, direct and through
-                 the platform
+                 the platform, twice: as voters do (each battle's stream opened as soon as it is
+                 created), then with every battle created first and all streams opened at one moment
 
 "From POST" counts from the battle's creation request, as a voter waits; "from GET" from the
-stream request, which is what starts the upstream calls.
+stream request, which is what starts the upstream calls. Battles opened as voters do start their
+streams over the seconds their creation takes, which spreads the relaying: the second pass shows
+what the relay alone holds when every stream runs at once. CPU time is printed for each process
+(the platform, the upstream, this client): all three share the machine's cores.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 HOST = "127.0.0.1"
 # Seconds a battle may take beyond its streams' own length before it counts as an error.
 GRACE = 120.0
@@ -79,7 +84,8 @@ class Upstream:
             while True:
                 _, path, _, body = await read_request(reader)
                 if path == "/stats":
-                    await respond_json(writer, {"max_open": self.max_open, "streams": self.streams})
+                    stats = {"max_open": self.max_open, "streams": self.streams, "cpu": time.process_time()}
+                    await respond_json(writer, stats)
                 elif path == "/reset":
                     self.max_open, self.streams = self.open, 0
                     await respond_json(writer, {})
@@ -230,6 +236,7 @@ class Stream:
     """One answer's timeline, in perf_counter seconds."""
 
     start: float  # the request that caused it (POST for the platform, the upstream call when direct)
+    created: float = 0.0  # the battle's creation answered (platform only)
     stream_start: float = 0.0  # the GET of the battle's stream (= start when direct)
     tokens: list[float] = field(default_factory=list)
     done: float | None = None
@@ -268,26 +275,39 @@ async def direct_stream(port: int, model: str, limit: float) -> Stream:
     return stream
 
 
-async def battle(port: int, pair: tuple[str, str], limit: float) -> tuple[Stream, Stream, str]:
-    """One battle through the public API: (side a, side b, the battle's final state or an error)."""
+async def battle(
+    port: int, pair: tuple[str, str], limit: float, together: Barrier | None = None
+) -> tuple[Stream, Stream, str]:
+    """One battle through the public API: (side a, side b, the battle's final state or an error).
+
+    With `together`, the battle's stream is opened only once every battle of the barrier was created.
+    """
     start = time.perf_counter()
     a, b = Stream(start=start), Stream(start=start)
     try:
         async with asyncio.timeout(limit):
-            return await _battle(port, pair, a, b)
+            return await _battle(port, pair, a, b, together)
     except TimeoutError:
         return a, b, f"no end within {limit:g} s"
     except (OSError, RuntimeError, ValueError, StopIteration, asyncio.IncompleteReadError) as exc:
         return a, b, f"{type(exc).__name__}: {exc}"
+    finally:
+        if together is not None and not a.created:
+            together.drop_out()
 
 
-async def _battle(port: int, pair: tuple[str, str], a: Stream, b: Stream) -> tuple[Stream, Stream, str]:
+async def _battle(
+    port: int, pair: tuple[str, str], a: Stream, b: Stream, together: Barrier | None
+) -> tuple[Stream, Stream, str]:
     body = {"prompt": "hi", "mode": "named", "model_a": pair[0], "model_b": pair[1]}
     status, headers, data = await call(port, "POST", "/api/v1/battles/", body)
     if status != 201:
         raise RuntimeError(f"POST /battles/ answered {status}: {data[:200]!r}")
     cookie = next(v.split(";")[0] for k, v in headers if k == "set-cookie" and v.startswith("arena_visitor="))
     battle_id = json.loads(data)["id"]
+    a.created = b.created = time.perf_counter()
+    if together is not None:
+        await together.wait()
     a.stream_start = b.stream_start = time.perf_counter()
     sides = {"a": a, "b": b}
     state = "no end event"
@@ -302,6 +322,23 @@ async def _battle(port: int, pair: tuple[str, str], a: Stream, b: Stream) -> tup
         elif item["type"] == "end":
             state = item["state"]
     return a, b, state
+
+
+class Barrier:
+    """Releases its waiters once each of `parties` waits or drops out (a battle that failed first)."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.released = asyncio.Event()
+
+    def drop_out(self) -> None:
+        self.parties -= 1
+        if self.parties <= 0:
+            self.released.set()
+
+    async def wait(self) -> None:
+        self.drop_out()
+        await self.released.wait()
 
 
 def ms(values: list[float], q: float) -> float:
@@ -430,6 +467,20 @@ async def at_once(n: int, make: Callable[[], Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*(make() for _ in range(n)))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of process `pid` and its children (uvicorn's workers) so far; Linux only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 async def upstream_stats(port: int, path: str) -> dict[str, Any]:
     return json.loads((await call(port, "GET", path))[2])
 
@@ -522,26 +573,57 @@ async def gradio(platform: Platform, upstream_port: int, n: int, tokens: int, in
     print(f"\ngradio load: {n} battles at once, each side {tokens} tokens at {1000 / interval:g} tokens/s "
           f"(ideal {ideal:.1f} s a stream)")  # fmt: skip
     limit = ideal + GRACE
+    pair = (f"bench-a-{pace}", f"bench-b-{pace}")
+    # The load itself costs CPU time on the same two cores: the upstream's and this client's, measured here.
+    upstream_cpu = (await upstream_stats(upstream_port, "/stats"))["cpu"]
+    client_cpu, direct_wall = time.process_time(), time.perf_counter()
     direct = await at_once(2 * n, lambda: direct_stream(upstream_port, pace, limit))
-    battles = await at_once(n, lambda: battle(platform.port, (f"bench-a-{pace}", f"bench-b-{pace}"), limit))
+    upstream_cpu = (await upstream_stats(upstream_port, "/stats"))["cpu"] - upstream_cpu
+    client_cpu, direct_wall = time.process_time() - client_cpu, time.perf_counter() - direct_wall
+    # As voters: each battle opens its stream as soon as it is created.
+    as_created, cpu, wall = await measured(
+        platform, lambda: at_once(n, lambda: battle(platform.port, pair, limit))
+    )
+    # The streams alone: every battle created first, then all streams opened at the same moment.
+    together = Barrier(n)
+    at_one_moment, cpu_together, wall_together = await measured(
+        platform, lambda: at_once(n, lambda: battle(platform.port, pair, limit, together))
+    )
     within_label = f"within {ideal * 1.2:g} s"
-    print(f"  {'stream completion (s)':<30}{'p50':>8}{'p99':>8}{'max':>8}{within_label:>14}{'errors':>8}")
+    print(f"  {'stream completion (s)':<42}{'p50':>8}{'p99':>8}{'max':>8}{within_label:>14}{'errors':>8}")
     for label, streams, origin in (
         ("direct (2N streams)", direct, "start"),
-        ("platform, from GET", flat(battles), "stream_start"),
-        ("platform, from POST", flat(battles), "start"),
+        ("platform, from POST", flat(as_created), "start"),
+        ("platform, from GET", flat(as_created), "stream_start"),
+        ("platform, all streams opened at once, GET", flat(at_one_moment), "stream_start"),
     ):
         done = [s.done - getattr(s, origin) for s in streams if s.done is not None and not s.error]
         within = sum(1 for d in done if d <= ideal * 1.2)
         errors = sum(1 for s in streams if s.error or s.done is None)
-        print(f"  {label:<30}{ms(done, 0.5) / 1000:>8.2f}{ms(done, 0.99) / 1000:>8.2f}"
+        print(f"  {label:<42}{ms(done, 0.5) / 1000:>8.2f}{ms(done, 0.99) / 1000:>8.2f}"
               f"{max(done, default=math.nan):>8.2f}{f'{within}/{len(streams)}':>14}{errors:>8}")  # fmt: skip
     # Where a slow stream lost its time: getting started (the request path) or relaying tokens.
-    streams = flat(battles)
-    started = [s.ttft_from_get for s in streams if s.ttft_from_get is not None]
-    relayed = [s.done - s.tokens[0] for s in streams if s.done is not None and s.tokens and not s.error]
-    print(f"  platform: first token from GET p50/p99 {seconds(started)} s, "
-          f"first token to done p50/p99 {seconds(relayed)} s")  # fmt: skip
+    for label, battles, used, took in (
+        ("as created", as_created, cpu, wall),
+        ("all at once", at_one_moment, cpu_together, wall_together),
+    ):
+        streams = flat(battles)
+        created = [s.created - s.start for s in streams if s.created]
+        started = [s.ttft_from_get for s in streams if s.ttft_from_get is not None]
+        relayed = [s.done - s.tokens[0] for s in streams if s.done is not None and s.tokens and not s.error]
+        print(f"  {label}: battle created (POST answered) p50/p99 {seconds(created)} s, "
+              f"first token from GET {seconds(started)} s, first token to done {seconds(relayed)} s; "
+              f"platform CPU {used:.1f} s over {took:.1f} s")  # fmt: skip
+    print(f"  direct: the upstream's CPU {upstream_cpu:.1f} s and this client's {client_cpu:.1f} s "
+          f"over {direct_wall:.1f} s (all {2 * n * tokens:,} tokens)")  # fmt: skip
+
+
+async def measured(platform: Platform, run: Callable[[], Awaitable[T]]) -> tuple[T, float, float]:
+    """What `run` returned, the platform's CPU seconds meanwhile, and the wall seconds it took."""
+    assert platform.process is not None
+    cpu, wall = cpu_seconds(platform.process.pid), time.perf_counter()
+    result = await run()
+    return result, cpu_seconds(platform.process.pid) - cpu, time.perf_counter() - wall
 
 
 def seconds(values: list[float]) -> str:
