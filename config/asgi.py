@@ -2,25 +2,20 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Any
 
 from django.conf import settings
-from django.core.asgi import get_asgi_application
+from django.urls import get_resolver
 
-from config.admission import ProcessingLimit
+from config import handlers
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+application = handlers.application(threads=settings.WEB_REQUESTS_IN_PROGRESS)
 
-def is_battle_stream(scope: dict[str, Any]) -> bool:
-    """A battle's answer stream holds no thread (its one database step runs on the shared pool):
-    it does not wait behind battle creations for a place."""
-    return scope["path"].endswith("/stream")
-
-
-application = ProcessingLimit(
-    get_asgi_application(), settings.WEB_REQUESTS_IN_PROGRESS, exempt=is_battle_stream
-)
+# The URL configuration imports every view module, and through them the rating code (numpy, scipy):
+# Django would import it on the first request, which under a burst stalled the event loop and every
+# stream on it for most of a second (bench/streaming.py). Load it with the process instead.
+_url_patterns = get_resolver().url_patterns
 
 # Everything loaded so far (Django, the apps, their modules) lives as long as the process: move it
 # out of the collector's sight, so that a full collection walks only what requests allocate. A

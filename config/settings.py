@@ -59,7 +59,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.middleware.SyncChain",  # last: the chain runs on one thread (see its docstring)
+]
+# The middleware an asynchronous view (a battle's answer stream) runs behind, on the event loop
+# (config/handlers.py): those of the list above that only check the request and set headers.
+ASYNC_VIEW_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -187,8 +193,9 @@ LEADERBOARD_READ_CONNECTIONS = env.int("LEADERBOARD_READ_CONNECTIONS", default=2
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 
 # --- Web server ------------------------------------------------------------------------------------
-# Requests one server process works on at once (until each response starts); the rest queue in
-# arrival order (config/admission.py). Streamed answers do not count once their headers are sent.
+# Synchronous requests one server process works on at once, each on a thread of a pool this size;
+# the rest queue in arrival order (config/handlers.py). Answer streams run on the event loop and
+# do not count.
 WEB_REQUESTS_IN_PROGRESS = env.int("WEB_REQUESTS_IN_PROGRESS", default=4)
 
 # --- Upstream calls ------------------------------------------------------------------------------

@@ -1,14 +1,10 @@
 from __future__ import annotations
 
 import csv
-import itertools
-from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
@@ -105,36 +101,11 @@ def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
             error_body("No such snapshot, or it predates vote export.", "not_found"), status=404
         )
     votes, _ = filtered_votes(Filters.from_json(snapshot.params["filters"]))
-    response = StreamingHttpResponse(
-        streamed(request, export_lines(votes)), content_type="application/x-ndjson"
-    )
+    response = StreamingHttpResponse(export_lines(votes), content_type="application/x-ndjson")
     response["Content-Disposition"] = (
         f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}-votes.jsonl"'
     )
     return response
-
-
-# Lines per piece of a download streamed under ASGI (see `streamed`).
-STREAM_BATCH = 2000
-
-
-def streamed(request: HttpRequest, lines: Iterator[str]) -> Iterable[str] | AsyncIterator[str]:
-    """A streaming body of `lines` that streams under either server.
-
-    Under ASGI, Django reads a plain iterator to its end before it sends the first byte: a board's
-    3M votes would be built in memory, gigabytes of them, before the download began. There the lines
-    are read a batch at a time, each in the request's thread (a database cursor stays on its thread)
-    and sent before the next is read. Under WSGI the iterator itself streams.
-    """
-    if not isinstance(request, ASGIRequest):
-        return lines
-    batch = sync_to_async(lambda: "".join(itertools.islice(lines, STREAM_BATCH)), thread_sensitive=True)
-
-    async def pieces() -> AsyncIterator[str]:
-        while piece := await batch():
-            yield piece
-
-    return pieces()
 
 
 def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:

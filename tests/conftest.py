@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import uvicorn
-from django.core.asgi import get_asgi_application
+from django.conf import settings
 from django.core.cache import cache
 
+from config import handlers
 from leaderboard import votes
 from providers.models import LLM
 
@@ -54,7 +55,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_asgi(transactional_db: None) -> Iterator[str]:
-    """The project served by a real uvicorn on 127.0.0.1, in a thread of this process.
+    """The project served by a real uvicorn on 127.0.0.1, in a thread of this process, through the
+    handlers the web process uses (config/handlers.py).
 
     Same process, so `settings` overrides apply; rows must be committed (transactional_db) for
     the server's threads to see them.
@@ -62,7 +64,11 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            get_asgi_application(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            handlers.application(threads=settings.WEB_REQUESTS_IN_PROGRESS),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

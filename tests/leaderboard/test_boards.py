@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 
 from arena.models import Vote, VoteMetadata
+from config import handlers
 from leaderboard import services, views
 from leaderboard.models import Snapshot
 from providers.models import LLM
@@ -148,7 +148,7 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
     battles(models, n=3)  # 18 votes
     services.recompute_all()
     snapshot = Snapshot.objects.of_board("overall").latest_first().first()
-    monkeypatch.setattr(views, "STREAM_BATCH", 4)
+    monkeypatch.setattr(handlers, "PIECE_BYTES", 1000)  # a few votes a piece
     read: list[str] = []
     export = views.export_lines
 
@@ -183,7 +183,7 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 80),
         }
-        await ASGIHandler()(scope, requests.get, send)
+        await handlers.application(threads=1)(scope, requests.get, send)
 
     asyncio.run(download())
     lines = b"".join(body for body, _ in sent).decode().splitlines()
