@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -189,7 +189,7 @@ class ModelListApi(APIView):
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 @require_GET

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
@@ -18,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from providers.base import CallSpec, Chunk, UpstreamError
 
@@ -231,7 +231,7 @@ class Exchange:
     def parse(self, data: str) -> Any:
         """The JSON of one event's data; anything else is an unreadable answer."""
         try:
-            return json.loads(data)
+            return orjson.loads(data)
         except ValueError:
             raise self.error(UNREADABLE, f"non-JSON data from {self.url}: {data[:300]!r}") from None
 
