@@ -93,9 +93,9 @@ class PooledThreads(ASGIHandler):
     """Synchronous requests, each in one call on one of `size` threads; the others wait their turn.
 
     A request holds its thread until its response is ready, not while the response is sent. A
-    streamed body is read on the thread that ran its view (a database cursor belongs to its
-    thread), so that thread leaves the pool for as long as the body flows and a new one takes its
-    place: a download lasting minutes holds no place that quick requests wait for.
+    streamed body longer than a piece is read on the thread that ran its view (a database cursor
+    belongs to its thread), so that thread leaves the pool for as long as the body flows and a new
+    one takes its place: a download lasting minutes holds no place that quick requests wait for.
     """
 
     def __init__(self, size: int) -> None:
@@ -137,25 +137,32 @@ class PooledThreads(ASGIHandler):
         thread = await free.get()
         try:
             context = contextvars.copy_context()
-            response = await loop.run_in_executor(thread, context.run, self._respond, scope, body)
+            response, rest = await loop.run_in_executor(thread, context.run, self._respond, scope, body)
         except BaseException:
             free.put_nowait(thread)
             raise
-        if not response.streaming:
+        if rest is None:  # the whole response is in hand, and closed
             free.put_nowait(thread)
             await self.send_response(response, send)
             return
         free.put_nowait(_thread())  # this one stays with the body until it ends
         try:
             if not response.is_async:
-                response.streaming_content = _pieces(loop, thread, response.streaming_content)
+                response.streaming_content = _pieces(loop, thread, *rest)
             await _until_disconnect(self.send_response(response, send), self.listen_for_disconnect(receive))
         finally:
             thread.submit(context.run, response.close)
             thread.shutdown(wait=False)
 
-    def _respond(self, scope: Scope, body: SpooledTemporaryFile[bytes]) -> HttpResponseBase:
-        """The response to a request, on its thread; a body that is not streamed is closed already."""
+    def _respond(
+        self, scope: Scope, body: SpooledTemporaryFile[bytes]
+    ) -> tuple[HttpResponseBase, tuple[bytes, Iterator[bytes]] | None]:
+        """The response to a request, on its thread, and what is left of its body to read there.
+
+        A response whose body is all in hand (not streamed, or streamed in less than one piece, as
+        a small static file) is closed here, and nothing is left. Otherwise the body's first piece
+        and the iterator of the rest are.
+        """
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body)
@@ -165,7 +172,16 @@ class PooledThreads(ASGIHandler):
             response.block_size = self.chunk_size
         if not response.streaming:
             response.close()  # request_finished: the thread's database connection is released now
-        return response
+            return response, None
+        if response.is_async:
+            return response, (b"", iter(()))
+        parts = response.streaming_content
+        first = _next_piece(parts)
+        if len(first) >= PIECE_BYTES:
+            return response, (first, parts)
+        response.close()
+        response.streaming_content = _once(first)
+        return response, None
 
 
 class AsyncViews(ASGIHandler):
@@ -232,14 +248,21 @@ def _thread() -> ThreadPoolExecutor:
 
 
 async def _pieces(
-    loop: asyncio.AbstractEventLoop, thread: ThreadPoolExecutor, parts: Iterator[bytes]
+    loop: asyncio.AbstractEventLoop, thread: ThreadPoolExecutor, first: bytes, parts: Iterator[bytes]
 ) -> AsyncIterator[bytes]:
-    """A synchronous body read on `thread`, PIECE_BYTES at a time."""
-    while piece := await loop.run_in_executor(thread, _next_piece, parts):
+    """A synchronous body, its `first` piece read already, the rest read on `thread` a piece at a time."""
+    piece = first
+    while piece:
         yield piece
+        piece = await loop.run_in_executor(thread, _next_piece, parts)
+
+
+async def _once(piece: bytes) -> AsyncIterator[bytes]:
+    yield piece
 
 
 def _next_piece(parts: Iterator[bytes]) -> bytes:
+    """The next PIECE_BYTES or more of `parts`; fewer only at its end."""
     gathered: list[bytes] = []
     size = 0
     for part in parts:

@@ -66,6 +66,11 @@ def download_view(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(lines(), content_type="text/plain")
 
 
+def small_download_view(request: HttpRequest) -> StreamingHttpResponse:
+    seen.setdefault("view", []).append(threading.get_ident())
+    return StreamingHttpResponse(iter(["a\n", "b\n"]), content_type="text/plain")
+
+
 async def async_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(threading.get_ident()))
 
@@ -74,6 +79,7 @@ urlpatterns = [
     path("thread", thread_view),
     path("gated/<str:name>", gated_view),
     path("download", download_view),
+    path("small", small_download_view),
     path("async", async_view),
 ]
 
@@ -222,6 +228,21 @@ def test_a_streamed_body_is_read_on_its_views_thread_a_piece_at_a_time_and_holds
     view_thread = seen["view"][0]
     assert {thread for _, thread in seen["lines"]} == {view_thread}
     assert seen["closed_on"] == view_thread
+
+
+def test_a_streamed_body_shorter_than_a_piece_is_read_at_once_and_keeps_its_thread_in_the_pool() -> None:
+    async def scenario() -> list[Exchange]:
+        server = app(threads=1)
+        exchanges = []
+        for route in ("/small", "/thread"):
+            exchanges.append(Exchange(server, route))
+            await asyncio.wait_for(exchanges[-1].task, 10)
+        return exchanges
+
+    small, after = asyncio.run(scenario())
+    assert after.status == 200
+    assert small.body == b"a\nb\n"
+    assert seen["view"][0] == seen["view"][1], "the next request is served by the same thread"
 
 
 def test_a_streamed_body_stops_being_read_when_the_client_goes_away(monkeypatch: pytest.MonkeyPatch) -> None:
