@@ -25,6 +25,7 @@ from django.utils.deprecation import MiddlewareMixin
 
 from config import handlers
 from config.handlers import AsyncViews, PooledThreads
+from tests.asgi import get_scope
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -103,21 +104,7 @@ class Exchange:
         self.messages: list[dict[str, Any]] = []
         self.hung_up = asyncio.Event()
         self._requested = False
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": route,
-            "raw_path": route.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", host)],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
-        self.task = asyncio.ensure_future(app(scope, self.receive, self.send))
+        self.task = asyncio.ensure_future(app(get_scope(route, host), self.receive, self.send))
 
     async def receive(self) -> dict[str, Any]:
         if not self._requested:

@@ -16,6 +16,7 @@ from config import handlers
 from leaderboard import services, views
 from leaderboard.models import Snapshot
 from providers.models import LLM
+from tests.asgi import get_scope
 from tests.factories import voted_battle
 
 pytestmark = pytest.mark.django_db
@@ -170,20 +171,7 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
         requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         requests.put_nowait({"type": "http.request", "body": b"", "more_body": False})
         path = f"/api/v1/leaderboard/snapshots/{snapshot.pk}/votes"
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
-        await handlers.application(threads=1)(scope, requests.get, send)
+        await handlers.application(threads=1)(get_scope(path), requests.get, send)
 
     asyncio.run(download())
     lines = b"".join(body for body, _ in sent).decode().splitlines()
