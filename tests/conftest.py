@@ -15,7 +15,7 @@ from config import handlers
 from leaderboard import votes
 from providers.models import LLM
 
-pytest_plugins = ["tests.upstream", "tests.vendor_upstreams"]
+pytest_plugins = ["tests.network", "tests.upstream", "tests.vendor_upstreams"]
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,7 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
             port=port,
             log_level="warning",
             lifespan="off",
+            loop="asyncio",  # the loop whose connections tests/network.py keeps on this machine
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

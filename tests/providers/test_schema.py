@@ -105,7 +105,8 @@ def arena(personas: Personas, openai_upstream: FakeOpenAI, settings: Any, make_l
     settings.LEADERBOARD_BOOTSTRAP = 20
     settings.PROVIDER_PROBE_TIMEOUT = 0.5
     settings.PROVIDER_API_RATE = settings.PROVIDER_SUBMIT_RATE = "100000/hour"  # reach the views
-    # Generated base_urls must not reach anything of this machine's.
+    # Generated base_urls must not reach anything of this machine's; nor, through the test run's
+    # resolver and loopback-only sockets (tests/network.py), anything outside it.
     settings.PROVIDER_ALLOW_PRIVATE_URLS = False
     assert personas.owner.organization is not None
     p1, p2 = make_llm(), make_llm()
