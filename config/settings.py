@@ -111,7 +111,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.path.join(tempfile.gettempdir(), f"arena-test-{os.getpid()}.sqlite3")
     }
     # Each thread keeps its connection: opening one (the pragmas above, Django's SQL functions, a
-    # cold statement cache) cost ~3 ms of every battle's time to first token (bench/streaming.py).
+    # cold statement cache) would otherwise sit in every battle's time to first token.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 else:
     # Under ASGI a request's steps run on many threads and a battle streams for minutes, so
