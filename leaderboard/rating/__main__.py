@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -68,11 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     n = len(models)
-    plain = rate(model_a, model_b, outcome, n, bootstrap=_or(args.bootstrap, 1000), seed=args.seed)
+    # The rounds are the same for any number of worker threads; each holds one chunk of them in memory.
+    workers = min(len(os.sched_getaffinity(0)), 4)
+    plain = rate(
+        model_a, model_b, outcome, n, bootstrap=_or(args.bootstrap, 1000), seed=args.seed, workers=workers
+    )
     result: dict[str, Any] = {"models": _rows(models, plain)}
     if features is not None:
+        rounds = _or(args.bootstrap, 100)
         styled = rate_style(
-            model_a, model_b, outcome, features, n, bootstrap=_or(args.bootstrap, 100), seed=args.seed
+            model_a, model_b, outcome, features, n, bootstrap=rounds, seed=args.seed, workers=workers
         )
         result["style"] = {
             "coefficients": [

@@ -63,6 +63,8 @@ def _columns(path: Path, style: bool) -> tuple[list[pa.ChunkedArray], pa.Chunked
             unexpected_field_behavior="infer" if style else "ignore",
         )
         table = pyarrow.json.read_json(path, parse_options=parse)
+        if style and "conv_metadata" not in table.column_names:
+            raise _Refused("no conv_metadata")
         metadata = table.column("conv_metadata") if style else None
         return [table.column(name) for name in _FIELDS], metadata
     if not start:
@@ -83,7 +85,7 @@ def _json_array(path: Path, style: bool) -> tuple[list[pa.ChunkedArray], pa.Chun
     try:
         columns = [pa.chunked_array([pa.array([r[name] for r in records], pa.string())]) for name in _FIELDS]
         metadata = pa.chunked_array([pa.array([r["conv_metadata"] for r in records])]) if style else None
-    except (TypeError, KeyError, IndexError) as exc:  # a record that is not an object, or lacks a field
+    except (TypeError, KeyError) as exc:  # a record that is not an object, or lacks a field
         raise _Refused(exc) from None
     return columns, metadata
 
@@ -99,12 +101,8 @@ def _parse_json_column(texts: pa.ChunkedArray) -> pa.ChunkedArray:
         offsets = np.frombuffer(offsets, np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
         if chunk.null_count or (np.diff(offsets) == 0).any():
             raise _Refused("a record without conv_metadata")
-        # Each text followed by a newline: texts move down by one byte per text before them.
         text = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
-        joined = np.full(text.size + len(chunk), ord("\n"), dtype=np.uint8)
-        position = np.arange(text.size) + np.repeat(np.arange(len(chunk)), np.diff(offsets))
-        joined[position] = text
-        pieces.append(joined)
+        pieces.append(np.insert(text, offsets[1:] - offsets[0], ord("\n")))  # a newline after each
     if not pieces:
         return pa.chunked_array([], pa.struct([]))
     buffer = pa.BufferReader(pa.py_buffer(np.concatenate(pieces)))

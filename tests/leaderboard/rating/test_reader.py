@@ -176,3 +176,21 @@ def test_importing_the_engine_leaves_the_file_reader_unloaded() -> None:
     code = "import sys, leaderboard.rating; print('pyarrow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("b.jsonl", '{"model_a": "x", "model_b": "y", "winner": "tie"}\n'),
+        ("b.csv", "model_a,model_b,winner\nx,y,tie\n"),
+        ("b.json", '[{"model_a": "x", "model_b": "y", "winner": "tie"}]'),
+    ],
+)
+def test_style_control_wants_conv_metadata_from_a_file_without_any(
+    tmp_path: Path, name: str, content: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(BattleFileError, match="missing conv_metadata"):
+        load_battles(path, style=True)
+    assert load_battles(path)[0] == ["x", "y"]
