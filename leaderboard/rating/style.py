@@ -223,7 +223,7 @@ class _StyleProblem:
 
 
 class _StyleChord:
-    """Bootstrap refits of the style model by iterating with the point estimate's Hessian, like `_Chord`.
+    """Bootstrap refits of the style model by iterating with the point estimate's Hessian, as `_Chord` does.
 
     A step needs only the gradient: per battle and round the logit's move (the pair's strength
     difference repeated over its battles plus a small matrix product with the features and the point
