@@ -3,6 +3,7 @@
     python bench/rating.py           # small scenarios, well under two minutes on two cores
     python bench/rating.py --full    # 3M votes / 200 models + 1000 rounds; style 1M / 50 and 3M / 200 + 100
     python bench/rating.py --scenario bt --votes 500000 --models 100 --bootstrap 1000 --baseline-rounds 20
+    python bench/rating.py --scenario cli --base /tmp/rating-base   # the command line on a 2M-battle CSV
 
 Data come from a seeded synthetic generator: Bradley-Terry strengths, ties (drawn so that a tie as half
 a win keeps the expected score), and for style scenarios per-model answer length and markdown habits
@@ -31,6 +32,15 @@ our number of rounds (point fit + per-round time x rounds) and "ratio" is that o
 (ours-2t's). The style scenario at 3M votes / 200 models runs without the baseline: its dense design
 matrix alone would take 10 GB.
 "max |diff|" is the largest difference between its point ratings and ours, in display points.
+
+The cli scenario (--scenario cli, default 2M votes / 100 models) times whole processes instead, from
+start to exit, on a CSV battle file (model_a, model_b, winner) written to a temporary folder:
+    ours        python -m leaderboard.rating FILE (--bootstrap rounds, default 1000) from this checkout
+    base        the same from the checkout given by --base (another commit), when given
+    fastchat    FastChat's pipeline: pandas read_csv of the same file, then the baseline above
+                (compute_mle_elo with --baseline-rounds bootstrap rounds, default 100)
+"peak MB" is each process's VmHWM, read just before it exits; ours and base alternate --repeat times
+and the fastest run of each is shown. "output" says whether base printed exactly what ours printed.
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ from leaderboard.rating import (  # noqa: E402
     B_WINS,
     INTERVAL,
     TIE,
+    WINNER_NAMES,
+    WINNERS,
     rank_from_intervals,
     rate,
     rate_style,
@@ -234,6 +246,11 @@ def run_ours(data: dict[str, np.ndarray], scenario: Scenario, workers: int) -> d
 
 def worker(args: argparse.Namespace) -> None:
     scenario = Scenario(**json.loads(args.scenario_json))
+    if args.worker == "fastchat-csv":
+        report = run_fastchat_csv(Path(args.data), scenario)
+        report["peak_mb"] = peak_mb()
+        print(json.dumps(report))
+        return
     data = {path.stem: np.load(path) for path in Path(args.data).glob("*.npy")}
     base = peak_mb()
     if args.worker == "fastchat":
@@ -243,6 +260,24 @@ def worker(args: argparse.Namespace) -> None:
     report["base_mb"] = base
     report["peak_mb"] = peak_mb()
     print(json.dumps(report))
+
+
+def run_fastchat_csv(path: Path, scenario: Scenario) -> dict[str, Any]:
+    """FastChat's pipeline on a battle file: pandas reads it, then compute_mle_elo and its bootstrap."""
+    import pandas as pd  # here, so that no other worker carries pandas in its memory
+
+    battles = pd.read_csv(path)
+    codes, models = pd.factorize(pd.concat([battles["model_a"], battles["model_b"]]))
+    n = len(battles)
+    data = {
+        "model_a": codes[:n],
+        "model_b": codes[n:],
+        "outcome": battles["winner"].map(WINNERS).to_numpy(),
+        "n_models": np.array(len(models)),
+    }
+    report = run_fastchat(data, scenario)
+    report["models"] = [str(name) for name in models]
+    return report
 
 
 def peak_mb() -> float:
@@ -284,13 +319,117 @@ def measure(engine: str, scenario: Scenario, data_path: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def write_battle_csv(path: Path, scenario: Scenario, seed: int) -> None:
+    """The scenario's battles as a CSV file in the public dumps' format, written by pyarrow."""
+    import pyarrow as pa
+    import pyarrow.csv
+
+    data = generate(scenario, seed)
+    names = pa.array([f"vendor{i % 7}-model-{i:03d}-2024-{1 + i % 12:02d}" for i in range(scenario.models)])
+    winners = pa.array([WINNER_NAMES[code] for code in sorted(WINNER_NAMES)])
+    table = pa.table(
+        {
+            "model_a": names.take(pa.array(data["model_a"])),
+            "model_b": names.take(pa.array(data["model_b"])),
+            "winner": winners.take(pa.array(data["outcome"])),
+        }
+    )
+    pyarrow.csv.write_csv(table, path, pyarrow.csv.WriteOptions(quoting_style="needed"))
+
+
+# Runs the command line as `python -m` does and reports the process's peak memory as it exits.
+CLI = """
+import runpy, sys
+try:
+    runpy.run_module("leaderboard.rating", run_name="__main__", alter_sys=True)
+finally:
+    status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+    print("VmHWM", status, file=sys.stderr)
+"""
+
+
+def run_cli(checkout: Path, csv: Path, rounds: int) -> dict[str, Any]:
+    command = [sys.executable, "-c", CLI, str(csv), "--bootstrap", str(rounds)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=checkout, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"the command line in {checkout} failed:\n{done.stderr}")
+    peak = int(done.stderr.split("VmHWM")[-1].split()[0]) / 1024
+    # Table rows: rank, model, rating, interval, votes.
+    rows = [line.split() for line in done.stdout.splitlines()[3:] if line.strip()]
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "stdout": done.stdout,
+        "rating": {row[1]: float(row[2]) for row in rows},
+    }
+
+
+def cli_scenario(args: argparse.Namespace) -> None:
+    votes = args.votes or 2_000_000
+    scenario = Scenario(
+        f"cli {votes} votes / {args.models} models", "bt", votes, args.models, args.bootstrap or 1000, 0
+    )
+    baseline = Scenario(**{**scenario.__dict__, "baseline_rounds": args.baseline_rounds or 100})
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {cores()} usable cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "battles.csv"
+        write_battle_csv(csv, scenario, args.seed)
+        print(f"{scenario.name}: {csv.stat().st_size / 2**20:.0f} MB of CSV\n")
+        checkouts = {"ours": REPO} | ({"base": Path(args.base).resolve()} if args.base else {})
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
+        for _ in range(args.repeat):  # alternating, so that both meet the same moments of a busy machine
+            for name, checkout in checkouts.items():
+                runs[name].append(run_cli(checkout, csv, scenario.bootstrap))
+        reports = {name: min(done, key=lambda report: report["seconds"]) for name, done in runs.items()}
+        if "fastchat" in args.engines.split(",") and baseline.baseline_rounds:
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", "fastchat-csv"]
+            command += ["--data", str(csv), "--scenario-json", json.dumps(baseline.__dict__)]
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"fastchat failed:\n{done.stderr}")
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            report["engine_seconds"], report["seconds"] = report["seconds"], time.perf_counter() - started
+            report["rating"] = dict(zip(report["models"], report["rating"], strict=True))
+            reports["fastchat"] = report
+
+    ours = reports["ours"]
+    header = (
+        f"{'engine':<9} {'rounds':>6} {'seconds':>8} {'equiv s':>8} {'peak MB':>8} {'ratio':>6} "
+        f"{'max |diff|':>10}  output"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, report in reports.items():
+        rounds, equivalent = scenario.bootstrap, report["seconds"]
+        if name == "fastchat":
+            rounds = baseline.baseline_rounds
+            per_round = (report["engine_seconds"] - report["fit_seconds"]) / rounds
+            equivalent = report["seconds"] + per_round * (scenario.bootstrap - rounds)
+        mine = np.array([ours["rating"][model] for model in sorted(ours["rating"])])
+        theirs = np.array([report["rating"][model] for model in sorted(ours["rating"])])
+        diff = np.max(np.abs((mine - mine.mean()) - (theirs - theirs.mean())))
+        output = (
+            "" if name != "base" else ("same as ours" if report["stdout"] == ours["stdout"] else "DIFFERS")
+        )
+        ratio = f"{equivalent / ours['seconds']:.1f}x"
+        print(
+            f"{name:<9} {rounds:>6} {report['seconds']:>8.2f} {equivalent:>8.2f} {report['peak_mb']:>8.0f} "
+            f"{ratio:>6} {diff:>10.2f}  {output}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--full", action="store_true", help="the full-size scenarios")
-    parser.add_argument("--scenario", choices=["bt", "style"], help="one custom scenario of this kind")
-    parser.add_argument("--votes", type=int, default=300_000)
+    parser.add_argument(
+        "--scenario", choices=["bt", "style", "cli"], help="one custom scenario of this kind (cli: see above)"
+    )
+    parser.add_argument("--votes", type=int, default=None, help="default 300000; cli 2000000")
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--bootstrap", type=int, default=None, help="our rounds (default 1000 bt, 100 style)")
     parser.add_argument("--baseline-rounds", type=int, default=None, help="the baseline's rounds")
@@ -304,6 +443,9 @@ def main() -> None:
         help="runs of each of our engines; the fastest is shown (a busy machine)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--base", help="cli: a checkout of another commit whose command line runs beside ours"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--scenario-json", help=argparse.SUPPRESS)
@@ -311,13 +453,15 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.scenario == "cli":
+        cli_scenario(args)
+        return
 
     if args.scenario:
         bootstrap = args.bootstrap or (1000 if args.scenario == "bt" else 100)
-        name = f"{args.scenario} {args.votes} votes / {args.models} models"
-        scenarios = [
-            Scenario(name, args.scenario, args.votes, args.models, bootstrap, args.baseline_rounds or 10)
-        ]
+        votes = args.votes or 300_000
+        name = f"{args.scenario} {votes} votes / {args.models} models"
+        scenarios = [Scenario(name, args.scenario, votes, args.models, bootstrap, args.baseline_rounds or 10)]
     else:
         scenarios = FULL if args.full else SMALL
         if args.baseline_rounds is not None:

@@ -1,0 +1,379 @@
+"""Style control: Bradley-Terry with per-battle covariates, `rate_style`.
+
+The log-odds that A beats B are theta_A - theta_B + beta . x, where x holds, per style feature,
+(a - b)/(a + b + 1) of the two answers' counts (`style_delta`), standardised over the battles. The
+ratings are then the strengths with style held equal, and beta says how much a standard deviation of
+each feature moves the log-odds (the ridge applies to beta too). Continuous covariates do not reduce
+to pair counts, so this fit and its bootstrap run over battles: O(battles) per step, each battle with
+a Poisson(1) weight per round. The point fit is Newton warm-started from the plain pair-count fit; the
+rounds use the same chord iteration as `bootstrap` (`_StyleChord`), whose steps need the gradient
+only. The tests hold its rounds to 1e-3 display points and 1e-5 in the coefficients of exact refits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from leaderboard.rating.bootstrap import (
+    _BOOTSTRAP_STEP_TOL,
+    INTERVAL,
+    Ratings,
+    _chord_refits,
+    _chunks,
+    _one_blas_thread,
+    _Parts,
+    _run_chunks,
+    _summarise,
+)
+from leaderboard.rating.bradley_terry import (
+    RIDGE,
+    _check_votes,
+    _counts_from_cells,
+    _Graph,
+    _pair_outcome_cells,
+    _softplus_terms,
+    _votes_per_model,
+    fit,
+)
+from leaderboard.rating.newton import _newton
+from leaderboard.rating.outcomes import A_WINS, B_WINS
+from leaderboard.rating.poisson import _PoissonTable
+
+STYLE_FEATURES = ("length", "headers", "lists", "bold")
+
+# The chord iteration's error estimate is less reliable here than on pair counts: a tighter bound.
+_STYLE_CHORD_TOL = 1e-6
+# Values (battles x rounds) per block of the style bootstrap's passes (see _StyleChord). Some numpy
+# calls hold the GIL (repeat, reduceat, a matrix-vector product), and worker threads hand it over
+# between calls: blocks of a million values keep those hand-overs rare.
+_STYLE_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StyleRatings:
+    """Style-adjusted ratings and the style coefficients, each with a 95% bootstrap interval.
+
+    Coefficients are natural log-odds per standard deviation of each feature (features in the order
+    given to `rate_style`; STYLE_FEATURES for the command line and `load_battles`). A positive
+    coefficient means voters favour the answer with more of that feature, other things equal.
+    """
+
+    ratings: Ratings
+    coef: np.ndarray  # (k,)
+    coef_lower: np.ndarray
+    coef_upper: np.ndarray
+    feature_mean: np.ndarray  # (k,) used to standardise the features
+    feature_std: np.ndarray
+
+
+def style_delta(a_counts: np.ndarray, b_counts: np.ndarray) -> np.ndarray:
+    """Per battle and feature, (a - b) / (a + b + 1) of the two answers' counts: in (-1, 1), 0 when equal.
+
+    The +1 keeps it finite when both are zero; the ratio makes 100 vs 200 tokens weigh like 1000 vs 2000.
+    """
+    a = np.asarray(a_counts, dtype=np.float64)
+    b = np.asarray(b_counts, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a_counts {a.shape} and b_counts {b.shape} differ in shape")
+    return (a - b) / (a + b + 1.0)
+
+
+@dataclass(frozen=True)
+class _StyleDesign:
+    """Battles prepared for the style fit, shared by the point fit and every bootstrap round.
+
+    Battles are flipped so that each reads as (lower index, higher index) and sorted by pair: the
+    theta part of every logit is then one difference per pair, repeated over its battles, and
+    per-pair sums are contiguous np.add.reduceat segments instead of scatters. Continuous covariates
+    do not aggregate further: battles with identical covariates are rare (length ratios are almost
+    all distinct), so de-duplicating would cost a sort for little gain.
+    """
+
+    graph: _Graph  # one row per pair present
+    seg_start: np.ndarray  # first battle of each pair
+    seg_len: np.ndarray
+    y: np.ndarray  # (battles,) score of the lower-index model, ties 0.5
+    # (1 + k, battles): a row of ones, then the standardised, flipped features. Feature-major, so that
+    # scaling by a per-battle vector broadcasts along the long axis (numpy's fast loop).
+    with_one: np.ndarray
+    # The same in float32 for the Hessian: its rounding only perturbs Newton's search direction (the
+    # fixed point comes from the float64 gradient), and it halves the memory traffic of the costliest
+    # pass of a round.
+    with_one_32: np.ndarray
+
+    @property
+    def x(self) -> np.ndarray:  # (k, battles)
+        return self.with_one[1:]
+
+    @classmethod
+    def build(
+        cls,
+        a: np.ndarray,
+        b: np.ndarray,
+        o: np.ndarray,
+        x: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        n_models: int,
+    ) -> _StyleDesign:
+        """x: (battles, k) features as given, standardised here with their mean and std.
+
+        Large arrays are made once, temporaries a block of battles at a time: on some machines a
+        fresh page costs more than the arithmetic on it. Each battle's features are gathered as one
+        row (a cache line) in pair order, then turned feature-major block by block."""
+        flip = a > b
+        key = np.minimum(a, b).astype(np.int64)
+        key *= n_models
+        key += np.maximum(a, b)
+        # A 16-bit key sorts by radix, cheaper than int64's merge sort.
+        order = np.argsort(key.astype(np.uint16) if n_models <= 256 else key, kind="stable")
+        key, flip = key[order], flip[order]
+        # Score of the lower-index model by outcome, and by outcome + 4 when it is B: a tie or a
+        # both-bad vote is half a win either way.
+        score = np.full(8, 0.5)
+        score[[A_WINS, B_WINS, 4 + A_WINS, 4 + B_WINS]] = 1.0, 0.0, 0.0, 1.0
+        code = o[order].astype(np.intp)
+        code[flip] += 4
+        y = score[code]
+        k, battles = x.shape[1], a.size
+        with_one = np.empty((1 + k, battles))
+        with_one_32 = np.empty((1 + k, battles), dtype=np.float32)
+        with_one[0] = with_one_32[0] = 1.0
+        for start in range(0, battles, _STYLE_BLOCK):
+            end = min(start + _STYLE_BLOCK, battles)
+            block = with_one[1:, start:end]
+            block[...] = x[order[start:end]].T
+            block -= mean[:, None]
+            block /= std[:, None]
+            np.negative(block, out=block, where=flip[start:end])
+            with_one_32[1:, start:end] = block
+        seg_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
+        seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
+        pair = key[seg_start]
+        graph = _Graph.build(pair // n_models, pair % n_models, n_models)
+        return cls(graph, seg_start, seg_len, y, with_one, with_one_32)
+
+
+class _StyleProblem:
+    """Bradley-Terry with per-battle covariates, parameters (theta (m), beta (k)), for one round.
+
+    Rounds are not batched here, unlike the pair problem: every evaluation already streams over all
+    battles, so per-call overhead does not matter, and one-dimensional arrays keep numpy on its
+    fastest loops.
+    """
+
+    def __init__(self, design: _StyleDesign, weight: np.ndarray | None, ridge: float) -> None:
+        self.design = design
+        self.m = design.graph.n_models
+        self.weight = weight  # (battles,) bootstrap weights, None for all ones
+        self.wy = design.y if weight is None else weight * design.y
+        self.ridge = ridge
+
+    def logits(self, params: np.ndarray) -> np.ndarray:
+        d = self.design
+        theta, beta = params[: self.m], params[self.m :]
+        z = np.repeat(theta[d.graph.i] - theta[d.graph.j], d.seg_len)
+        z += beta @ d.x
+        return z
+
+    def loss_grad(self, params: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = self.logits(params[:, 0])
+        return self.terms(params, z, *_softplus_terms(z))
+
+    def terms(
+        self, params: np.ndarray, z: np.ndarray, softplus: np.ndarray, p: np.ndarray, pq: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Loss, gradient and per-battle curvature from the logits and their softplus terms."""
+        w = self.weight
+        if w is None:
+            loss = softplus.sum() - self.wy @ z
+            resid = p - self.wy
+            curv = pq
+        else:
+            loss = w @ softplus - self.wy @ z
+            resid = w * p
+            resid -= self.wy
+            curv = w * pq
+        d = self.design
+        per_pair = np.add.reduceat(resid, d.seg_start) if resid.size else np.zeros(0)
+        grad = np.concatenate([d.graph.incidence @ per_pair, d.x @ resid])[:, None]
+        grad += self.ridge * params
+        loss += 0.5 * self.ridge * float(params[:, 0] @ params[:, 0])
+        return np.array([loss]), grad, curv[:, None]
+
+    def hessian(self, curv: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        d, m = self.design, self.m
+        k = d.with_one.shape[0] - 1
+        weighted = d.with_one_32 * curv[:, 0].astype(np.float32)
+        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms.
+        per_pair = np.add.reduceat(weighted, d.seg_start, axis=1) if curv.size else np.zeros((k + 1, 0))
+        per_pair = per_pair.astype(np.float64)
+        hess = d.graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
+        cross = d.graph.incidence @ per_pair[1:].T
+        hess[:m, m:] = cross
+        hess[m:, :m] = cross.T
+        hess[m:, m:] = weighted[1:] @ d.with_one_32[1:].T
+        hess[np.diag_indices(m + k)] += self.ridge
+        return hess[None]
+
+
+class _StyleChord:
+    """Bootstrap refits of the style model by iterating with the point estimate's Hessian, as `_Chord` does.
+
+    A step needs only the gradient: per battle and round the logit's move (the pair's strength
+    difference repeated over its battles plus a small matrix product with the features and the point
+    logit), exp, the weighted residual and two reductions (per-pair sums, a matrix product with the
+    features); no per-round Hessian, which would cost as many passes again. The passes run block by
+    block of battles (blocks end where a pair does; see _STYLE_BLOCK). float32 throughout; the
+    weights are whole numbers and the features standardised, so rounding moves the refits by about
+    1e-7 logits.
+    """
+
+    def __init__(self, design: _StyleDesign, point: _StyleProblem, params: np.ndarray) -> None:
+        self.design = design
+        self.params = params
+        self.m = design.graph.n_models
+        z0 = point.logits(params)
+        _, p, pq = _softplus_terms(z0)
+        self.factor = scipy.linalg.cho_factor(point.hessian(pq[:, None], np.zeros(1, dtype=np.int64))[0])
+        self.y = design.y.astype(np.float32)
+        self.resid0 = (p - design.y).astype(np.float32)
+        # Features and the point logit in one (k + 1, battles) matrix: [beta move, 1] @ this is the
+        # battle-specific part of the logit.
+        self.features = np.vstack([design.with_one_32[1:], z0.astype(np.float32)])
+        self.parts = _Parts.of(design.graph)
+
+    def blocks(self, rounds: int) -> list[tuple[int, int, int, int]]:
+        """(first battle, end battle, first pair, end pair) of blocks of about _STYLE_BLOCK values."""
+        d = self.design
+        pairs = d.seg_start.size
+        ends = np.append(d.seg_start, d.y.size)
+        want = max(1, _STYLE_BLOCK // max(rounds, 1))
+        cuts = np.unique(np.searchsorted(ends, np.arange(want, d.y.size, want), side="left"))
+        pair_edges = np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]])
+        return [(int(ends[p0]), int(ends[p1]), int(p0), int(p1)) for p0, p1 in itertools.pairwise(pair_edges)]
+
+    def solve(self, weights: np.ndarray) -> np.ndarray:
+        """(rounds, m + k) refits, theta mean-centred, for per-battle weights (rounds, battles) float32."""
+        d, m = self.design, self.m
+        graph, k = d.graph, self.features.shape[0] - 1
+        rounds = weights.shape[0]
+        blocks = self.blocks(rounds)
+        per_pair = np.empty((rounds, d.seg_start.size), dtype=np.float32)
+        move = np.ones((rounds, k + 1), dtype=np.float32)
+
+        def gradient(delta: np.ndarray | None) -> np.ndarray:
+            beta = np.zeros((k, rounds), dtype=np.float32)
+            if delta is not None:
+                theta = delta[:m].astype(np.float32)
+                pair_move = np.ascontiguousarray((theta[graph.j] - theta[graph.i]).T)
+                move[:, :k] = delta[m:].T
+            for start, end, first, last in blocks:
+                w = weights[:, start:end]
+                if delta is None:  # at the point estimate the gradient is linear in the weights
+                    resid = w * self.resid0[start:end]
+                else:
+                    # -(logit), then exp(-logit), then weight * (sigmoid(logit) - y).
+                    resid = np.repeat(pair_move[:, first:last], d.seg_len[first:last], axis=1)
+                    resid -= move @ self.features[:, start:end]
+                    np.exp(resid, out=resid)
+                    resid += 1.0
+                    np.reciprocal(resid, out=resid)
+                    resid -= self.y[start:end]
+                    resid *= w
+                per_pair[:, first:last] = np.add.reduceat(resid, d.seg_start[first:last] - start, axis=1)
+                beta += self.features[:k, start:end] @ resid.T
+            grad = np.concatenate(
+                [self.parts.project(graph.incidence @ per_pair.T.astype(np.float64)), beta]
+            ).astype(np.float64)
+            grad += RIDGE * (self.params[:, None] if delta is None else self.params[:, None] + delta)
+            return grad
+
+        delta, settled = _chord_refits(self.factor, gradient, _STYLE_CHORD_TOL)
+        fitted = (self.params[:, None] + delta).T
+        for r in np.flatnonzero(~settled):
+            problem = _StyleProblem(d, weights[r].astype(np.float64), RIDGE)
+            fitted[r] = _newton(problem, self.params[:, None], _BOOTSTRAP_STEP_TOL)[:, 0]
+        fitted[:, :m] -= fitted[:, :m].mean(axis=1, keepdims=True)
+        return fitted
+
+
+def rate_style(
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    outcome: np.ndarray,
+    features: np.ndarray,
+    n_models: int,
+    *,
+    bootstrap: int = 100,
+    seed: int = 0,
+    anchor: int | None = None,
+    anchor_rating: float = 1000.0,
+    workers: int = 1,
+    pool: Executor | None = None,
+) -> StyleRatings:
+    """Style-controlled ratings: Bradley-Terry with per-battle covariates, bootstrapped over battles.
+
+    features is (battles, k), each column already (a - b)/(a + b + 1) (see `style_delta`); it is
+    standardised here (a column without spread is left at zero and gets a zero coefficient).
+    Ratings, scale, anchor, intervals, ranks, workers and pool follow `rate`; the bootstrap gives
+    every battle a Poisson(1) weight per round, like `rate`, and refits warm-started from the point
+    estimate.
+    """
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    a, b, o = _check_votes(model_a, model_b, outcome, n_models)
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != a.size:
+        raise ValueError(f"features must be (battles, k) = ({a.size}, k), got {x.shape}")
+    k = x.shape[1]
+    if not all(np.isfinite(x[:, j]).all() for j in range(k)):
+        raise ValueError("features must be finite")
+    # Column by column, without a transposed copy: numpy sums a strided column in the same order as
+    # a contiguous one, so these are the same numbers.
+    mean = np.array([x[:, j].mean() for j in range(k)]) if a.size else np.zeros(k)
+    std = np.array([x[:, j].std() for j in range(k)]) if a.size else np.ones(k)
+    std = np.where(std > 0, std, 1.0)
+
+    design = _StyleDesign.build(a, b, o, x, mean, std, n_models)
+    point = _StyleProblem(design, None, RIDGE)
+    # Warm start from the plain fit on pair counts (cheap): Newton over battles then needs fewer steps.
+    keys, cells = _pair_outcome_cells(a, b, o, n_models)
+    with _one_blas_thread():
+        start = np.concatenate([fit(_counts_from_cells(keys, cells, n_models), n_models), np.zeros(k)])
+        params = _newton(point, start[:, None])[:, 0]
+        params[:n_models] -= params[:n_models].mean()
+        if bootstrap and a.size:
+            chord = _StyleChord(design, point, params)
+            table = _PoissonTable(np.ones(1, dtype=np.int64))
+
+            def work(child: np.random.Generator, size: int) -> np.ndarray:
+                return chord.solve(table.draw(child, size * a.size).reshape(size, a.size))
+
+            # About ten float32 values per battle and round are alive at once.
+            sizes = _chunks(bootstrap, a.size * 40)
+            rounds = _run_chunks(np.random.default_rng(seed), sizes, work, workers, pool)
+        else:
+            rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
+    ratings = _summarise(
+        params[:n_models], rounds[:, :n_models], _votes_per_model(a, b, n_models), anchor, anchor_rating, seed
+    )
+    coef = params[n_models:]
+    if rounds.shape[0]:
+        coef_lower, coef_upper = np.percentile(rounds[:, n_models:], INTERVAL, axis=0)
+        coef_lower, coef_upper = np.minimum(coef_lower, coef), np.maximum(coef_upper, coef)
+    else:
+        coef_lower, coef_upper = coef.copy(), coef.copy()
+    return StyleRatings(
+        ratings=ratings,
+        coef=coef,
+        coef_lower=coef_lower,
+        coef_upper=coef_upper,
+        feature_mean=mean,
+        feature_std=std,
+    )
