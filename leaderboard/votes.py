@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
 
 from arena.models import Vote
@@ -191,8 +192,10 @@ def style_rows(filters: Filters) -> StyleRows:
     rows = filtered_votes(filters, count=False)[0].order_by("id").values_list(*columns)
     dtype = [("model_a", np.int64), ("model_b", np.int64), ("winner", f"U{max(map(len, WINNERS))}")]
     dtype += [(column, np.float64) for column in columns[3:]]
-    # Streamed into one array as they arrive: millions of rows are never held as Python tuples.
-    table = np.fromiter(rows.iterator(chunk_size=STYLE_CHUNK), dtype=dtype)
+    # Streamed into one array as they arrive: millions of rows are never held as Python tuples. In a
+    # transaction PostgreSQL streams a server-side cursor; outside one it copies the result aside first.
+    with transaction.atomic():
+        table = np.fromiter(rows.iterator(chunk_size=STYLE_CHUNK), dtype=dtype)
     winner = np.searchsorted(WINNERS, table["winner"])
     if table.size and not np.array_equal(np.take(WINNERS, winner, mode="clip"), table["winner"]):
         raise ValueError("a counted vote has a winner outside Vote.Winner")
