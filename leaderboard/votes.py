@@ -156,17 +156,19 @@ def board_counts(filters: Filters, every: list[boards.Board]) -> dict[str, Board
         )
         votes = votes.annotate(stale=stale)
         keys.append("stale")
-    counts = {f"n{k}": Count("id", filter=board.votes or None) for k, board in enumerate(every)}
+    selections = list(dict.fromkeys(board.votes for board in every))  # boards alike share a count
+    counts = {f"n{k}": Count("id", filter=q or None) for k, q in enumerate(selections)}
     rows = list(votes.values(*keys).annotate(**counts).values_list(*keys, *counts).order_by())
     columns = list(zip(*rows, strict=True)) or [()] * (len(keys) + len(counts))
+    per_selection = dict(zip(selections, columns[len(keys) :], strict=True))
     a, b = (np.array(column, dtype=np.int64) for column in columns[:2])
     winner = np.array([WINNERS.index(w) for w in columns[2]], dtype=np.int64)
     hidden = np.isin(a, filters.private) | np.isin(b, filters.private)
     stale = np.array(columns[3], dtype=bool) & ~hidden if filters.fresh_since else np.zeros_like(hidden)
     counted = ~hidden & ~stale
     result = {}
-    for board, column in zip(every, columns[len(keys) :], strict=True):
-        n = np.array(column, dtype=np.int64)
+    for board in every:
+        n = np.array(per_selection[board.votes], dtype=np.int64)
         chosen = counted & (n > 0)
         left_out = {"unpublished_variant": int(n[hidden].sum()), "before_publication": int(n[stale].sum())}
         result[board.slug] = BoardCounts(
