@@ -28,19 +28,17 @@ Phases, each in its own process so that its peak RSS (getrusage ru_maxrss) is it
     ours        leaderboard.services.recompute_all() with no snapshot yet, so every board is rated;
                 LEADERBOARD_BOOTSTRAP and LEADERBOARD_STYLE_BOOTSTRAP set from --bootstrap and
                 --style-bootstrap. Timers around the service's steps: once for all boards, filters
-                (current_filters), read (load_table: every countable vote's models, winner, tags and
-                style counts, over LEADERBOARD_READ_CONNECTIONS connections side by side), boards
-                (group_votes: the votes grouped by pair and tags, each board's cells then counted
-                from the groups as it is prepared) and excluded (counts of flagged votes); per board
-                (each Snapshot's duration_ms, the board's own time: fits run side by side in the
-                recompute's threads, which also share a fit's bootstrap rounds), read (vote_arrays:
-                cells to index arrays), fit (the rating engine and matrices) and rest (counting,
-                digest, latency, snapshot write). That is the cold path: a worker's
-                first recompute. Then the warm one, as every later recompute of that worker runs:
+                (current_filters), boards (board_counts: one SQL aggregation of the counted votes by
+                pair and outcome, with a count per board), excluded (counts of flagged votes) and
+                testing (provider testing figures); per board (each Snapshot's duration_ms, the
+                board's own time: fits run side by side in the recompute's threads, which also share
+                a fit's bootstrap rounds), read (vote_arrays: cells to index arrays; for the style
+                board its votes read as columns by style_rows), fit (the rating engine and matrices)
+                and rest (digest, latency, snapshot write). Then a second recompute after
                 --new-votes more votes are stored (through the ORM, as votes arrive; spread over
-                every category and language, so that every board is rated again) and
-                recompute_all() runs again, reading only those from the database; they are deleted
-                afterwards so the data set stays as filled
+                every category and language, so that every board is rated again): every recompute
+                reads all the votes again, so it differs from the first only by the data in the
+                caches; the new votes are deleted afterwards so the data set stays as filled
     baseline    the path a first version took: each board's counted votes pulled through the ORM
                 vote by vote, joined to their battles (values_list of model_a, model_b, winner ordered
                 by id), rated by the same engine. Non-style boards (--baseline overall: the overall
@@ -304,18 +302,12 @@ def chunk_rows(
 
 STAGES = {
     "current_filters": "filters",
-    "load_table": "read",
-    "group_votes": "boards",
+    "board_counts": "boards",
     "vote_arrays": "read",
     "excluded_counts": "excluded",
     "_fit": "fit",
 }
-SHARED = (
-    "current_filters",
-    "load_table",
-    "group_votes",
-    "excluded_counts",
-)  # once per recompute, for every board
+SHARED = ("current_filters", "board_counts", "excluded_counts")  # once per recompute, for every board
 
 
 def clear_snapshots() -> None:
@@ -351,8 +343,18 @@ def time_stages() -> dict[str, dict[str, float]]:
         return prepare(board, *args)
 
     services._prepare = prepare_wrapper
-    for name in ("current_filters", "load_table", "group_votes", "vote_arrays", "excluded_counts"):
+    for name in ("current_filters", "board_counts", "vote_arrays", "excluded_counts"):
         setattr(services, name, timed(name, getattr(services, name)))
+    record = services.testing.record_figures
+
+    def record_wrapper(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return record(*args)
+        finally:
+            spent["(shared)"]["testing"] += time.perf_counter() - started
+
+    services.testing.record_figures = record_wrapper
     fit = services._fit
 
     def fit_wrapper(job: Any, *args: Any) -> Any:  # fits run in threads: the board comes with the job
@@ -454,16 +456,17 @@ def warm_recompute(args: argparse.Namespace) -> dict[str, float]:
 def naive_board(filters: Any, style: bool, bootstrap: int, seed: int) -> dict[str, list[float]]:
     """A board as a first version rated it: its counted votes through the ORM one by one, joined to
     their battles, style counts decoded from each vote's conv_metadata in Python; same engine."""
-    from leaderboard import rating, services
+    from leaderboard import rating
+    from leaderboard import votes as board_votes
 
-    votes, _ = services.filtered_votes(filters)
+    votes, _ = board_votes.filtered_votes(filters)
     fields = ["battle__model_a_id", "battle__model_b_id", "winner"]
     rows = list(votes.order_by("id").values_list(*fields, *(["metadata__conv_metadata"] if style else [])))
     model_ids = sorted({row[0] for row in rows} | {row[1] for row in rows})
     index = {pk: i for i, pk in enumerate(model_ids)}
     a = np.array([index[row[0]] for row in rows], dtype=np.int64)
     b = np.array([index[row[1]] for row in rows], dtype=np.int64)
-    outcome = np.array([services.OUTCOME[row[2]] for row in rows], dtype=np.int64)
+    outcome = np.array([board_votes.OUTCOME[row[2]] for row in rows], dtype=np.int64)
     if style:
         sides = np.array([rating.style_counts(row[3] or {}) for row in rows], dtype=np.float64)
         features = rating.style_delta(sides[:, 0], sides[:, 1])
@@ -484,9 +487,9 @@ def baseline(args: argparse.Namespace) -> dict[str, Any]:
     from django.conf import settings
 
     from arena.models import Vote
-    from leaderboard import boards, services
+    from leaderboard import boards, votes
 
-    filters, _ = services.current_filters("overall")
+    filters, _ = votes.current_filters("overall")
     languages = set(Vote.objects.exclude(language="").values_list("language", flat=True).distinct())
     chosen = [
         board
@@ -511,7 +514,7 @@ def baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 def listed(slug: str) -> set[str]:
     """The models the cold recompute listed on the board: its snapshot is the board's first (the
-    warm recompute's, with the votes it added, may list more)."""
+    second recompute's, with the votes it added, may list more)."""
     from leaderboard.models import Snapshot
 
     snapshot = Snapshot.objects.filter(board=slug).order_by("id").first()
@@ -549,7 +552,7 @@ def print_table(our: dict[str, Any], base: dict[str, Any] | None) -> None:
     print(
         "once for every board: "
         + ", ".join(
-            f"{name} {shared.get(name, 0.0):.2f} s" for name in ("filters", "read", "boards", "excluded")
+            f"{name} {shared.get(name, 0.0):.2f} s" for name in ("filters", "boards", "excluded", "testing")
         )
     )
     header = (
@@ -582,9 +585,9 @@ def print_table(our: dict[str, Any], base: dict[str, Any] | None) -> None:
         )
     warm = our["warm"]
     print(
-        f"warm recompute after {warm['votes']} new votes (the worker's table kept in memory): "
+        f"second recompute after {warm['votes']} new votes: "
         f"{warm['seconds']:.2f} s, {warm['boards']} boards republished; "
-        + ", ".join(f"{name} {warm['shared'].get(name, 0.0):.2f} s" for name in ("filters", "read", "boards"))
+        + ", ".join(f"{name} {warm['shared'].get(name, 0.0):.2f} s" for name in ("filters", "boards"))
     )
     verdict = "met" if our["wall"] <= TARGET_SECONDS else "missed"
     print(
@@ -611,7 +614,7 @@ def main() -> None:
         action="store_true",
         help="the style board in the baseline too (needs about 5 GB of memory per million votes)",
     )
-    parser.add_argument("--new-votes", type=int, default=1000, help="votes added before the warm recompute")
+    parser.add_argument("--new-votes", type=int, default=1000, help="votes added before the second recompute")
     parser.add_argument("--refill", action="store_true", help="generate the data again even if present")
     parser.add_argument("--profile", action="store_true", help="cProfile our recompute_all, top 30")
     parser.add_argument("--database-url", default=DATABASE_URL)

@@ -187,8 +187,6 @@ LEADERBOARD_WORKERS = env.int("LEADERBOARD_WORKERS", default=2)
 # Threads a recompute's fits share, every board's bootstrap rounds included (the style board's
 # fit starts first; same results for any number).
 LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
-# PostgreSQL connections a full read of the votes is split over (id ranges read side by side).
-LEADERBOARD_READ_CONNECTIONS = env.int("LEADERBOARD_READ_CONNECTIONS", default=2)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 

@@ -61,20 +61,3 @@ class Rating(models.Model):
         """Rounded figures for display; each bound is rounded first, so rating + plus = upper bound."""
         rating, lower, upper = round(self.rating), round(self.ci_lower), round(self.ci_upper)
         return {"rating": rating, "plus": upper - rating, "minus": rating - lower}
-
-
-class VoteChanges(models.Model):
-    """One row that database triggers on the vote table keep: how many statements changed or
-    deleted stored votes (migration 0004). New votes are not counted: a recompute reads them by id.
-
-    A worker keeps the votes it read in memory (`leaderboard.votes.load_table`) and reads them all
-    again once this changes: a vote changed by any path, a queryset's update(), the admin, SQL by
-    hand, is seen by the next recompute. The token is drawn when the row is made, so that a row
-    made again (a flushed database) never matches a table read before.
-    """
-
-    token = models.CharField(max_length=32)
-    changes = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.changes} vote changes"

@@ -4,73 +4,26 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
-from arena.models import Answer, Battle, Vote
-from leaderboard import boards, rating
+from arena.models import Answer, Vote
+from leaderboard import boards, rating, testing
 from leaderboard.models import Rating, Snapshot
-from leaderboard.votes import (
-    OUTCOME,
-    WINNERS,
-    BoardCounts,
-    Filters,
-    VoteGroups,
-    VoteTable,
-    board_counts,
-    filtered_votes,
-    group_votes,
-    load_table,
-    positions,
-    style_rows,
-)
-from providers.models import LLM, Organization
+from leaderboard.votes import OUTCOME_OF, BoardCounts, Filters, board_counts, current_filters, style_rows
 
 LOCK_KEY = "leaderboard:recompute:lock"
 LOCK_SECONDS = 15 * 60  # longer than any recompute; a crashed worker's lock expires by itself
-
-
-def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
-    """The filters the public board applies now, and the published variants still provisional."""
-    last = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    private = tuple(
-        LLM.objects.filter(visibility=LLM.Visibility.PRIVATE).order_by("pk").values_list("pk", flat=True)
-    )
-    published = dict(LLM.objects.filter(published_at__isnull=False).values_list("pk", "published_at"))
-    votes = Vote.objects.filter(anonymous=True, excluded="")
-    fresh: Counter[int] = Counter()
-    # Each count scans the votes: none to make while no variant was ever published.
-    for side in ("model_a", "model_b") if published else ():
-        after = votes.filter(
-            **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
-        )
-        fresh.update(dict(after.values(side).annotate(n=Count("id")).values_list(side, "n")))
-    fresh_since = {
-        pk: at.isoformat()
-        for pk, at in sorted(published.items())
-        if fresh[pk] >= settings.PROVIDER_FRESH_VOTES
-    }
-    provisional = frozenset(pk for pk in published if fresh[pk] < settings.PROVIDER_FRESH_VOTES)
-    return Filters(board_slug, last, private, fresh_since), provisional
-
-
-def public_votes() -> tuple[QuerySet[Vote], dict[str, int], frozenset[int]]:
-    """The votes the overall public board counts now, those left out by the testing rules, and
-    the provisional published variants (fresh-vote rule: PROVIDER_FRESH_VOTES since publication)."""
-    filters, provisional = current_filters("overall")
-    votes, left_out = filtered_votes(filters)
-    return votes, left_out, provisional
 
 
 @dataclass(frozen=True)
@@ -83,27 +36,21 @@ class VoteArrays:
     features: np.ndarray | None = None  # style control: (votes, 4) style_delta, one vote per row
 
 
-def vote_arrays(
-    counts: BoardCounts, table: VoteTable, filters: Filters, *, style: bool = False
-) -> VoteArrays:
+def vote_arrays(counts: BoardCounts, filters: Filters, *, style: bool = False) -> VoteArrays:
     """A board's votes as index arrays for the rating engine: its cells with their counts, or for
-    style control one row per vote with that vote's style counts."""
+    style control one row per vote with that vote's style features."""
     if not style:
         return cell_arrays(counts)
     model_ids = np.union1d(counts.model_a, counts.model_b)
-    a, b, w, features = style_rows(table, filters)
-    position = positions(model_ids)
+    rows = style_rows(filters)
     return VoteArrays(
         model_ids=model_ids.tolist(),
-        model_a=position[a],
-        model_b=position[b],
-        outcome=_OUTCOME_OF[w],
-        count=np.broadcast_to(np.int64(1), w.shape),  # one vote a row, without an array of ones
-        features=features,
+        model_a=np.searchsorted(model_ids, rows.model_a),
+        model_b=np.searchsorted(model_ids, rows.model_b),
+        outcome=rows.outcome,
+        count=np.broadcast_to(np.int64(1), rows.outcome.shape),  # one vote a row, without an array of ones
+        features=rows.features,
     )
-
-
-_OUTCOME_OF = np.array([OUTCOME[w] for w in WINNERS], dtype=np.int8)  # rating's code of each winner
 
 
 def cell_arrays(counts: BoardCounts) -> VoteArrays:
@@ -113,7 +60,7 @@ def cell_arrays(counts: BoardCounts) -> VoteArrays:
         model_ids=model_ids.tolist(),
         model_a=np.searchsorted(model_ids, counts.model_a),
         model_b=np.searchsorted(model_ids, counts.model_b),
-        outcome=_OUTCOME_OF[counts.winner],
+        outcome=OUTCOME_OF[counts.winner],
         count=counts.n,
     )
 
@@ -136,13 +83,13 @@ def recompute(*, board: str = "overall") -> Snapshot | None:
 
 
 def recompute_all() -> list[Snapshot]:
-    """Publish a new snapshot of each board whose counted votes changed.
+    """Publish a new snapshot of each board whose counted votes changed, then the provider testing
+    figures (`testing.record_figures`).
 
     A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run);
     the one that finds it taken does nothing. Pages are invalidated by bumping a generation key.
-    Every board is counted from one read of the votes (`load_table`, which reads only the votes
-    newer than this process's last recompute); a language board exists once a counted vote is in
-    that language.
+    Every board is counted by one SQL aggregation (`board_counts`); a language board exists once a
+    counted vote is in that language.
     """
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
@@ -150,32 +97,24 @@ def recompute_all() -> list[Snapshot]:
     try:
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
-        table = load_table(filters)
+        counts = board_counts(filters, every)
         flagged = excluded_counts({})  # the same for every board: counted once, not per board
         # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
         # its board is prepared, the longest (style) first; the database work stays in this thread.
-        # The style board is counted vote by vote, so that its fit starts before the votes are
-        # grouped for the other boards (`group_votes`).
         # A fit's bootstrap rounds are shared with the pool's threads that are free (see
-        # rating._run_chunks): the style board's long bootstrap takes both cores once the other
+        # rating.rate's pool): the style board's long bootstrap takes both cores once the other
         # boards are done, and no more threads than cores compete for them (and for the GIL).
         # BLAS is held to one thread for the whole run (rating's own limits, entered from several
         # threads at once, could otherwise restore each other's).
         threads = settings.LEADERBOARD_FIT_THREADS
         jobs: list[tuple[_Job, Future[tuple[rating.Ratings | None, dict[str, Any]]]]] = []
-        groups: VoteGroups | None = None
         with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
             for board in sorted(every, key=lambda board: not board.style):
-                if board.style:
-                    counts = board_counts(table, filters, board.slug)
-                else:
-                    if groups is None:
-                        groups = group_votes(table, filters)
-                    counts = groups.counts(board.slug)
-                job = _prepare(board, replace(filters, board=board.slug), counts, table, flagged)
+                job = _prepare(board, replace(filters, board=board.slug), counts[board.slug], flagged)
                 if job is not None:
                     jobs.append((job, pool.submit(_fit, job, pool, threads)))
             published = [_publish(job, *fit.result(), provisional) for job, fit in jobs]
+        testing.record_figures(filters, counts["overall"])
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
@@ -212,7 +151,7 @@ class _Job:
 
 
 def _prepare(
-    board: boards.Board, filters: Filters, counts: BoardCounts, table: VoteTable, flagged: dict[str, int]
+    board: boards.Board, filters: Filters, counts: BoardCounts, flagged: dict[str, int]
 ) -> _Job | None:
     """The board's job, or None when there is nothing to publish."""
     started = time.perf_counter()
@@ -220,7 +159,7 @@ def _prepare(
     latest = latest_snapshot(board.slug)
     if board.category and not counts.votes and latest is None:
         return None  # a category nobody voted in yet: no empty board to show
-    digest = counts.digest(per_vote=board.style)
+    digest = counts.digest()
     if latest and latest.votes_digest == digest and latest.excluded == excluded:
         return None
     params = {
@@ -235,7 +174,7 @@ def _prepare(
         "filters": filters.as_json(),
         "code_version": CODE_VERSION,
     }
-    arrays = vote_arrays(counts, table, filters, style=board.style)
+    arrays = vote_arrays(counts, filters, style=board.style)
     return _Job(board, counts, digest, excluded, arrays, params, time.perf_counter() - started)
 
 
@@ -393,237 +332,3 @@ def latency(model_ids: list[int]) -> dict[str, dict[str, float]]:
 
 def latest_snapshot(board: str = "overall") -> Snapshot | None:
     return Snapshot.objects.of_board(board).latest_first().first()
-
-
-# --- Provider testing rules: what the public board counts, private results, the ledger -----------
-
-
-@dataclass(frozen=True)
-class OpponentRecord:
-    name: str
-    label: str
-    battles: int
-    wins: int
-    losses: int
-    ties: int  # tie and both-bad: half a win each side, as in the ratings
-    win_rate: float
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    """A variant's rating on the public board's scale, as if it were on it, and its record."""
-
-    rating: float
-    ci_lower: float
-    ci_upper: float
-    rank: int  # the rank it would have on the board
-    votes: int
-    pool_models: int
-    opponents: list[OpponentRecord] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VariantResult | None:
-        if not data.get("votes"):
-            return None
-        return cls(**{**data, "opponents": [OpponentRecord(**o) for o in data.get("opponents", [])]})
-
-
-def variant_result(llm: LLM) -> VariantResult | None:
-    """The private result of a variant; None before it has a vote against a public model.
-
-    Once its testing ended the result is computed once, on the votes up to then, and frozen on the
-    row (the testing ledger discloses that one). Before, it is cached until the variant's vote
-    count or the public board changes.
-    """
-    if llm.testing_ended_at is not None:
-        if llm.final_result is None:
-            computed = compute_variant_result(llm, until=llm.testing_ended_at)
-            frozen = computed.as_dict() if computed else {"votes": 0}
-            LLM.objects.filter(pk=llm.pk, final_result__isnull=True).update(final_result=frozen)
-            llm.final_result = frozen
-        return VariantResult.from_dict(llm.final_result)
-    latest = latest_snapshot()
-    key = f"leaderboard:variant-result:{llm.pk}:{llm.test_votes}:{latest.pk if latest else 0}"
-    cached = cache.get(key)
-    if cached is None:
-        computed = compute_variant_result(llm)
-        cached = computed.as_dict() if computed else {"votes": 0}
-        cache.set(key, cached, timeout=settings.LEADERBOARD_RECOMPUTE_SECONDS * 2)
-    return VariantResult.from_dict(cached)
-
-
-def compute_variant_result(llm: LLM, *, until: datetime | None = None) -> VariantResult | None:
-    """Rate the variant with the same engine as the board: the counted public votes plus its own.
-
-    Its own votes are those against public models only: a vote against another unreleased
-    variant would tell this organisation that one exists. Ratings are shifted so that the pool's
-    mean is the board's centre, as on the board.
-    """
-    mine = Q(model_a=llm) | Q(model_b=llm)
-    own = Vote.objects.filter(anonymous=True, excluded="").filter(
-        Q(model_a=llm, model_b__visibility=LLM.Visibility.PUBLIC)
-        | Q(model_b=llm, model_a__visibility=LLM.Visibility.PUBLIC)
-    )
-    pool = public_votes()[0].exclude(mine)
-    if until is not None:
-        own, pool = own.filter(created__lte=until), pool.filter(created__lte=until)
-    fields = ("model_a_id", "model_b_id", "winner")
-    own_rows = list(own.order_by("id").values_list(*fields))
-    if not own_rows:
-        return None
-    # The public votes as (pair, winner) counts: thousands of rows, not millions.
-    cells = list(pool.values_list(*fields).annotate(n=Count("id")).order_by()) + [(*r, 1) for r in own_rows]
-    model_ids = sorted({c[0] for c in cells} | {c[1] for c in cells})
-    index = {pk: i for i, pk in enumerate(model_ids)}
-    n = np.array([c[3] for c in cells], dtype=np.int64)
-    result = rating.rate(
-        np.array([index[c[0]] for c in cells], dtype=np.int64),
-        np.array([index[c[1]] for c in cells], dtype=np.int64),
-        np.array([OUTCOME[c[2]] for c in cells], dtype=np.int64),
-        len(model_ids),
-        count=n,
-        bootstrap=settings.LEADERBOARD_BOOTSTRAP,
-        seed=settings.LEADERBOARD_SEED,
-        workers=settings.LEADERBOARD_WORKERS,
-    )
-    i = index[llm.pk]
-    others = np.arange(len(model_ids)) != i
-    shift = float(result.rating[others].mean()) - rating.CENTRE
-    return VariantResult(
-        rating=round(float(result.rating[i]) - shift, 2),
-        ci_lower=round(float(result.ci_lower[i]) - shift, 2),
-        ci_upper=round(float(result.ci_upper[i]) - shift, 2),
-        rank=int(result.rank[i]),
-        votes=len(own_rows),
-        pool_models=len(model_ids) - 1,
-        opponents=_opponent_records(llm, own_rows),
-    )
-
-
-def _opponent_records(llm: LLM, rows: list[tuple[int, int, str]]) -> list[OpponentRecord]:
-    tally: dict[int, Counter[str]] = {}
-    for a, b, winner in rows:
-        mine_is_a = a == llm.pk
-        opponent = b if mine_is_a else a
-        if winner in (Vote.Winner.TIE, Vote.Winner.BOTH_BAD):
-            outcome = "tie"
-        else:
-            outcome = "win" if (winner == Vote.Winner.A) == mine_is_a else "loss"
-        tally.setdefault(opponent, Counter())[outcome] += 1
-    names = {m.pk: m for m in LLM.objects.filter(pk__in=list(tally))}
-    records = []
-    for pk, counts in tally.items():
-        n = counts.total()
-        records.append(
-            OpponentRecord(
-                name=names[pk].name,
-                label=names[pk].label,
-                battles=n,
-                wins=counts["win"],
-                losses=counts["loss"],
-                ties=counts["tie"],
-                win_rate=round((counts["win"] + counts["tie"] / 2) / n, 4),
-            )
-        )
-    return sorted(records, key=lambda r: (-r.battles, r.name))
-
-
-def battle_counts(llm_ids: list[int]) -> dict[int, int]:
-    """Anonymous battles each model was drawn into, whatever became of them."""
-    counts: Counter[int] = Counter()
-    battles = Battle.objects.anonymous()
-    for side in ("model_a", "model_b"):
-        rows = battles.filter(**{f"{side}__in": llm_ids}).values(side).annotate(n=Count("id"))
-        counts.update(dict(rows.values_list(side, "n")))
-    return dict(counts)
-
-
-@dataclass(frozen=True)
-class LedgerVariant:
-    codename: str | None  # shown once the variant is disclosed or published
-    name: str | None  # its public name, once published
-    status: str
-    testing_started_at: datetime | None
-    testing_ended_at: datetime | None
-    published_at: datetime | None
-    retired_at: datetime | None
-    votes: int
-    disclosed: bool
-    result: VariantResult | None  # the final result, once disclosed
-
-
-@dataclass(frozen=True)
-class LedgerOrganization:
-    name: str
-    slug: str
-    variants_tested: int
-    variants_published: int
-    votes: int  # anonymous votes on battles with its listed variants while they were private
-    battle_share: float  # those votes over all anonymous votes
-    variants: list[LedgerVariant]
-
-
-def testing_ledger(*, now: datetime | None = None) -> list[LedgerOrganization]:
-    """Per organisation, every variant it tested: dates, votes, share, and disclosed ratings.
-
-    A variant is listed once its testing ended (published, retired or at its budget), without
-    codename or rating until disclosed (LLM.objects.disclosed: the no-retraction rule), so the
-    number of variants tried per release is public while nothing is said about tests under way.
-    """
-    now = now or timezone.now()
-    variants = list(
-        LLM.objects.variants()
-        .filter(testing_ended_at__lte=now)
-        .select_related("owner")
-        .order_by("testing_started_at", "pk")
-    )
-    disclosed = set(LLM.objects.disclosed(now=now).values_list("pk", flat=True))
-    all_votes = Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS).count()
-    by_org: dict[int, list[LLM]] = {}
-    for variant in variants:
-        by_org.setdefault(variant.owner_id, []).append(variant)
-    ledger = []
-    for org in Organization.objects.filter(pk__in=list(by_org)).order_by("name"):
-        rows = [
-            LedgerVariant(
-                codename=v.codename if v.pk in disclosed or v.published_at else None,
-                name=v.name if v.published_at else None,
-                status=v.testing_status,
-                testing_started_at=v.testing_started_at,
-                testing_ended_at=v.testing_ended_at,
-                published_at=v.published_at,
-                retired_at=v.retired_at,
-                votes=v.test_votes,
-                disclosed=v.pk in disclosed,
-                result=variant_result(v) if v.pk in disclosed else None,
-            )
-            for v in by_org[org.pk]
-        ]
-        votes = _votes_under_test(org, now)
-        ledger.append(
-            LedgerOrganization(
-                name=org.name,
-                slug=org.slug,
-                variants_tested=len(rows),
-                variants_published=sum(1 for r in rows if r.published_at),
-                votes=votes,
-                battle_share=round(votes / all_votes, 4) if all_votes else 0.0,
-                variants=rows,
-            )
-        )
-    return ledger
-
-
-def _votes_under_test(org: Organization, now: datetime) -> int:
-    """Anonymous votes on battles with the organisation's variants while private, once ended."""
-
-    def side(s: str) -> Q:
-        return Q(**{f"battle__model_{s}__owner": org, f"battle__model_{s}__testing_ended_at__lte": now}) & (
-            Q(**{f"battle__model_{s}__published_at__isnull": True})
-            | Q(created__lt=F(f"battle__model_{s}__published_at"))
-        )
-
-    return Vote.objects.filter(battle__mode=Battle.Mode.ANONYMOUS).filter(side("a") | side("b")).count()

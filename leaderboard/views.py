@@ -20,7 +20,8 @@ from config.schema import errors
 from leaderboard import boards
 from leaderboard.dumps import export_lines
 from leaderboard.models import Snapshot, SnapshotQuerySet
-from leaderboard.services import Filters, filtered_votes, generation, latest_snapshot
+from leaderboard.services import generation, latest_snapshot
+from leaderboard.votes import Filters, filtered_votes
 from providers.models import LLM
 
 

@@ -1,8 +1,9 @@
 """The provider REST API (private variants, `Authorization: Api-Key <key>`) and the public testing ledger.
 
 Every query of the provider API is scoped to the key's organisation: another organisation's
-variant is answered as if it did not exist. Views are thin; the rules live in providers.variants
-and leaderboard.services.
+variant is answered as if it did not exist. Views are thin; the rules live in providers.variants,
+and what the votes say (results, battles, the ledger's shares) is read from the rows each
+leaderboard recompute writes (providers.results, providers.ledger).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from providers.auth import (
     ProviderKeyThrottle,
     ProviderSubmitThrottle,
 )
+from providers.ledger import testing_ledger
 from providers.models import LLM
+from providers.results import private_result, results_of
 from providers.variants import CODENAME, Endpoint, variant_publish, variant_retire, variant_submit
 
 BACKENDS = [LLM.Backend.OPENAI_COMPATIBLE, LLM.Backend.ANTHROPIC, LLM.Backend.GEMINI]
@@ -130,11 +133,10 @@ class VariantOutputSerializer(serializers.ModelSerializer):
 
 def variant_output(variants: list[LLM], *, with_results: bool = True) -> Any:
     """The output of several variants, with their battle counts and private results."""
-    from leaderboard.services import battle_counts, variant_result  # providers does not import arena
-
-    context: dict[str, Any] = {"battles": battle_counts([v.pk for v in variants])}
+    rows = results_of(variants)
+    context: dict[str, Any] = {"battles": {pk: row.battles for pk, row in rows.items()}}
     if with_results:
-        context["results"] = {v.pk: variant_result(v) for v in variants}
+        context["results"] = {v.pk: private_result(v, rows.get(v.pk)) for v in variants}
     return VariantOutputSerializer(variants, many=True, context=context).data
 
 
@@ -361,8 +363,6 @@ class TestingLedgerApi(APIView):
         responses=OutputSerializer,
     )
     def get(self, request: Request) -> Response:
-        from leaderboard.services import testing_ledger  # providers does not import arena
-
         body = {"rules": ledger_rules(), "organizations": testing_ledger()}
         return Response(self.OutputSerializer(body).data)
 

@@ -125,7 +125,8 @@ class LLM(models.Model):
     testing_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # The result against the public pool when testing ended, frozen when first read.
+    # The private result (providers.results.PrivateResult) on the votes up to the end of its
+    # testing, frozen by the first leaderboard recompute after it.
     final_result = models.JSONField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -209,6 +210,23 @@ class LLM(models.Model):
         return "testing"
 
 
+class VariantResult(models.Model):
+    """What the votes say about a variant, as the last leaderboard recompute found it: providers
+    reads no votes, the recompute writes them here."""
+
+    llm = models.OneToOneField(LLM, on_delete=models.CASCADE, primary_key=True, related_name="variant_result")
+    battles = models.PositiveIntegerField(default=0, help_text="Anonymous battles it was drawn into.")
+    # Its private result (providers.results.PrivateResult) while under test; null before its first
+    # counted vote against a public model.
+    result = models.JSONField(null=True, blank=True)
+    # SHA-256 of the votes `result` was computed from: a recompute rates it again only when they change.
+    votes_digest = models.CharField(max_length=64, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"result of {self.llm_id}"
+
+
 class Organization(models.Model):
     """A model provider: owns API keys and the private variants submitted with them."""
 
@@ -221,6 +239,24 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LedgerEntry(models.Model):
+    """An organisation's figures on the testing ledger that only the votes tell, as the last
+    leaderboard recompute counted them (providers reads no votes)."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, primary_key=True, related_name="ledger_entry"
+    )
+    votes = models.PositiveIntegerField(
+        default=0,
+        help_text="Anonymous votes on battles with its variants while private, once their testing ended.",
+    )
+    battle_share = models.FloatField(default=0, help_text="Those votes over all anonymous votes.")
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"ledger entry of {self.organization_id}"
 
 
 class Membership(models.Model):

@@ -1,8 +1,9 @@
 """Private variants: submitted, probed, tested in anonymous battles, then published or retired.
 
 The fair-testing rules (config/settings.py, "Provider testing rules") are enforced here, in
-`LLM.objects.drawable()` (weight and battle budget) and in `leaderboard.services` (fresh votes,
-disclosure). Nothing here is ever deleted: a retired variant keeps its row, votes and result.
+`LLM.objects.drawable()` (weight and battle budget), `LLM.objects.disclosed()` (disclosure) and by
+the leaderboard's recompute (fresh votes). Nothing here is ever deleted: a retired variant keeps its
+row, votes and result.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.cache import cache
 
 from config import handlers
-from leaderboard import votes
 from providers.models import LLM
 
 pytest_plugins = ["tests.network", "tests.upstream", "tests.vendor_upstreams"]
@@ -22,9 +21,6 @@ pytest_plugins = ["tests.network", "tests.upstream", "tests.vendor_upstreams"]
 def _fresh_cache() -> Iterator[None]:
     # Throttle counters and the recompute lock live in the cache (Redis in CI): start each test clean.
     cache.clear()
-    # Nor a table of votes kept from another test: a rolled-back test leaves the vote table's change
-    # counter where it found it, so a table of its votes would look current to the next test.
-    votes.forget()
     yield
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from arena.models import Battle, Vote
-from leaderboard import services, tasks, votes
+from leaderboard import services, tasks
 from leaderboard.models import Snapshot
 from providers.models import LLM
 from tests.factories import voted_battle
@@ -105,7 +105,6 @@ def test_the_published_numbers_do_not_depend_on_how_many_threads_fit_the_boards(
     def published(threads: int) -> dict[str, list[tuple[int, float, float, float]]]:
         settings.LEADERBOARD_FIT_THREADS = threads
         Snapshot.objects.all().delete()
-        votes.forget()
         return {
             snapshot.board: list(
                 snapshot.ratings.order_by("llm_id").values_list("llm_id", "rating", "ci_lower", "ci_upper")

@@ -88,13 +88,13 @@ def test_a_variant_goes_from_key_to_public_board_and_ledger(
     # Volume, then the private result, seen by its organisation only.
     for n in range(30):
         voted_battle(variant, public, "aab"[n % 3])
+    services.recompute()  # stores the result the provider API reads
     detail = provider.get(f"/api/v1/provider/variants/{variant_id}/").json()
     assert detail["votes"] == 33 and detail["battles"] == 33
     assert detail["result"]["votes"] == 33 and detail["result"]["opponents"][0]["name"] == "open-demo"
     assert detail["result"]["rating"] > 1000  # it wins two of three
 
     # Before publication: nowhere in public.
-    services.recompute()
     public_texts = [web.get(path).text for path in ("/api/v1/leaderboard/", "/leaderboard/", "/named/", "/")]
     public_texts += [
         web.get(path).text for path in ("/api/v1/models/", "/api/v1/testing-ledger/", "/testing-ledger/")
@@ -126,6 +126,7 @@ def test_a_variant_goes_from_key_to_public_board_and_ledger(
         voted_battle(public, heron, "ab"[n % 2])
     retired = provider.post(f"/api/v1/provider/variants/{heron.pk}/retire/")
     assert retired.status_code == 200 and retired.json()["status"] == "retired"
+    services.recompute()  # freezes its final result, which the ledger discloses later
     assert "heron-2" not in web.get("/api/v1/testing-ledger/").text
     heron.refresh_from_db()
     assert heron.testing_ended_at is not None

@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from arena.models import Battle, Vote
 from arena.services import draw_pair
-from leaderboard import rating, services
-from leaderboard.services import variant_result
+from leaderboard import rating, services, tasks
+from providers import ledger
 from providers.models import LLM, Organization
+from providers.results import PrivateResult, private_result, results_of
 from providers.variants import variant_publish, variant_retire
 from tests.factories import voted_battle
 from tests.providers.conftest import Personas, make_variant, post, submit
@@ -168,9 +169,18 @@ def test_only_anonymous_votes_of_private_variants_are_counted(
 # --- no retraction --------------------------------------------------------------------------------------
 
 
+def variant_result(variant: LLM) -> PrivateResult | None:
+    """The variant's private result as the provider API reads it, once a recompute stored it."""
+    tasks.recompute()
+    variant.refresh_from_db()
+    return private_result(variant, results_of([variant]).get(variant.pk))
+
+
 def ledger_row(variant: LLM) -> dict[str, Any] | None:
-    """The variant's row on the ledger (found by its start time: the codename may be hidden)."""
-    for org in services.testing_ledger():
+    """The variant's row on the ledger after a recompute (found by its start time: the codename
+    may be hidden)."""
+    tasks.recompute()
+    for org in ledger.testing_ledger():
         for row in org.variants:
             if row.testing_started_at == variant.testing_started_at:
                 return {"codename": row.codename, "disclosed": row.disclosed, "result": row.result}
@@ -354,7 +364,20 @@ def test_the_private_result_appears_in_the_api_for_its_organisation_only(
     assert personas.owner.organization is not None
     variant = make_variant(personas.owner.organization, "mine")
     vote(variant, make_llm(name="pool-model"), 5, "ab")
+    tasks.recompute()  # stores the result and battle count the API reads
     body = client.get(f"{VARIANTS}{variant.pk}/", headers=personas.owner.headers()).json()
     assert body["votes"] == 5 and body["battles"] == 5
     assert body["result"]["votes"] == 5 and body["result"]["opponents"][0]["name"] == "pool-model"
     assert client.get(f"{VARIANTS}{variant.pk}/", headers=personas.outsider.headers()).status_code == 404
+
+
+def test_each_recompute_brings_the_private_result_up_to_date(
+    orgs: tuple[Organization, Organization], make_llm: Any
+) -> None:
+    variant = make_variant(orgs[0], "mine")
+    public = make_llm(name="pool-model")
+    vote(variant, public, 4, "ab")
+    assert variant_result(variant).votes == 4
+    vote(variant, public, 3)
+    assert private_result(variant, results_of([variant]).get(variant.pk)).votes == 4  # as last stored
+    assert variant_result(variant).votes == 7
