@@ -60,13 +60,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# The middleware an asynchronous view (a battle's answer stream) runs behind, on the event loop
-# (config/handlers.py): those of the list above that only check the request and set headers.
-ASYNC_VIEW_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -191,12 +184,6 @@ LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
 LEADERBOARD_READ_CONNECTIONS = env.int("LEADERBOARD_READ_CONNECTIONS", default=2)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
-
-# --- Web server ------------------------------------------------------------------------------------
-# Synchronous requests one server process works on at once, each on a thread of a pool this size;
-# the rest queue in arrival order (config/handlers.py). Answer streams run on the event loop and
-# do not count.
-WEB_REQUESTS_IN_PROGRESS = env.int("WEB_REQUESTS_IN_PROGRESS", default=4)
 
 # --- Upstream calls ------------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)

@@ -102,8 +102,8 @@ def test_calls_reuse_kept_alive_connections_and_each_stream_at_once_has_its_own(
     async def main() -> tuple[int, int]:
         for _ in range(3):
             await collect(OpenAICompatible(), spec)
-        one_after_another = len(openai_upstream._handlers)  # the fake's open connections
+        one_after_another = len(openai_upstream.connections)  # the fake's open connections
         await asyncio.gather(*(collect(OpenAICompatible(), spec) for _ in range(5)))
-        return one_after_another, len(openai_upstream._handlers)
+        return one_after_another, len(openai_upstream.connections)
 
     assert run(main()) == (1, 5)
