@@ -189,6 +189,10 @@ LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_FIRST_TOKEN_TIMEOUT = env.float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default=60.0)
 UPSTREAM_TOTAL_TIMEOUT = env.float("UPSTREAM_TOTAL_TIMEOUT", default=300.0)
+# Connections one web process holds to the upstreams (each battle streams two answers at once), and
+# seconds an idle one is kept for the next call: it spares the TCP and TLS handshakes.
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=2048)
+UPSTREAM_KEEPALIVE_EXPIRY = env.float("UPSTREAM_KEEPALIVE_EXPIRY", default=30.0)
 # Seconds between two words of a demo model's answer: human-readable pace.
 DEMO_TOKEN_DELAY = env.float("DEMO_TOKEN_DELAY", default=0.03)
 
