@@ -14,4 +14,4 @@ RUN DEBUG=true python manage.py collectstatic --noinput
 RUN useradd --create-home arena
 USER arena
 EXPOSE 8000
-CMD ["gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "600"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"]

@@ -1,111 +1,99 @@
-"""CPU time per streamed event of the ways httpx can read an upstream's server-sent events.
+"""CPU time of reading an upstream's server-sent events: per relayed event and per call.
 
 Prints figures, asserts nothing.
 
-    .venv/bin/python bench/transport.py                             # about two minutes on two cores
+    .venv/bin/python bench/transport.py                             # this tree's ways, a few minutes
+    .venv/bin/python bench/transport.py --baseline ../start --rounds 2  # and another checkout's seam
     .venv/bin/python bench/transport.py --streams 500 --interval 10  # the load of a busy worker
-    .venv/bin/python bench/transport.py --variants httpcore,aiohttp --interval 0
 
-Three kinds of process, on 127.0.0.1:
+Processes, on 127.0.0.1:
     upstream   bench/streaming.py in `upstream` mode: an asyncio (uvloop) server streaming
                OpenAI-style chat-completion chunks, one event per HTTP chunk, one every --interval ms
-    variant    this script in `variant` mode, one process per variant, on uvloop as the ASGI server
-               runs: after a few streams to open connections and load code, two rounds of --streams
-               streams at once, each reporting its process CPU time / events and its wall time
-                 bytes    the layer under the adapters: `client.stream`, `aiter_bytes`, EventParser
-                 adapter  the whole OpenAI adapter (time limits, JSON, chunks) over the same
+    way        this script in `way` mode, one process per way and round, on uvloop as the ASGI
+               server runs; after a few calls to open connections and load code:
+                 paced      --streams streams at once, --events events each, at the upstream's pace:
+                            about one event a read, as on a quiet worker
+                 saturated  the same as fast as they can be read: several events a read, as on a
+                            busy worker
+                 call       --streams calls at once of one event each, --calls in all: the CPU time
+                            a call costs besides its events (request, response head, pool, adapter)
+               Paced and saturated are measured twice: `bytes`, the layer under the adapters (the
+               client's stream and the event parser), and `adapter`, the whole OpenAI adapter
+               (time limits, JSON, chunks) over it.
     main       this process: starts the others and prints their figures side by side
 
-The default pace leaves the reader a core to spare, so that each read carries one event, as on a
-quiet worker: a saturated reader finds several events a read and seems cheaper per event.
-
-Variants
-    httpcore          httpx's own transport (httpcore, h11, anyio) in pools of 64 streams, as the seam
-                      had them, with sniffio not installed: every `import sniffio` of httpcore
-                      searches sys.path again, as a missing module does
-    httpcore+sniffio  the same with sniffio installed
-    aiohttp           httpx over httpx_aiohttp.AiohttpTransport (aiohttp's connector and parser)
-    providers.http    the seam's own client, `providers.http.client()`, as the platform uses it
+Ways
+    seam       `providers.http.client()` and `providers.streaming.EventParser`, as the platform
+               reads a vendor (also of --baseline, a checkout of another commit, in its own process)
+    httpx      httpx's own transport (httpcore, h11, anyio), one pool of up to 2048 connections, 64
+               kept alive; the same parser
+    httpx-sse  the seam's client, its events parsed by httpx-sse's `EventSource` (bytes only)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-VARIANTS = ["httpcore", "httpcore+sniffio", "aiohttp", "providers.http"]
-POOL = 64  # streams a pool of the httpcore variants
+WAYS = ["seam", "httpx", "httpx-sse"]
 
 
-# --- a variant ---------------------------------------------------------------------------------------
+# --- a way ------------------------------------------------------------------------------------------
 
 
-class NoSniffio(importlib.abc.MetaPathFinder):
-    """`import sniffio` fails as it does where sniffio is not installed: after a search of sys.path."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "sniffio":
-            importlib.machinery.PathFinder.find_spec("sniffio_not_installed")
-            raise ModuleNotFoundError("No module named 'sniffio'", name=name)
-        return None
-
-
-def make_clients(variant: str, streams: int) -> list[Any]:
-    """The clients the streams share: stream n takes the (n // POOL)th of the list, cycling."""
+def make_client(way: str) -> Any:
     import httpx
 
-    if variant == "providers.http":
-        from providers.http import client
+    if way == "httpx":
+        # As a seam on httpx alone would have it: idle connections beyond the keep-alive cap are closed.
+        limits = httpx.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30)
+        return httpx.AsyncClient(timeout=None, limits=limits)
+    from providers.http import client
 
-        return [client()]
-    if variant == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        # Room for every stream at once (aiohttp reads no limit as its default of 100).
-        transport = AiohttpTransport(limits=httpx.Limits(max_connections=10_000))
-        return [httpx.AsyncClient(transport=transport, timeout=None)]
-    # httpcore's pool walks every connection it holds on each request and each response's end: one
-    # pool of hundreds of streams costs more than reading them. Small pools, as the seam had.
-    return [httpx.AsyncClient(timeout=None) for _ in range(-(-streams // POOL))]
+    return client()
 
 
-async def measure(variant: str, port: int, streams: int, events: int, interval_ms: int) -> dict[str, float]:
-    """Both rounds of a variant: its streams read as bytes, then through the adapter."""
+async def measure(args: argparse.Namespace) -> dict[str, float]:
+    """The figures of one way: CPU µs per event (paced and saturated, bytes and adapter) and per call."""
     from providers.base import CallSpec
     from providers.openai import OpenAICompatible
     from providers.streaming import EventParser
 
-    clients = make_clients(variant, streams)
-    base_url = f"http://{HOST}:{port}/v1"
+    client = make_client(args.way)
+    base_url = f"http://{HOST}:{args.port}/v1"
 
-    async def as_bytes(client: Any, events: int) -> int:
+    async def as_bytes(events: int, interval: int) -> int:
         """The layer under the adapters: the body's pieces, cut into events."""
-        parser = EventParser()
         read = 0
-        model = {"model": f"{events}x{interval_ms}"}
+        model = {"model": f"{events}x{interval}"}
         async with client.stream("POST", base_url + "/chat/completions", json=model) as response:
-            async for piece in response.aiter_bytes():
-                read += len(parser.feed(piece))
+            if args.way == "httpx-sse":
+                from httpx_sse import EventSource
+
+                async for _ in EventSource(response).aiter_sse():
+                    read += 1
+            else:
+                parser = EventParser()
+                async for piece in response.aiter_bytes():
+                    read += len(parser.feed(piece))
         return read - 4  # the role, finish and usage events, and [DONE]
 
-    async def through_adapter(client: Any, events: int) -> int:
+    async def through_adapter(events: int, interval: int) -> int:
         spec = CallSpec(
             backend="openai-compatible",
             base_url=base_url,
-            model=f"{events}x{interval_ms}",
+            model=f"{events}x{interval}",
             api_key="",
             temperature=0.0,
             max_tokens=events,
@@ -115,52 +103,59 @@ async def measure(variant: str, port: int, streams: int, events: int, interval_m
         chunks = OpenAICompatible().stream(spec, [{"role": "user", "content": "Hi"}], client)
         return sum([chunk.deltas async for chunk in chunks if chunk.kind == "delta"])
 
-    def share(streams: int) -> list[Any]:
-        return [clients[n // POOL % len(clients)] for n in range(streams)]
+    async def cpu_us(calls: list[Callable[[], Awaitable[int]]], at_once: int, per: str) -> float:
+        """CPU µs of the process per event read (per="event") or per call made (per="call")."""
+        cpu = time.process_time()
+        read = 0
+        for start in range(0, len(calls), at_once):
+            read += sum(await asyncio.gather(*(call() for call in calls[start : start + at_once])))
+        used = time.process_time() - cpu
+        return used / (read if per == "event" else len(calls)) * 1e6
 
-    await asyncio.gather(*(as_bytes(client, 20) for client in share(min(streams, 20))))  # code loaded
+    await asyncio.gather(*(as_bytes(20, 0) for _ in range(20)))  # connections opened, code loaded
     figures: dict[str, float] = {}
-    for name, read in (("bytes", as_bytes), ("adapter", through_adapter)):
-        cpu, wall = time.process_time(), time.perf_counter()
-        total = sum(await asyncio.gather(*(read(client, events) for client in share(streams))))
-        figures[f"{name}_cpu_us"] = (time.process_time() - cpu) / total * 1e6
-        figures[f"{name}_wall_s"] = time.perf_counter() - wall
-        if total != streams * events:
-            raise SystemExit(f"{variant}: read {total} of {streams * events} events")
-    for client in clients:
-        await client.aclose()
+    layers = (
+        {"bytes": as_bytes} if args.way == "httpx-sse" else {"bytes": as_bytes, "adapter": through_adapter}
+    )
+    for pace, interval in (("paced", args.interval), ("saturated", 0)):
+        for layer, read in layers.items():
+            streams = [lambda read=read, interval=interval: read(args.events, interval)] * args.streams
+            figures[f"{pace} {layer}"] = await cpu_us(streams, args.streams, "event")
+    if args.way != "httpx-sse":
+        calls = [lambda: through_adapter(1, 0)] * args.calls
+        figures["call"] = await cpu_us(calls, args.streams, "call")
+    await client.aclose()
     return figures
 
 
-def run_variant(args: argparse.Namespace) -> None:
-    if args.variant == "httpcore":
-        sys.meta_path.insert(0, NoSniffio())
-    sys.path.insert(0, str(REPO))
+def run_way(args: argparse.Namespace) -> None:
+    sys.path.insert(0, args.tree)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
+    import uvloop
 
     django.setup()
-    figures = asyncio.run(measure(args.variant, args.port, args.streams, args.events, args.interval))
-    print(json.dumps(figures))
+    print(json.dumps(uvloop.run(measure(args))))
 
 
-# --- main --------------------------------------------------------------------------------------------
+# --- main ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=200, help="streams at once")
+    parser.add_argument("--streams", type=int, default=200, help="streams (and calls) at once")
     parser.add_argument("--events", type=int, default=250, help="events a stream")
-    parser.add_argument("--interval", type=int, default=40, help="ms between a stream's events (0: no wait)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS}")
-    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure this variant
+    parser.add_argument("--interval", type=int, default=40, help="ms between a paced stream's events")
+    parser.add_argument("--calls", type=int, default=2000, help="calls of one event, for the cost of a call")
+    parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, of {WAYS}")
+    parser.add_argument("--baseline", help="a checkout of another commit: its seam is measured too")
+    parser.add_argument("--rounds", type=int, default=1, help="times each way is measured, alternating")
+    parser.add_argument("--way", help=argparse.SUPPRESS)  # internal: measure this way
+    parser.add_argument("--tree", default=str(REPO), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import uvloop
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if args.variant:
-        run_variant(args)
+    if args.way:
+        run_way(args)
         return
 
     with socket.socket() as probe:
@@ -170,29 +165,37 @@ def main() -> None:
     upstream = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "streaming.py"), "--upstream", str(port)]
     )
+    runs = [(way, str(REPO)) for way in args.ways.split(",")]
+    if args.baseline:
+        runs.insert(0, ("seam", str(Path(args.baseline).resolve())))
     try:
         while not listening(port):
             time.sleep(0.05)
-        pace = f"one every {args.interval} ms" if args.interval else "as fast as read"
-        print(f"{args.streams} streams x {args.events} events, {pace}; uvloop; {os.cpu_count()} CPU cores")
-        print(f"{'':<18} {'bytes':<21} {'adapter':<21}")
-        print(f"{'variant':<18} {'CPU µs/event  wall s':<21} {'CPU µs/event  wall s':<21}")
-        for variant in args.variants.split(","):
-            if variant == "httpcore+sniffio" and importlib.util.find_spec("sniffio") is None:
-                print(f"{variant:<18} skipped: sniffio is not installed (pip install sniffio)")
-                continue
-            command = [sys.executable, __file__, "--variant", variant, "--port", str(port)]
-            command += ["--streams", str(args.streams), "--events", str(args.events)]
-            command += ["--interval", str(args.interval)]
-            figures = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE).stdout)
-            row = [
-                f"{figures[f'{r}_cpu_us']:>12.1f} {figures[f'{r}_wall_s']:>7.2f}"
-                for r in ("bytes", "adapter")
-            ]
-            print(f"{variant:<18} {row[0]:<21} {row[1]:<21}")
+        print(f"{args.streams} streams at once x {args.events} events, paced one every {args.interval} ms or "
+              f"saturated; {args.calls} calls of one event; uvloop; {os.cpu_count()} CPU cores")  # fmt: skip
+        columns = ["paced bytes", "paced adapter", "saturated bytes", "saturated adapter", "call"]
+        print(f"{'CPU µs per event, per call':<32}" + "".join(f"{c:>18}" for c in columns))
+        for _ in range(args.rounds):
+            for way, tree in runs:
+                command = [sys.executable, __file__, "--way", way, "--tree", tree, "--port", str(port)]
+                command += ["--streams", str(args.streams), "--events", str(args.events)]
+                command += ["--interval", str(args.interval), "--calls", str(args.calls)]
+                out = subprocess.run(command, check=True, stdout=subprocess.PIPE, cwd=tree).stdout
+                figures = json.loads(out.splitlines()[-1])
+                label = f"{way} ({commit(tree)})"
+                print(f"{label:<32}" + "".join(f"{figures.get(c, float('nan')):>18.1f}" for c in columns))
     finally:
         upstream.terminate()
         upstream.wait()
+
+
+def commit(tree: str) -> str:
+    """The checkout's commit, marked + when its files differ from it."""
+    head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"], capture_output=True
+    )
+    return head.stdout.strip() + ("+" if dirty.stdout else "")
 
 
 def listening(port: int) -> bool:

@@ -1,24 +1,22 @@
+"""The ASGI application: Django's own handler, served by uvicorn (`make run`) or by gunicorn's
+uvicorn workers (the Dockerfile, docker-compose.yml)."""
+
 from __future__ import annotations
 
 import gc
 import os
 
-from django.conf import settings
+from django.core.asgi import get_asgi_application
 from django.urls import get_resolver
-
-from config import handlers
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = handlers.application(threads=settings.WEB_REQUESTS_IN_PROGRESS)
+application = get_asgi_application()
 
-# The URL configuration imports every view module, and through them the rating code (numpy, scipy):
-# Django would import it on the first request, which under a burst stalled the event loop and every
-# stream on it for most of a second (bench/streaming.py). Load it with the process instead.
+# Import every view module (and the rating code under them) with the process: on the first request
+# that import would stall the event loop, and every answer streaming on it.
 _url_patterns = get_resolver().url_patterns
 
-# Everything loaded so far (Django, the apps, their modules) lives as long as the process: move it
-# out of the collector's sight, so that a full collection walks only what requests allocate. A
-# full collection over the whole heap took ~57 ms in the middle of streams (bench/streaming.py:
-# time to first token p99 68 ms with it, 13.5 ms without).
+# What is loaded by now lives as long as the process: keep it out of the collector's full passes,
+# which would otherwise walk the whole heap in the middle of streams.
 gc.freeze()

@@ -60,13 +60,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# The middleware an asynchronous view (a battle's answer stream) runs behind, on the event loop
-# (config/handlers.py): those of the list above that only check the request and set headers.
-ASYNC_VIEW_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -190,16 +183,14 @@ LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
 # Below this many votes a model is provisional on the overall board and absent from category boards.
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 
-# --- Web server ------------------------------------------------------------------------------------
-# Synchronous requests one server process works on at once, each on a thread of a pool this size;
-# the rest queue in arrival order (config/handlers.py). Answer streams run on the event loop and
-# do not count.
-WEB_REQUESTS_IN_PROGRESS = env.int("WEB_REQUESTS_IN_PROGRESS", default=4)
-
 # --- Upstream calls ------------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_FIRST_TOKEN_TIMEOUT = env.float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default=60.0)
 UPSTREAM_TOTAL_TIMEOUT = env.float("UPSTREAM_TOTAL_TIMEOUT", default=300.0)
+# Connections one web process holds to the upstreams (each battle streams two answers at once), and
+# seconds an idle one is kept for the next call: it spares the TCP and TLS handshakes.
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=2048)
+UPSTREAM_KEEPALIVE_EXPIRY = env.float("UPSTREAM_KEEPALIVE_EXPIRY", default=30.0)
 # Seconds between two words of a demo model's answer: human-readable pace.
 DEMO_TOKEN_DELAY = env.float("DEMO_TOKEN_DELAY", default=0.03)
 

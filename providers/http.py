@@ -10,66 +10,56 @@ import asyncio
 import functools
 import ssl
 import threading
+from collections.abc import AsyncIterator
 from weakref import WeakKeyDictionary
 
 import aiohttp
 import httpx
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.http_exceptions import HttpProcessingError
 from django.conf import settings
-from httpx_aiohttp import AiohttpTransport
 
 from providers.base import CallSpec
 from providers.models import LLM
 
-# Each battle holds two streams open for up to UPSTREAM_TOTAL_TIMEOUT, so a busy web worker keeps
-# hundreds of connections at once (room here for a thousand streams, twice over); keep-alive spares
-# a TLS handshake on every call to a vendor. aiohttp keeps every idle connection for
-# `keepalive_expiry` seconds: it has no cap on how many (max_keepalive_connections is not used).
-LIMITS = httpx.Limits(max_connections=2048, keepalive_expiry=30)
-
-# An AsyncClient's connections belong to the event loop that opened them: sharing one client
-# across loops (tests run several, each `asyncio.run` makes one) fails with "attached to a
-# different loop". So one client per running loop, and with it the task that closes it at the
-# loop's end (`_close_at_loop_end`); a loop holds its tasks only weakly, so they are held here.
-_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = WeakKeyDictionary()
-_closers: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = WeakKeyDictionary()
-# Loops of several threads (the ASGI server's, a test's) may ask at once.
-_lock = threading.Lock()
+# A client's pooled connections belong to the event loop that opened them, and tests run several
+# loops in one process: one client per loop, with the task that closes it when the loop ends.
+_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Task[None]]] = (
+    WeakKeyDictionary()
+)
+_lock = threading.Lock()  # the ASGI server's loop and a test's may ask at once
 
 
 def client() -> httpx.AsyncClient:
-    """The shared client of the running event loop; made on first use.
+    """The running event loop's client, made on first use.
 
-    No default timeout: each call sets its own from its `CallSpec`.
+    No default time-out: each call sets its own from its `CallSpec`. Keep-alive spares a TLS
+    handshake on each call to a vendor.
     """
     loop = asyncio.get_running_loop()
     with _lock:
-        shared = _clients.get(loop)
-        if shared is None or shared.is_closed:
-            # A client's pooled connections refer to their loop, so a dead loop is never collected
-            # from the weak mapping on its own; drop the clients of closed loops here.
-            for old in [old for old in _clients if old.is_closed()]:
-                del _clients[old]
-                _closers.pop(old, None)
-            transport = Transport(verify=_ssl_context(), limits=LIMITS)
-            shared = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
-            _clients[loop] = shared
-            _closers[loop] = loop.create_task(_close_at_loop_end(shared))
-        return shared
+        if loop not in _clients:
+            shared = httpx.AsyncClient(transport=AiohttpTransport(), timeout=None, follow_redirects=False)
+            _clients[loop] = (shared, loop.create_task(_close_at_loop_end(loop, shared)))
+        return _clients[loop][0]
 
 
-async def _close_at_loop_end(shared: httpx.AsyncClient) -> None:
-    """Close `shared` once cancelled: `asyncio.run` (and so uvicorn and asgiref) cancels every task
-    of its loop before closing it.
-
-    aiohttp logs an error for every session that was never closed, and its connections would stay
-    open until collected.
-    """
+async def _close_at_loop_end(loop: asyncio.AbstractEventLoop, shared: httpx.AsyncClient) -> None:
+    """Close `shared` once cancelled, as `asyncio.run` (and so uvicorn and asgiref) cancels every
+    task of its loop before closing it: its connections do not outlive their loop."""
     try:
-        await asyncio.get_running_loop().create_future()
+        await loop.create_future()
     finally:
+        with _lock:
+            _clients.pop(loop, None)
         await shared.aclose()
+
+
+async def close_client() -> None:
+    """Close the running loop's client now, if it has one (the end of a test's loop)."""
+    made = _clients.get(asyncio.get_running_loop())
+    if made is not None:
+        closer = made[1]
+        closer.cancel()
+        await asyncio.wait([closer])
 
 
 @functools.cache
@@ -78,78 +68,86 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-# aiohttp's errors before the response, as the httpx errors the adapters tell apart: the first of
-# an error's classes found here. httpx_aiohttp maps by the httpx class it finds most specific, so
-# a refused connection (ClientConnectorError, a ClientConnectionError) comes out as a
-# ConnectTimeout; and it lets an answer that is not HTTP through as aiohttp's own error. The
-# body's errors it maps right: ReadError for a stream cut short, ReadTimeout for a stalled one.
+# aiohttp's errors as the httpx errors the adapters tell apart: the first of an error's classes found here.
 _ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
     aiohttp.ConnectionTimeoutError: httpx.ConnectTimeout,  # connecting, or waiting for a connection
     aiohttp.SocketTimeoutError: httpx.ReadTimeout,
     aiohttp.ServerTimeoutError: httpx.TimeoutException,
     aiohttp.ClientConnectorError: httpx.ConnectError,  # refused, unresolvable, TLS rejected
     aiohttp.ServerDisconnectedError: httpx.RemoteProtocolError,  # a kept-alive connection closed
-    aiohttp.ClientConnectionError: httpx.ReadError,  # reset
+    aiohttp.ClientPayloadError: httpx.ReadError,  # the body cut short, or not valid HTTP
     aiohttp.ClientResponseError: httpx.RemoteProtocolError,  # not an HTTP response
-    HttpProcessingError: httpx.RemoteProtocolError,
+    aiohttp.ClientError: httpx.ReadError,  # reset
 }
 
 
-class _ResponseHandler(ResponseHandler):
-    """aiohttp's connection protocol, also failing the body being read when the response stops
-    parsing.
+def _httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    error = next(_ERRORS[kind] for kind in type(exc).__mro__ if kind in _ERRORS)
+    return error(str(exc) or type(exc).__name__, request=request)
 
-    On bytes that are not HTTP in the middle of a body (a chunk size that is not hexadecimal, say),
-    aiohttp 3.14 closes the connection and fails the connection's queue of responses, but not the
-    body already handed out, and stops its read time-out: a stream read would wait for the call's
-    total time-out. Here it fails with the parser's error at once.
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's requests sent by aiohttp, through the documented interfaces of both.
+
+    httpx's own transport (pure-Python h11 under httpcore and anyio) spends several times aiohttp's
+    CPU per streamed event, and the relay reads tens of thousands a second (bench/transport.py).
     """
 
-    def set_exception(self, exc: BaseException, *args: BaseException) -> None:
-        body = self._payload
-        if body is not None and not body.is_eof() and isinstance(exc, HttpProcessingError):
-            body.set_exception(aiohttp.ClientPayloadError(f"Response body is not valid HTTP: {exc}"), exc)
-        super().set_exception(exc, *args)
-
-
-class Transport(AiohttpTransport):
-    """httpx over aiohttp, its errors mapped as `_ERRORS` says.
-
-    A busy worker reads tens of thousands of events a second, and httpx's own transport (httpcore,
-    h11, anyio) spent more CPU time on each than anything else in the process. aiohttp spends a
-    third to two thirds as much (bench/transport.py): 500 streams of 100 events a second, which
-    httpcore fell behind on two cores, it kept pace with.
-    """
-
-    def get_client(self) -> aiohttp.ClientSession:
-        session = super().get_client()
-        connector = session.connector
-        # The connector makes its protocols with this (a private attribute: pinned aiohttp, and
-        # tests.providers.test_http checks the behaviour).
-        connector._factory = functools.partial(_ResponseHandler, loop=connector._loop)
-        return session
+    def __init__(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=settings.UPSTREAM_MAX_CONNECTIONS,
+            limit_per_host=0,
+            keepalive_timeout=settings.UPSTREAM_KEEPALIVE_EXPIRY,
+            ssl=_ssl_context(),
+        )
+        # httpx decodes the body by its Content-Encoding: aiohttp passes it on as it came.
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
         try:
-            return await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError, HttpProcessingError) as exc:
-            cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-            error = next((_ERRORS[kind] for kind in type(cause).__mro__ if kind in _ERRORS), None)
-            if error is None:
-                raise
-            raise error(str(cause) or type(cause).__name__, request=request) from cause
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=await request.aread() or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            )
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, request) from exc
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_Body(response, request),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        await self._session.close()
 
 
-async def close_client() -> None:
-    """Close the running loop's client, if it has one (end of a test, or of a worker's loop)."""
-    loop = asyncio.get_running_loop()
-    with _lock:
-        shared = _clients.pop(loop, None)
-        closer = _closers.pop(loop, None)
-    if closer is not None:
-        closer.cancel()
-    if shared is not None:
-        await shared.aclose()
+class _Body(httpx.AsyncByteStream):
+    """A response body as aiohttp reads it: all the bytes that arrived together, in one piece."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._response.content.iter_any():
+                yield piece
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read to its end; closed otherwise.
+        self._response.release()
 
 
 def call_spec(llm: LLM) -> CallSpec:

@@ -78,13 +78,12 @@ def _backoff(spec: CallSpec) -> float:
 
 
 class Deadline:
-    """A deadline of the event loop's clock over a stream's waits: one timer for the whole stream.
+    """A deadline of the event loop's clock over a stream's waits: one timer, moved as it goes.
 
     The timer cancels the task only while it waits (`wait`), never while it runs between
     waits: a timeout scope left open across a `yield` would cancel whatever the consumer
     happens to be doing when it fires. A scope per wait (`asyncio.timeout`) would do the same
-    but arm and disarm a timer for every read, which on a busy stream costs more than parsing
-    the event read.
+    at a higher cost per read.
     """
 
     def __init__(self, when: float) -> None:
@@ -93,6 +92,10 @@ class Deadline:
         self._timer = self._loop.call_at(when, self._expire)
         self._waiting: asyncio.Task[Any] | None = None
         self._expired = False
+
+    @property
+    def when(self) -> float:
+        return self._when
 
     def move(self, when: float) -> None:
         if when != self._when:
@@ -147,6 +150,9 @@ class EventParser:
     read from the network, so that a busy upstream's events are handled together (the same rules
     as httpx-sse, line by line on bytes, decoded once per event). An event is dispatched by its
     blank line only: one the body ends in the middle of is dropped.
+
+    Not httpx-sse's parser: it hands on one event at a time, so co-arriving events cannot be
+    relayed together, and the relay spends more CPU per token with it (bench/transport.py).
     """
 
     def __init__(self) -> None:
@@ -217,7 +223,7 @@ class Exchange:
         self.spec = spec
         self.url = url
         self.deadline = deadline
-        # The first token has its own deadline, not only a read time-out: keep-alive pings (or
+        # The first token has its own deadline, not only a limit on silence: keep-alive pings (or
         # a thinking model's hidden tokens) would otherwise hold an empty pane for minutes.
         self.first_token_deadline = asyncio.get_running_loop().time() + spec.first_token_timeout
         self.answered = False
@@ -235,8 +241,12 @@ class Exchange:
         except ValueError:
             raise self.error(UNREADABLE, f"non-JSON data from {self.url}: {data[:300]!r}") from None
 
-    def _limit(self) -> float:
-        return self.deadline if self.answered else min(self.deadline, self.first_token_deadline)
+    def _limit(self, now: float) -> float:
+        """When the wait for the body's next piece ends: at the first token's deadline until text
+        came, then after a silence as long, never after the whole answer's deadline."""
+        if not self.answered:
+            return min(self.deadline, self.first_token_deadline)
+        return min(self.deadline, now + self.spec.first_token_timeout)
 
     async def events(
         self,
@@ -251,18 +261,16 @@ class Exchange:
         One list per read from the network, never empty: the events that arrived together.
         """
         spec = self.spec
-        # The read time-out bounds each wait for the next piece of the answer; the first token
-        # and the total are enforced as deadlines (`Deadline`).
+        # Every wait for the answer (its head, each piece of its body) is bounded by `Deadline`:
+        # the first token's, a silence mid-answer, the whole answer's.
         timeout = httpx.Timeout(
-            connect=spec.connect_timeout,
-            read=spec.first_token_timeout,
-            write=spec.connect_timeout,
-            pool=spec.connect_timeout,
+            connect=spec.connect_timeout, read=None, write=spec.connect_timeout, pool=spec.connect_timeout
         )
         headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"}
         responded = False
-        started = time.monotonic()
-        deadline = Deadline(self._limit())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = Deadline(self._limit(started))
         try:
             async with AsyncExitStack() as stack:
                 stack.callback(deadline.close)
@@ -285,7 +293,7 @@ class Exchange:
                 pieces = await stack.enter_async_context(aclosing(response.aiter_bytes()))
                 parser = EventParser()
                 while True:
-                    deadline.move(self._limit())  # from the first token's deadline to the whole answer's
+                    deadline.move(self._limit(loop.time()))
                     try:
                         piece = await deadline.wait(anext(pieces))
                     except StopAsyncIteration:
@@ -297,21 +305,18 @@ class Exchange:
                 if events:
                     yield events
         except TimeoutError:
-            if not self.answered and self.first_token_deadline < self.deadline:
+            if deadline.when >= self.deadline:
                 raise self.error(
-                    SLOW_START, f"{self.url}: no answer within {spec.first_token_timeout:g} s"
+                    TOO_LONG, f"{self.url}: no complete answer within {spec.total_timeout:g} s"
                 ) from None
-            raise self.error(
-                TOO_LONG, f"{self.url}: no complete answer within {spec.total_timeout:g} s"
-            ) from None
-        except httpx.TimeoutException as exc:
-            waited = f"{time.monotonic() - started:.1f} s"
-            if isinstance(exc, httpx.ReadTimeout) and self.answered:
+            if self.answered:
+                waited = f"{loop.time() - started:.1f} s"
                 raise self.error(CUT_OFF, f"{self.url}: the stream stalled mid-answer ({waited})") from None
-            if isinstance(exc, httpx.ReadTimeout):
-                raise self.error(
-                    SLOW_START, f"{self.url}: no answer within {spec.first_token_timeout:g} s"
-                ) from None
+            raise self.error(
+                SLOW_START, f"{self.url}: no answer within {spec.first_token_timeout:g} s"
+            ) from None
+        except httpx.TimeoutException as exc:  # connecting, or waiting for a pooled connection
+            waited = f"{loop.time() - started:.1f} s"
             raise self.error(
                 UNREACHABLE, f"{self.url}: {type(exc).__name__} after {waited}", transient=True
             ) from None

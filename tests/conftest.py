@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from django.conf import settings
 from django.core.cache import cache
 
-from config import handlers
+from config import asgi
 from providers.models import LLM
 
 pytest_plugins = ["tests.network", "tests.upstream", "tests.vendor_upstreams"]
@@ -51,8 +50,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_asgi(transactional_db: None) -> Iterator[str]:
-    """The project served by a real uvicorn on 127.0.0.1, in a thread of this process, through the
-    handlers the web process uses (config/handlers.py).
+    """The project's ASGI application (config/asgi.py) served by a real uvicorn on 127.0.0.1, in a
+    thread of this process.
 
     Same process, so `settings` overrides apply; rows must be committed (transactional_db) for
     the server's threads to see them.
@@ -60,7 +59,7 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            handlers.application(threads=settings.WEB_REQUESTS_IN_PROGRESS),
+            asgi.application,
             host="127.0.0.1",
             port=port,
             log_level="warning",

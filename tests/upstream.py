@@ -88,7 +88,7 @@ class FakeServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=self.name, daemon=True)
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self.connections: set[asyncio.Task[None]] = set()  # one task per open connection
         self._parked: list[socket.socket] = []
         self._ids = 0
 
@@ -108,9 +108,9 @@ class FakeServer:
             assert self._server is not None
             self._server.close()
             # Streams still sleeping (a slow first token the client gave up on) end now.
-            for task in list(self._handlers):
+            for task in list(self.connections):
                 task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await asyncio.gather(*self.connections, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -134,7 +134,7 @@ class FakeServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)
+        self.connections.add(task)
         try:
             # Keep-alive: httpx reuses pooled connections, so serve requests until the client leaves.
             while await self._exchange(reader, writer):
@@ -142,7 +142,7 @@ class FakeServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            self._handlers.discard(task)
+            self.connections.discard(task)
             writer.close()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

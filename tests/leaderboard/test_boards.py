@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from arena.models import Vote, VoteMetadata
-from config import handlers
+from config.asgi import application
 from leaderboard import services, views
 from leaderboard.models import Snapshot
 from providers.models import LLM
@@ -149,7 +149,6 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
     battles(models, n=3)  # 18 votes
     services.recompute_all()
     snapshot = Snapshot.objects.of_board("overall").latest_first().first()
-    monkeypatch.setattr(handlers, "PIECE_BYTES", 1000)  # a few votes a piece
     read: list[str] = []
     export = views.export_lines
 
@@ -171,7 +170,7 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
         requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         requests.put_nowait({"type": "http.request", "body": b"", "more_body": False})
         path = f"/api/v1/leaderboard/snapshots/{snapshot.pk}/votes"
-        await handlers.application(threads=1)(get_scope(path), requests.get, send)
+        await application(get_scope(path), requests.get, send)
 
     asyncio.run(download())
     lines = b"".join(body for body, _ in sent).decode().splitlines()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from httpx_sse import EventSource
 
 from providers.openai import OpenAICompatible
 from providers.streaming import Deadline, EventParser, ServerSentEvent
@@ -34,13 +35,10 @@ def parsed_in_pieces(body: bytes, size: int) -> list[ServerSentEvent]:
 
 
 def parsed_by_httpx_sse(body: bytes) -> list[ServerSentEvent]:
-    lines, decoder = SSELineDecoder(), SSEDecoder()
-    events = []
-    for line in [*lines.decode(body.decode()), *lines.flush()]:
-        sse = decoder.decode(line)
-        if sse is not None:
-            events.append(ServerSentEvent(sse.event, sse.data, sse.id, sse.retry))
-    return events
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    return [
+        ServerSentEvent(sse.event, sse.data, sse.id, sse.retry) for sse in EventSource(response).iter_sse()
+    ]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, len(BODY)])
@@ -102,8 +100,8 @@ def test_calls_reuse_kept_alive_connections_and_each_stream_at_once_has_its_own(
     async def main() -> tuple[int, int]:
         for _ in range(3):
             await collect(OpenAICompatible(), spec)
-        one_after_another = len(openai_upstream._handlers)  # the fake's open connections
+        one_after_another = len(openai_upstream.connections)  # the fake's open connections
         await asyncio.gather(*(collect(OpenAICompatible(), spec) for _ in range(5)))
-        return one_after_another, len(openai_upstream._handlers)
+        return one_after_another, len(openai_upstream.connections)
 
     assert run(main()) == (1, 5)

@@ -1,0 +1,15 @@
+"""gunicorn's settings for the web service: `gunicorn -c config/gunicorn.py config.asgi:application`."""
+
+from __future__ import annotations
+
+import os
+
+bind = "0.0.0.0:8000"
+# Django's ASGI handler on uvicorn's event loop, one per process.
+worker_class = "uvicorn_worker.UvicornWorker"
+# Processes per container (gunicorn's own variable). More processes, or more replicas behind the
+# load balancer, are how the web tier grows.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+# A worker told to stop (a deploy, a scale-down) lets its answer streams end first: each lasts at
+# most UPSTREAM_TOTAL_TIMEOUT.
+graceful_timeout = int(float(os.environ.get("UPSTREAM_TOTAL_TIMEOUT", "300"))) + 30
