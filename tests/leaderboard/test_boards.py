@@ -58,7 +58,7 @@ def test_a_snapshots_votes_reproduce_its_ratings_through_the_command_line(
     response = client.get(f"/api/v1/leaderboard/snapshots/{snapshot.pk}/votes")
     assert response.status_code == 200
     path = tmp_path / "votes.jsonl"
-    path.write_bytes(b"".join(response.streaming_content))
+    path.write_bytes(b"".join(response))  # read as a WSGI server would read the streamed body
     assert len(path.read_text().splitlines()) == snapshot.votes
 
     result = subprocess.run(
@@ -158,6 +158,7 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
             yield line
 
     monkeypatch.setattr(views, "export_lines", counted)
+    monkeypatch.setattr(views, "EXPORT_BATCH", 5)
     sent: list[tuple[bytes, int]] = []  # each piece of the body, and how many votes were read by then
 
     async def send(message: dict[str, Any]) -> None:
