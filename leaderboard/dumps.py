@@ -20,15 +20,11 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from arena.models import Battle, Vote, VoteMetadata
-from leaderboard.rating import BattleFileError, iter_records, read_battle
+from leaderboard.rating import WINNER_NAMES, BattleFileError, iter_records, read_battle
+from leaderboard.votes import OUTCOME
 from providers.models import LLM
 
-WINNER_OUT = {
-    Vote.Winner.A: "model_a",
-    Vote.Winner.B: "model_b",
-    Vote.Winner.TIE: "tie",
-    Vote.Winner.BOTH_BAD: "tie (bothbad)",
-}
+WINNER_OUT = {winner: WINNER_NAMES[code] for winner, code in OUTCOME.items()}
 WINNER_IN = {name: code for code, name in WINNER_OUT.items()}
 BATCH = 5000
 # Language names as the public dumps write them, to the codes arena.categories uses.

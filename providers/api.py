@@ -30,10 +30,11 @@ from providers.auth import (
 )
 from providers.ledger import testing_ledger
 from providers.models import LLM
+from providers.registry import REMOTE_BACKENDS
 from providers.results import private_result, results_of
 from providers.variants import CODENAME, Endpoint, variant_publish, variant_retire, variant_submit
 
-BACKENDS = [LLM.Backend.OPENAI_COMPATIBLE, LLM.Backend.ANTHROPIC, LLM.Backend.GEMINI]
+BACKENDS = list(REMOTE_BACKENDS)
 MAX_TOKENS_LIMIT = 65536
 # A database id: larger numbers are not ids, and SQLite cannot even compare with them.
 MAX_ID = 2**63 - 1

@@ -100,6 +100,8 @@ class Backend:
     """Base of every adapter: one subclass per wire protocol, registered in `providers.registry`."""
 
     name: ClassVar[str]
+    # Calls out over HTTP, so a model on it needs a base_url and an upstream model id.
+    remote: ClassVar[bool] = True
 
     def stream(
         self, spec: CallSpec, messages: list[Message], client: httpx.AsyncClient

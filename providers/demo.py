@@ -196,6 +196,7 @@ def answer(model: str, messages: list[Message]) -> str:
 
 class Demo(Backend):
     name = "demo"
+    remote = False
 
     async def stream(
         self, spec: CallSpec, messages: list[Message], client: httpx.AsyncClient

@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q
 from rest_framework_api_key.models import AbstractAPIKey
 
 from providers import crypto
+from providers.registry import BACKENDS, REMOTE_BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,11 @@ class LLMQuerySet(models.QuerySet["LLM"]):
 class LLM(models.Model):
     """One model in the registry: how to call it, how often to draw it, and whether it is shown."""
 
-    class Backend(models.TextChoices):
-        OPENAI_COMPATIBLE = "openai-compatible"
-        ANTHROPIC = "anthropic"
-        GEMINI = "gemini"
-        DEMO = "demo"
-        # Votes loaded from a public dump (import_battles): such a model is shown, never called.
-        IMPORTED = "imported"
+    # One member per adapter in providers.registry (OPENAI_COMPATIBLE, ANTHROPIC, GEMINI, DEMO), and
+    # IMPORTED for models whose votes came from a public dump (import_battles): shown, never called.
+    Backend = models.TextChoices(
+        "Backend", [(name.upper().replace("-", "_"), name) for name in [*BACKENDS, "imported"]]
+    )
 
     class Visibility(models.TextChoices):
         PUBLIC = "public"
@@ -85,8 +84,7 @@ class LLM(models.Model):
         OUTAGE = "outage"
         RETIRED = "retired"
 
-    # Backends that call out over HTTP and so need an address and an upstream model id.
-    REMOTE_BACKENDS = frozenset({Backend.OPENAI_COMPATIBLE, Backend.ANTHROPIC, Backend.GEMINI})
+    REMOTE_BACKENDS = REMOTE_BACKENDS
 
     name = models.CharField(max_length=100, unique=True, help_text="Public name, stable across releases.")
     display_name = models.CharField(max_length=200, blank=True)
@@ -143,8 +141,7 @@ class LLM(models.Model):
             ),
             models.CheckConstraint(condition=Q(max_tokens__gte=1), name="llm_max_tokens_positive"),
             models.CheckConstraint(
-                condition=~Q(backend__in=["openai-compatible", "anthropic", "gemini"])
-                | (~Q(base_url="") & ~Q(model="")),
+                condition=~Q(backend__in=REMOTE_BACKENDS) | (~Q(base_url="") & ~Q(model="")),
                 name="llm_remote_backend_has_address",
             ),
             models.CheckConstraint(

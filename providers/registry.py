@@ -17,6 +17,8 @@ BACKENDS: dict[str, Backend] = {
         Demo(),
     )
 }
+# The vendors a model can be called through over HTTP (and a provider can submit a variant on).
+REMOTE_BACKENDS: tuple[str, ...] = tuple(name for name, backend in BACKENDS.items() if backend.remote)
 
 
 def backend_for(name: str) -> Backend:
