@@ -127,7 +127,7 @@ class Turn(models.Model):
     def start_answers(self, params: dict[str, dict[str, Any]], now: datetime) -> None:
         """Write the call records of the sides in `params` before their calls go out."""
         for side, sampling in params.items():
-            self.answers.filter(side=side).update(
+            Answer.objects.filter(turn=self, side=side).update(
                 status=Answer.Status.STREAMING, started=now, params=sampling, text="", error=""
             )
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 from django.utils import timezone
 
 from arena.models import Answer, Battle, Side, Turn
-from config.errors import Conflict, NotFound
+from arena.services import battle_of_visitor
+from config.errors import Conflict
 from providers.base import CallSpec, Chunk, Message, UpstreamError
 from providers.http import call_spec, client
 from providers.registry import backend_for
@@ -68,8 +68,8 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     What the calls need is read first (earlier turns, call specs), so that the claim and the
     records are one short transaction, and no call goes out without its record.
     """
-    turn = _latest_turn(battle_id, visitor)
-    battle = turn.battle
+    battle = battle_of_visitor(battle_id=battle_id, visitor=visitor)
+    turn = battle.turns.latest("index")
     plan = StreamPlan(battle, turn, live=True)
     try:
         earlier = _earlier_turns(turn)
@@ -98,27 +98,6 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     if battle.state == Battle.State.STREAMING:
         raise Conflict("This battle is already streaming in another window.", code="already_streaming")
     return StreamPlan(battle, turn, live=False)
-
-
-def _latest_turn(battle_id: object, visitor: str | None) -> Turn:
-    """The battle's latest turn with the battle and both its models, in one query.
-
-    Like `services.battle_of_visitor`: a battle of another visitor does not exist.
-    """
-    turn = None
-    if visitor:
-        try:
-            turn = (
-                Turn.objects.select_related("battle__model_a", "battle__model_b")
-                .filter(battle_id=battle_id, battle__visitor_hash=visitor)
-                .order_by("-index")
-                .first()
-            )
-        except (ValidationError, ValueError, TypeError):
-            turn = None
-    if turn is None:
-        raise NotFound("No such battle.")
-    return turn
 
 
 def _earlier_turns(turn: Turn) -> list[Turn]:

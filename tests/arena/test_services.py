@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from arena import services, streaming
@@ -114,6 +117,36 @@ def test_it_takes_one_vote_per_battle_with_its_tags_and_style_counts(make_llm: C
     with pytest.raises(Conflict, match="already has a vote"):
         services.battle_vote(battle=Battle.objects.get(pk=battle.pk), winner="a")  # as a second window
     assert list(Vote.objects.values_list("pk", flat=True)) == [vote.pk]
+
+
+def at_once(n: int, work: Callable[[], str]) -> list[str]:
+    """What `work` returned in each of n threads that start it at the same moment, sorted."""
+    start = threading.Barrier(n)
+
+    def run() -> str:
+        try:
+            start.wait()
+            return work()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(pool.map(lambda _: run(), range(n)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_votes_sent_at_once_exactly_one_is_taken(make_llm: Callable[..., LLM]) -> None:
+    battle = _ready(make_llm(), make_llm())
+
+    def vote() -> str:
+        mine = Battle.objects.select_related("model_a", "model_b").get(pk=battle.pk)
+        try:
+            return services.battle_vote(battle=mine, winner="a").winner
+        except Conflict as exc:
+            return exc.code
+
+    assert at_once(4, vote) == ["a", "already_voted", "already_voted", "already_voted"]
+    assert Vote.objects.filter(battle=battle).count() == 1
 
 
 def test_an_anonymous_vote_counts_towards_a_private_variants_budget_and_a_named_one_does_not(
@@ -300,3 +333,17 @@ def test_a_streaming_battle_is_claimed_again_only_once_its_stream_is_stale(
     assert sorted(started.values_list("side", "status")) == [("a", "streaming"), ("b", "streaming")]
     assert all(a.params == {"temperature": a.turn.battle.llm(a.side).temperature,
                             "max_tokens": a.turn.battle.llm(a.side).max_tokens} for a in started)  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_streams_opened_at_once_exactly_one_runs_the_calls(make_llm: Callable[..., LLM]) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(visitor="v", prompt="Hi")
+
+    def open_stream() -> str:
+        try:
+            return "live" if streaming.plan_stream(battle_id=str(battle.pk), visitor="v").live else "replay"
+        except Conflict as exc:
+            return exc.code
+
+    assert at_once(4, open_stream) == ["already_streaming"] * 3 + ["live"]
