@@ -123,7 +123,7 @@ def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
 
 
 def _answer_ended(turn: Turn, side: str, **fields: Any) -> None:
-    turn.answers.filter(side=side).update(finished=timezone.now(), **fields)
+    Answer.objects.filter(turn=turn, side=side).update(finished=timezone.now(), **fields)
 
 
 async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) -> bool:
