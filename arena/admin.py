@@ -17,7 +17,7 @@ class BattleAdmin(admin.ModelAdmin):
     list_display = ["id", "mode", "model_a", "model_b", "state", "created"]
     list_filter = ["mode", "state", "created"]
     list_select_related = ["model_a", "model_b"]
-    readonly_fields = ["id", "session_hash", "created", "updated"]
+    readonly_fields = ["id", "visitor_hash", "created", "updated"]
     inlines = [TurnInline]
 
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from arena.style import style_counts
 from providers.models import LLM
 
 
@@ -22,8 +25,8 @@ class BattleQuerySet(models.QuerySet["Battle"]):
     def voted(self) -> BattleQuerySet:
         return self.filter(state=Battle.State.VOTED)
 
-    def of_session(self, session_hash: str) -> BattleQuerySet:
-        return self.filter(session_hash=session_hash)
+    def of_visitor(self, visitor_hash: str) -> BattleQuerySet:
+        return self.filter(visitor_hash=visitor_hash)
 
 
 class Battle(models.Model):
@@ -43,8 +46,9 @@ class Battle(models.Model):
     model_a = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
     model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    # SHA-256 of the browser session key: ties a battle to its visitor without storing who they are.
-    session_hash = models.CharField(max_length=64, db_index=True)
+    # A keyed hash of the visitor's cookie token (arena.services.visitor_hash): ties a battle to its
+    # visitor without storing who they are.
+    visitor_hash = models.CharField(max_length=64, db_index=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -66,6 +70,46 @@ class Battle(models.Model):
         """Names are shown in named mode, and in anonymous mode only once the vote is in."""
         return self.mode == self.Mode.NAMED or self.state == self.State.VOTED
 
+    # A failure here fails the caller's whole step, so no savepoint is needed inside its transaction.
+    @transaction.atomic(savepoint=False)
+    def open_turn(self, index: int, prompt: str) -> Turn:
+        """A new turn with both its answers waiting to be streamed."""
+        turn = Turn.objects.create(battle=self, index=index, prompt=prompt)
+        Answer.objects.bulk_create([Answer(turn=turn, side=Side.A), Answer(turn=turn, side=Side.B)])
+        return turn
+
+    def claim_stream(self, turn: Turn, params: dict[str, dict[str, Any]]) -> bool:
+        """Move the battle to streaming `turn` and start the answers of the sides in `params` (side:
+        its sampling parameters), all or nothing; True if this call claimed it.
+
+        A battle waiting for its answers is claimed, and so is one a stream left streaming for
+        longer than a call may last (a worker that died mid-stream). A turn that is no longer the
+        battle's latest has ended, and is never claimed.
+        """
+        now = timezone.now()
+        stale = now - timedelta(seconds=settings.UPSTREAM_TOTAL_TIMEOUT + 60)
+        with transaction.atomic():
+            claimed = (
+                Battle.objects.filter(pk=self.pk)
+                .filter(Q(state=self.State.PENDING) | Q(state=self.State.STREAMING, updated__lt=stale))
+                .exclude(turns__index__gt=turn.index)
+                .update(state=self.State.STREAMING, updated=now)
+            )
+            if claimed:
+                turn.start_answers(params, now)
+        if claimed:
+            self.state = self.State.STREAMING
+        return bool(claimed)
+
+    def end_stream(self, *, ok: bool) -> str:
+        """Ready for a vote or a follow-up when every answer ended well, failed otherwise."""
+        state = self.State.READY if ok else self.State.FAILED
+        Battle.objects.filter(pk=self.pk, state=self.State.STREAMING).update(
+            state=state, updated=timezone.now()
+        )
+        self.state = state
+        return state
+
 
 class Turn(models.Model):
     battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="turns")
@@ -79,6 +123,13 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"turn {self.index} of battle {self.battle_id}"
+
+    def start_answers(self, params: dict[str, dict[str, Any]], now: datetime) -> None:
+        """Write the call records of the sides in `params` before their calls go out."""
+        for side, sampling in params.items():
+            Answer.objects.filter(turn=self, side=side).update(
+                status=Answer.Status.STREAMING, started=now, params=sampling, text="", error=""
+            )
 
 
 class Answer(models.Model):
@@ -168,7 +219,7 @@ class Vote(models.Model):
     STYLE_COLUMNS = (
         ("length_a", "headers_a", "lists_a", "bold_a"),
         ("length_b", "headers_b", "lists_b", "bold_b"),
-    )  # per side, in the order of leaderboard.rating.STYLE_FEATURES
+    )  # per side, in the order of arena.style.FEATURES
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["battle"], name="one_vote_per_battle")]
@@ -199,8 +250,6 @@ class Vote(models.Model):
     def set_facts(self) -> None:
         """Copy the battle's mode and models and the style counts onto the vote (bulk_create callers
         call this themselves). None of them can change after the vote."""
-        from leaderboard.rating import style_counts  # pure numpy: no import cycle at load time
-
         self.anonymous = self.battle.mode == Battle.Mode.ANONYMOUS
         self.model_a_id = self.battle.model_a_id
         self.model_b_id = self.battle.model_b_id

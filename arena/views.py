@@ -16,14 +16,13 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from arena import services
+from arena import services, streaming
 from arena.models import Battle
 from config.errors import DomainError, error_body
 from providers.models import LLM
 
-# A voter is known by a signed cookie of their own holding a random token, not by a Django session:
-# opening a first-time visitor's session cost a uniqueness query, an insert, a commit and a cache
-# write on the first battle of every new voter. Sessions stay for the admin's logins.
+# A visitor is known by a signed cookie of their own holding a random token, not by a Django session,
+# which would cost a database write on every new visitor's first battle. Sessions serve the admin's logins.
 VISITOR_COOKIE = "arena_visitor"
 _VISITOR_SALT = "arena.visitor"
 
@@ -38,7 +37,7 @@ def visitor_token(request: HttpRequest) -> str | None:
 def visitor(request: HttpRequest) -> str | None:
     """The visitor's hash (what battles are stored under), or None for one without a cookie."""
     token = visitor_token(request)
-    return services.session_hash(token) if token else None
+    return services.visitor_hash(token) if token else None
 
 
 def remember_visitor(response: HttpResponse, token: str) -> None:
@@ -82,7 +81,7 @@ class ModelOutputSerializer(serializers.ModelSerializer):
 
 def revealed(llm: LLM) -> dict[str, Any]:
     """What a visitor learns of a model once names are shown: ModelOutputSerializer's fields, built
-    directly on the battle paths (the serializer spent ~0.5 ms a model building its fields)."""
+    directly on the battle paths rather than by the serializer, which is slow to set up per model."""
     if llm.visibility == LLM.Visibility.PRIVATE:
         # A provider's unreleased variant stays anonymous even after the vote: it is seen only by
         # its organisation until published (provider testing rules).
@@ -121,7 +120,7 @@ class BattleCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token = visitor_token(request) or secrets.token_urlsafe(32)
-        battle = services.battle_start(session=services.session_hash(token), **data.validated_data)
+        battle = services.battle_start(visitor=services.visitor_hash(token), **data.validated_data)
         body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
         response = Response(body, status=status.HTTP_201_CREATED)
         remember_visitor(response, token)
@@ -130,7 +129,7 @@ class BattleCreateApi(APIView):
 
 class BattleDetailApi(APIView):
     def get(self, request: Request, battle_id: str) -> Response:
-        battle = services.battle_of_session(battle_id, visitor(request))
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         turns = []
         for turn in battle.turns.prefetch_related("answers"):
             answers = {
@@ -156,7 +155,7 @@ class BattleTurnCreateApi(APIView):
         prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
 
     def post(self, request: Request, battle_id: str) -> Response:
-        battle = services.battle_of_session(battle_id, visitor(request))
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = services.battle_continue(battle=battle, **data.validated_data)
@@ -169,7 +168,7 @@ class BattleVoteApi(APIView):
         winner = serializers.JSONField()
 
     def post(self, request: Request, battle_id: str) -> Response:
-        battle = services.battle_of_session(battle_id, visitor(request))
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         vote = services.battle_vote(battle=battle, **data.validated_data)
@@ -198,12 +197,11 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     try:
         # In a pool thread that gives its connection back at once: the response streams for
         # minutes, and must not hold a database connection all that time.
-        session = visitor(request)  # reads the cookie only: no database
-        plan = await services.run_in_db(services.plan_stream)(battle_id=battle_id, session=session)
+        plan = await streaming.run_in_db(streaming.plan_stream)(battle_id=battle_id, visitor=visitor(request))
     except DomainError as exc:
         return JsonResponse(error_body(exc.message, exc.code), status=exc.status_code)
 
-    batches = services.stream_events(plan)  # the upstream calls start here, before the headers go
+    batches = streaming.stream_events(plan)  # the upstream calls start here, before the headers go
 
     async def events() -> AsyncIterator[bytes]:
         # One write per batch of events, not per event: a busy worker writes fewer, larger pieces.

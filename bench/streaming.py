@@ -424,7 +424,7 @@ class Platform:
             "LOG_LEVEL": "WARNING",
         }
         self.env.pop("REDIS_URL", None)
-        if redis_url:  # the cache the workers share (the hand-over of a battle's turn goes through it)
+        if redis_url:  # the cache the workers share (the throttle's counters, the recompute lock)
             self.env["REDIS_URL"] = redis_url
         self.upstream_port = upstream_port
         self.workers = workers
@@ -657,7 +657,8 @@ async def gradio(platform: Platform, upstream_port: int, n: int, tokens: int, in
         relayed = [s.done - s.tokens[0] for s in streams if s.done is not None and s.tokens and not s.error]
         print(f"  {label}: battle created (POST answered) p50/p99 {seconds(created)} s, "
               f"first token from GET {seconds(started)} s, first token to done {seconds(relayed)} s; "
-              f"platform CPU {used:.1f} s over {took:.1f} s")  # fmt: skip
+              f"platform CPU {used:.1f} s over {took:.1f} s, "
+              f"{1e6 * used / (2 * n * tokens):.1f} us a token, creation included")  # fmt: skip
     print(f"  direct: the upstream's CPU {upstream_cpu:.1f} s and this client's {client_cpu:.1f} s "
           f"over {direct_wall:.1f} s (all {2 * n * tokens:,} tokens)")  # fmt: skip
 

@@ -5,11 +5,29 @@ from django.db import migrations, models
 
 STYLE = ("length", "headers", "lists", "bold")
 BATCH = 2000
+# Per style feature, the conv_metadata keys of answer A and answer B.
+STYLE_KEYS = (
+    ("sum_assistant_a_tokens", "sum_assistant_b_tokens"),
+    ("header_count_a", "header_count_b"),
+    ("list_count_a", "list_count_b"),
+    ("bold_count_a", "bold_count_b"),
+)
+
+
+def style_counts(metadata):
+    """[a-side, b-side] counts of STYLE from a conv_metadata dict: this migration's own copy of
+    arena.style.style_counts, so that a later change there cannot change what this step does."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    sides = [[], []]
+    for keys in STYLE_KEYS:
+        for side, key in zip(sides, keys, strict=True):
+            value = metadata.get(key)
+            parts = value.values() if isinstance(value, dict) else [value]
+            side.append(float(sum(p for p in parts if isinstance(p, int | float) and not isinstance(p, bool))))
+    return sides
 
 
 def copy_facts(apps, schema_editor):
-    from leaderboard.rating import style_counts  # pure: the same counts the ratings used before
-
     Vote = apps.get_model("arena", "Vote")
     schema_editor.execute(
         "UPDATE arena_vote SET "

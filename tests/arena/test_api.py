@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+from django.db import connection
 from httpx_sse import connect_sse
 
 from arena.models import Answer, Battle, Turn, Vote
@@ -236,7 +238,7 @@ def test_another_visitors_battle_is_not_found(
     assert not Vote.objects.exists()
 
 
-def test_a_voter_is_known_by_a_signed_cookie_of_their_own_and_no_session_is_stored(
+def test_a_visitor_is_known_by_a_signed_cookie_of_their_own_and_no_session_is_stored(
     web: httpx.Client, models: tuple[LLM, LLM], live_asgi: str
 ) -> None:
     from django.contrib.sessions.models import Session
@@ -247,10 +249,10 @@ def test_a_voter_is_known_by_a_signed_cookie_of_their_own_and_no_session_is_stor
     assert "sessionid" not in first.headers.get("set-cookie", "")
     token = web.cookies["arena_visitor"]
     battle_id = first.json()["id"]
-    # The same voter, on a later battle too: both are theirs, under one stored hash.
+    # The same visitor, on a later battle too: both are theirs, under one stored hash.
     second = start(web)
     assert web.cookies["arena_visitor"].split(":")[0] == token.split(":")[0]
-    assert len(set(Battle.objects.values_list("session_hash", flat=True))) == 1
+    assert len(set(Battle.objects.values_list("visitor_hash", flat=True))) == 1
     assert not Session.objects.exists()
     assert web.get(f"/api/v1/battles/{second}/").status_code == 200
     # A token this site did not sign is no one's: the battle does not exist for its bearer.
@@ -369,7 +371,7 @@ def test_a_failure_before_the_call_still_ends_the_stream(
     def broken(llm: LLM) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("arena.services.call_spec", broken)
+    monkeypatch.setattr("arena.streaming.call_spec", broken)
     battle_id = start(web)
     events, _ = stream(web, battle_id)
     assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]
@@ -380,12 +382,15 @@ def test_a_failure_before_the_call_still_ends_the_stream(
 def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle_to_retry(
     web: httpx.Client, models: tuple[LLM, LLM], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(turn: Turn, params: dict[str, dict[str, Any]]) -> tuple[str, list[Any]]:
+    def broken(turn: Turn, params: dict[str, dict[str, Any]], now: datetime) -> None:
         # A statement the database itself rejects, as a lost connection or a full disk would be:
-        # it runs with the claim (in its statement or its transaction), after the battle's update.
-        return f"UPDATE {Answer._meta.db_table} SET no_such_column = 1 WHERE turn_id = %s", [turn.pk]
+        # it runs in the claim's transaction, after the battle's update.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Answer._meta.db_table} SET no_such_column = 1 WHERE turn_id = %s", [turn.pk]
+            )
 
-    monkeypatch.setattr("arena.services._start_statement", broken)
+    monkeypatch.setattr("arena.models.Turn.start_answers", broken)
     battle_id = start(web)
     events, _ = stream(web, battle_id)
     assert sorted(e["side"] for e in events if e["type"] == "error") == ["a", "b"]

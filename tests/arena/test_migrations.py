@@ -79,3 +79,30 @@ def test_conv_metadata_moves_beside_the_votes_and_back_unchanged() -> None:
     assert list(back.objects.order_by("id").values_list("conv_metadata", flat=True)) == [counts, {}]
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_battle_keeps_its_visitor_when_the_field_takes_the_visitors_name() -> None:
+    before = [("arena", "0007_vote_metadata")]
+    after = [("arena", "0008_battle_visitor_hash")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    llm = old.get_model("providers", "LLM")
+    a, b = (
+        llm.objects.create(name=n, display_name=n, organization="O", backend="demo", model="m") for n in "ab"
+    )
+    played = old.get_model("arena", "Battle").objects.create(model_a=a, model_b=b, session_hash="h" * 64)
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    renamed = executor.loader.project_state(after).apps.get_model("arena", "Battle")
+    assert list(renamed.objects.filter(visitor_hash="h" * 64).values_list("pk", flat=True)) == [played.pk]
+
+    executor.loader.build_graph()
+    executor.migrate(before)
+    back = executor.loader.project_state(before).apps.get_model("arena", "Battle")
+    assert back.objects.get(pk=played.pk).session_hash == "h" * 64
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

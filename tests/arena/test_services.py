@@ -2,21 +2,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.db import connections
 from django.utils import timezone
 
-from arena import services
-from arena.models import Answer, Battle, Turn
+from arena import services, streaming
+from arena.models import Answer, Battle, Turn, Vote
 from config.errors import Conflict, DomainError, NotFound, Unavailable
-from providers.models import LLM
+from providers.models import LLM, Organization
+from tests.providers.conftest import make_variant
 
 pytestmark = pytest.mark.django_db
 
@@ -55,14 +57,14 @@ def test_it_never_draws_private_retired_outage_or_weightless_models(make_llm: Ca
 def test_it_refuses_a_battle_with_fewer_than_two_models(make_llm: Callable[..., LLM]) -> None:
     make_llm()
     with pytest.raises(Unavailable):
-        services.battle_start(session="s", prompt="Hi")
+        services.battle_start(visitor="v", prompt="Hi")
     assert not Battle.objects.exists()
 
 
 def test_it_rejects_naming_models_in_anonymous_mode(make_llm: Callable[..., LLM]) -> None:
     a, b = make_llm(), make_llm()
     with pytest.raises(DomainError, match="do not name them"):
-        services.battle_start(session="s", prompt="Hi", model_a=a.name, model_b=b.name)
+        services.battle_start(visitor="v", prompt="Hi", model_a=a.name, model_b=b.name)
 
 
 @pytest.mark.parametrize(
@@ -85,16 +87,102 @@ def test_it_spots_an_answer_that_names_its_model(
     assert services.leaked_identity([answer], [alpha, beta]) is leaks
 
 
-def test_the_session_hash_is_stable_and_does_not_reveal_the_key() -> None:
-    assert services.session_hash("abc") == services.session_hash("abc")
-    assert services.session_hash("abc") != services.session_hash("abd")
-    assert "abc" not in services.session_hash("abc") and len(services.session_hash("abc")) == 64
+def test_the_visitor_hash_is_stable_and_does_not_reveal_the_token() -> None:
+    assert services.visitor_hash("abc") == services.visitor_hash("abc")
+    assert services.visitor_hash("abc") != services.visitor_hash("abd")
+    assert "abc" not in services.visitor_hash("abc") and len(services.visitor_hash("abc")) == 64
+
+
+# --- voting ------------------------------------------------------------------------------------
+
+
+def _ready(a: LLM, b: LLM, mode: str = Battle.Mode.ANONYMOUS) -> Battle:
+    """A battle whose one turn streamed to its end: ready for a vote."""
+    battle = Battle.objects.create(
+        model_a=a, model_b=b, mode=mode, visitor_hash="v", state=Battle.State.READY
+    )
+    battle.open_turn(0, "Hi").answers.update(status=Answer.Status.DONE, text="An answer.")
+    return Battle.objects.select_related("model_a", "model_b").get(pk=battle.pk)
+
+
+def test_it_takes_one_vote_per_battle_with_its_tags_and_style_counts(make_llm: Callable[..., LLM]) -> None:
+    battle = _ready(make_llm(), make_llm())
+    vote = services.battle_vote(battle=battle, winner="tie")
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.VOTED
+    stored = Vote.objects.get(battle=battle)
+    assert (stored.winner, stored.language, stored.anonymous) == ("tie", "other", True)
+    assert stored.length_a == stored.length_b == 2.0  # "An answer." is ten characters: 2 tokens each
+    with pytest.raises(Conflict, match="already has a vote"):
+        services.battle_vote(battle=battle, winner="a")
+    with pytest.raises(Conflict, match="already has a vote"):
+        services.battle_vote(battle=Battle.objects.get(pk=battle.pk), winner="a")  # as a second window
+    assert list(Vote.objects.values_list("pk", flat=True)) == [vote.pk]
+
+
+def at_once(n: int, work: Callable[[], str]) -> list[str]:
+    """What `work` returned in each of n threads that start it at the same moment, sorted."""
+    start = threading.Barrier(n)
+
+    def run() -> str:
+        try:
+            start.wait()
+            return work()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(pool.map(lambda _: run(), range(n)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_votes_sent_at_once_exactly_one_is_taken(make_llm: Callable[..., LLM]) -> None:
+    battle = _ready(make_llm(), make_llm())
+
+    def vote() -> str:
+        mine = Battle.objects.select_related("model_a", "model_b").get(pk=battle.pk)
+        try:
+            return services.battle_vote(battle=mine, winner="a").winner
+        except Conflict as exc:
+            return exc.code
+
+    assert at_once(4, vote) == ["a", "already_voted", "already_voted", "already_voted"]
+    assert Vote.objects.filter(battle=battle).count() == 1
+
+
+def test_an_anonymous_vote_counts_towards_a_private_variants_budget_and_a_named_one_does_not(
+    make_llm: Callable[..., LLM],
+) -> None:
+    variant, public = make_variant(Organization.objects.create(name="Acme AI", slug="acme"), "v1"), make_llm()
+    services.battle_vote(battle=_ready(variant, public), winner="a")
+    services.battle_vote(battle=_ready(public, variant, mode=Battle.Mode.NAMED), winner="a")
+    variant.refresh_from_db()
+    public.refresh_from_db()
+    assert (variant.test_votes, public.test_votes) == (1, 0)
+
+
+def test_a_vote_queues_a_recompute_once_it_is_committed_when_the_settings_ask(
+    make_llm: Callable[..., LLM],
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    a, b = make_llm(), make_llm()
+    recomputed: list[bool] = []
+    monkeypatch.setattr("leaderboard.tasks.recompute.delay", lambda: recomputed.append(True))
+    settings.LEADERBOARD_RECOMPUTE_ON_VOTE = True
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        services.battle_vote(battle=_ready(a, b), winner="a")
+    assert len(queued) == 1 and recomputed == [True]
+    settings.LEADERBOARD_RECOMPUTE_ON_VOTE = False
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        services.battle_vote(battle=_ready(a, b), winner="b")
+    assert queued == [] and recomputed == [True]
 
 
 # --- streaming a turn ----------------------------------------------------------------------------
 
 
-def delta(side: str, text: str) -> services.Event:
+def delta(side: str, text: str) -> streaming.Event:
     return {"side": side, "type": "delta", "text": text}
 
 
@@ -110,7 +198,7 @@ def test_merging_keeps_each_sides_text_whole_and_in_order() -> None:
         {"side": "b", "type": "error", "text": "The answer was cut off before it ended."},
         {"side": None, "type": "end", "text": "", "state": "failed"},
     ]
-    assert services.merged(waiting) == [
+    assert streaming.merged(waiting) == [
         delta("a", "The sky is blue."),
         delta("b", "One, two and three."),
         {"side": "a", "type": "done", "text": ""},
@@ -121,13 +209,13 @@ def test_merging_keeps_each_sides_text_whole_and_in_order() -> None:
 
 def test_a_delta_after_a_sides_end_is_never_merged_before_it() -> None:
     waiting = [delta("a", "x"), {"side": "a", "type": "error", "text": "e"}, delta("a", "y")]
-    assert services.merged(waiting) == waiting
+    assert streaming.merged(waiting) == waiting
 
 
 def test_a_quiet_stream_relays_each_event_as_it_comes_and_a_busy_one_merges_what_waits() -> None:
-    async def main() -> tuple[list[services.Event], list[services.Event], list[services.Event]]:
-        queue: asyncio.Queue[services.Event] = asyncio.Queue()
-        relayed = services._relayed(queue)
+    async def main() -> tuple[list[streaming.Event], list[streaming.Event], list[streaming.Event]]:
+        queue: asyncio.Queue[streaming.Event] = asyncio.Queue()
+        relayed = streaming._relayed(queue)
         queue.put_nowait(delta("a", "Hello"))
         # Nothing else comes: the event goes on alone, without waiting for company. The time-out
         # only keeps a broken relay from hanging the test.
@@ -147,56 +235,34 @@ def test_a_quiet_stream_relays_each_event_as_it_comes_and_a_busy_one_merges_what
     assert last == [{"side": None, "type": "end", "text": "", "state": "ready"}]
 
 
-# --- the hand-over from a turn's opening to its stream ---------------------------------------------
+# --- claiming a turn for its stream ---------------------------------------------------------------
 
 
-def _turn_reads(queries: list[dict[str, str]]) -> int:
-    return sum(1 for q in queries if q["sql"].startswith("SELECT") and "arena_turn" in q["sql"])
-
-
-def test_a_turn_opened_here_streams_without_being_read_back(make_llm: Callable[..., LLM]) -> None:
+def test_a_stream_claims_the_battle_and_writes_both_call_records(make_llm: Callable[..., LLM]) -> None:
     make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="Hi")
-    with CaptureQueriesContext(connection) as handed:
-        plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    battle = services.battle_start(visitor="v", prompt="Hi")
+    plan = streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     assert plan.live and plan.turn.index == 0 and set(plan.calls) == {"a", "b"}
-    assert _turn_reads(handed.captured_queries) == 0
-    assert set(Answer.objects.filter(turn=plan.turn).values_list("status", flat=True)) == {"streaming"}
     assert Battle.objects.get(pk=battle.pk).state == Battle.State.STREAMING
-
-    # Taken once: another battle opened elsewhere (nothing handed over) is read from the database.
-    other = services.battle_start(session="s", prompt="Hi")
-    services._handed.clear()
-    with CaptureQueriesContext(connection) as read:
-        services.plan_stream(battle_id=str(other.pk), session="s")
-    assert _turn_reads(read.captured_queries) == 1
+    for answer in Answer.objects.filter(turn=plan.turn):
+        llm = plan.battle.llm(answer.side)
+        assert answer.status == "streaming" and answer.started is not None
+        assert answer.params == {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
 
 
-def test_on_postgresql_the_claim_and_both_call_records_are_one_statement(
-    make_llm: Callable[..., LLM],
-) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("data-modifying WITH is PostgreSQL's; elsewhere the two statements share a transaction")
-    make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="Hi")
-    with CaptureQueriesContext(connection) as claim:
-        plan = services.plan_stream(battle_id=str(battle.pk), session="s")
-    assert plan.live and len(claim.captured_queries) == 1
-    assert Battle.objects.get(pk=battle.pk).state == Battle.State.STREAMING
-    assert all(a.params and a.status == "streaming" for a in Answer.objects.filter(turn=plan.turn))
-
-
-def test_a_handed_over_turn_with_an_answer_no_longer_waiting_is_not_claimed_at_all(
+def test_a_battle_streams_only_for_its_visitor_whatever_the_spelling_of_its_id(
     make_llm: Callable[..., LLM],
 ) -> None:
     make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="Hi")
-    turn = services._handed[str(battle.pk)][1]
-    Answer.objects.filter(turn=turn, side="b").update(status=Answer.Status.ERROR)
-    with pytest.raises(services._NotLatest):
-        services._claim(turn.battle, turn, handed=True)
+    battle = services.battle_start(visitor="v", prompt="Hi")
+    for wrong in [(str(battle.pk), "someone else"), (str(battle.pk), None), ("not-a-uuid", "v"),
+                  (str(uuid.uuid4()), "v"), (None, "v")]:  # fmt: skip
+        with pytest.raises(NotFound):
+            streaming.plan_stream(battle_id=wrong[0], visitor=wrong[1])
     assert Battle.objects.get(pk=battle.pk).state == Battle.State.PENDING
-    assert [a.params for a in Answer.objects.filter(turn=turn).order_by("side")] == [{}, {}]
+    assert streaming.plan_stream(battle_id=str(battle.pk).upper(), visitor="v").live
+    _streamed(battle)
+    assert streaming.plan_stream(battle_id=battle.pk.hex, visitor="v").turn == Turn.objects.get(battle=battle)
 
 
 def _streamed(battle: Battle) -> None:
@@ -207,82 +273,59 @@ def _streamed(battle: Battle) -> None:
 
 
 def _second_turn_opened(make_llm: Callable[..., LLM]) -> tuple[Battle, Turn]:
-    """A battle whose first turn streamed and whose follow-up was opened; and its first turn as it
-    was handed over."""
+    """A battle whose first turn streamed and whose follow-up was opened; and its first turn."""
     make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="First question")
-    first = services._handed[str(battle.pk)][1]
-    services.plan_stream(battle_id=str(battle.pk), session="s")
+    battle = services.battle_start(visitor="v", prompt="First question")
+    first = streaming.plan_stream(battle_id=str(battle.pk), visitor="v").turn
     _streamed(battle)
     services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second question")
     return battle, first
 
 
-def test_a_handed_over_turn_that_is_no_longer_the_latest_is_not_streamed(
+def test_a_follow_up_streams_the_latest_turn_with_the_conversation_so_far(
     make_llm: Callable[..., LLM],
 ) -> None:
-    battle, first = _second_turn_opened(make_llm)
-    # This process still holds the first turn, as if the follow-up had been opened by another one.
-    services._hand_over(first)
-    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    battle, _ = _second_turn_opened(make_llm)
+    plan = streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     assert plan.live and plan.turn.index == 1 and plan.turn.prompt == "Second question"
     assert Answer.objects.get(turn__index=0, turn__battle=battle, side="a").status == "done"
     _, messages = plan.calls["a"]
     assert [m["content"] for m in messages] == ["First question", "An answer.", "Second question"]
 
 
-def test_a_handed_over_turn_streamed_already_is_replayed_from_the_database(
-    make_llm: Callable[..., LLM],
-) -> None:
+def test_a_turn_read_before_a_follow_up_was_opened_is_never_claimed(make_llm: Callable[..., LLM]) -> None:
     battle, first = _second_turn_opened(make_llm)
-    services.plan_stream(battle_id=str(battle.pk), session="s")
+    # As a stream request that read the first turn just before the follow-up opened the second.
+    claimed = Battle.objects.get(pk=battle.pk).claim_stream(first, {"a": {"x": 1}, "b": {"x": 1}})
+    assert not claimed
+    assert Battle.objects.get(pk=battle.pk).state == Battle.State.PENDING
+    assert set(Answer.objects.filter(turn=first).values_list("status", "text")) == {("done", "An answer.")}
+    assert streaming.plan_stream(battle_id=str(battle.pk), visitor="v").turn.index == 1
+
+
+def test_a_turn_streamed_already_is_replayed_from_the_database(make_llm: Callable[..., LLM]) -> None:
+    battle, _ = _second_turn_opened(make_llm)
+    streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     _streamed(battle)
-    services._hand_over(first)  # still pending in memory; both turns are done in the database
-    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    plan = streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     assert not plan.live and plan.turn.index == 1
     assert Battle.objects.get(pk=battle.pk).state == Battle.State.READY
-
-
-def test_a_handed_over_turn_is_only_the_visitors_and_only_for_a_while(
-    make_llm: Callable[..., LLM], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="Hi")
-    with pytest.raises(NotFound):
-        services.plan_stream(battle_id=str(battle.pk), session="someone else")
-    assert str(battle.pk) not in services._handed  # and it is gone
-
-    services._hand_over(Turn.objects.select_related("battle").get(battle=battle))
-    monkeypatch.setattr(services, "HAND_OVER_SECONDS", -1.0)
-    with CaptureQueriesContext(connection) as read:
-        assert services.plan_stream(battle_id=str(battle.pk), session="s").live
-    assert _turn_reads(read.captured_queries) == 1
-
-
-def test_the_hand_over_keeps_only_the_latest_turns(
-    make_llm: Callable[..., LLM], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_llm(), make_llm()
-    monkeypatch.setattr(services, "HAND_OVER_MAX", 3)
-    services._handed.clear()
-    battles = [services.battle_start(session="s", prompt="Hi") for _ in range(5)]
-    assert list(services._handed) == [str(b.pk) for b in battles[2:]]
 
 
 def test_a_streaming_battle_is_claimed_again_only_once_its_stream_is_stale(
     make_llm: Callable[..., LLM], settings: Any
 ) -> None:
     make_llm(), make_llm()
-    battle = services.battle_start(session="s", prompt="Hi")
-    assert services.plan_stream(battle_id=str(battle.pk), session="s").live
+    battle = services.battle_start(visitor="v", prompt="Hi")
+    assert streaming.plan_stream(battle_id=str(battle.pk), visitor="v").live
     with pytest.raises(Conflict) as taken:
-        services.plan_stream(battle_id=str(battle.pk), session="s")
+        streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     assert taken.value.code == "already_streaming"
 
     # A worker that died mid-stream left it streaming: after the longest a call may last, it is free.
     long_ago = timezone.now() - timedelta(seconds=settings.UPSTREAM_TOTAL_TIMEOUT + 61)
     Battle.objects.filter(pk=battle.pk).update(updated=long_ago)
-    plan = services.plan_stream(battle_id=str(battle.pk), session="s")
+    plan = streaming.plan_stream(battle_id=str(battle.pk), visitor="v")
     assert plan.live
     reclaimed = Battle.objects.get(pk=battle.pk)
     assert reclaimed.state == Battle.State.STREAMING and reclaimed.updated > long_ago
@@ -292,26 +335,15 @@ def test_a_streaming_battle_is_claimed_again_only_once_its_stream_is_stale(
                             "max_tokens": a.turn.battle.llm(a.side).max_tokens} for a in started)  # fmt: skip
 
 
-def test_the_latest_turn_read_gives_what_the_orm_gives(make_llm: Callable[..., LLM]) -> None:
-    a = make_llm(temperature=0.3, max_tokens=77, published_at=timezone.now(), api_key_env="KEY_A")
-    b = make_llm(state_reason="no longer in outage", notes="a note", weight=3)
-    battle = services.battle_start(session="s", prompt="First", mode="named", model_a=a.name, model_b=b.name)
-    _streamed(battle)
-    services.battle_continue(battle=Battle.objects.get(pk=battle.pk), prompt="Second")
+@pytest.mark.django_db(transaction=True)
+def test_of_streams_opened_at_once_exactly_one_runs_the_calls(make_llm: Callable[..., LLM]) -> None:
+    make_llm(), make_llm()
+    battle = services.battle_start(visitor="v", prompt="Hi")
 
-    turn = services._latest_turn(str(battle.pk).upper(), "s")
-    orm = Turn.objects.select_related("battle__model_a", "battle__model_b").get(battle=battle, index=1)
-    for mine, theirs in [
-        (turn, orm),
-        (turn.battle, orm.battle),
-        (turn.battle.model_a, orm.battle.model_a),
-        (turn.battle.model_b, orm.battle.model_b),
-    ]:
-        for f in type(theirs)._meta.concrete_fields:
-            assert getattr(mine, f.attname) == getattr(theirs, f.attname), f"{type(theirs).__name__}.{f.name}"
-            assert type(getattr(mine, f.attname)) is type(getattr(theirs, f.attname)), f.name
-        assert not mine._state.adding
-    assert services._latest_turn(battle.pk.hex, "s").pk == orm.pk
-    for wrong in [(str(battle.pk), "someone else"), ("not-a-uuid", "s"), (str(uuid.uuid4()), "s")]:
-        with pytest.raises(NotFound):
-            services._latest_turn(*wrong)
+    def open_stream() -> str:
+        try:
+            return "live" if streaming.plan_stream(battle_id=str(battle.pk), visitor="v").live else "replay"
+        except Conflict as exc:
+            return exc.code
+
+    assert at_once(4, open_stream) == ["already_streaming"] * 3 + ["live"]

@@ -1,0 +1,288 @@
+"""Streaming a turn: both backends called at once, their answers relayed as one event stream.
+
+`plan_stream` claims the battle's latest turn and writes both call records (a short transaction,
+before any call goes out); `stream_events` then runs both calls and relays what they send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.utils import timezone
+
+from arena.models import Answer, Battle, Side, Turn
+from arena.services import battle_of_visitor
+from config.errors import Conflict
+from providers.base import CallSpec, Chunk, Message, UpstreamError
+from providers.http import call_spec, client
+from providers.registry import backend_for
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+# Tasks that outlive the request which started them (a visitor closing the tab must not leave a
+# half-written battle); held here so the event loop does not garbage-collect them mid-flight.
+_running: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class StreamPlan:
+    battle: Battle
+    turn: Turn
+    live: bool  # False: the turn already ended, replay it from the database
+    # Per side, what the call needs (or why it cannot be made), read before the battle is claimed.
+    calls: dict[str, tuple[CallSpec, list[Message]] | Exception] = field(default_factory=dict)
+
+
+def run_in_db(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ORM work off the event loop, in a pool thread that closes its connection afterwards.
+
+    Side tasks may outlive their request, so they cannot use the request's thread-sensitive
+    executor; each call here is a short, self-contained transaction.
+    """
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(wrapped, thread_sensitive=False)
+
+
+# --- the plan: which turn, which calls, claimed -------------------------------------------------
+
+
+def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
+    """Claim the battle's latest turn for streaming, with both call records written; or a plan to
+    replay the turn when it was streamed already.
+
+    What the calls need is read first (earlier turns, call specs), so that the claim and the
+    records are one short transaction, and no call goes out without its record.
+    """
+    battle = battle_of_visitor(battle_id=battle_id, visitor=visitor)
+    turn = battle.turns.latest("index")
+    plan = StreamPlan(battle, turn, live=True)
+    try:
+        earlier = _earlier_turns(turn)
+    except Exception as exc:  # reported on both sides' streams, like any failed call
+        plan.calls = {Side.A: exc, Side.B: exc}
+    else:
+        for side in (Side.A, Side.B):
+            try:
+                spec = call_spec(battle.llm(side))
+                plan.calls[side] = (spec, _conversation(turn, side, earlier))
+            except Exception as exc:  # reported on that side's stream, like any failed call
+                plan.calls[side] = exc
+    params = {
+        side: call[0].sampling_params()
+        for side, call in plan.calls.items()
+        if not isinstance(call, Exception)
+    }
+    try:
+        claimed = battle.claim_stream(turn, params)
+    except Exception as exc:  # nothing claimed, and no call goes out without its record
+        plan.calls.update(dict.fromkeys(params, exc))
+        return plan
+    if claimed:
+        return plan
+    battle.refresh_from_db(fields=["state"])
+    if battle.state == Battle.State.STREAMING:
+        raise Conflict("This battle is already streaming in another window.", code="already_streaming")
+    return StreamPlan(battle, turn, live=False)
+
+
+def _earlier_turns(turn: Turn) -> list[Turn]:
+    """The turns before `turn`, with their answers: read once for both sides' conversations."""
+    if turn.index == 0:
+        return []  # a first turn, the usual case: no query on the path to the first token
+    return list(
+        Turn.objects.filter(battle_id=turn.battle_id, index__lt=turn.index).prefetch_related("answers")
+    )
+
+
+def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
+    messages: list[Message] = []
+    for past in earlier:
+        messages.append({"role": "user", "content": past.prompt})
+        answer = next(a for a in past.answers.all() if a.side == side)
+        messages.append({"role": "assistant", "content": answer.text})
+    messages.append({"role": "user", "content": turn.prompt})
+    return messages
+
+
+# --- running the calls --------------------------------------------------------------------------
+
+
+def _answer_ended(turn: Turn, side: str, **fields: Any) -> None:
+    Answer.objects.filter(turn=turn, side=side).update(finished=timezone.now(), **fields)
+
+
+async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) -> bool:
+    """Stream one side's answer onto the queue and record it; True when it ended well.
+
+    Never raises: a failure anywhere, the database's included, ends this side with an error event,
+    so the visitor's stream always reaches its end.
+    """
+    llm = plan.battle.llm(side)
+    started = time.monotonic()
+    # Times of the first and the last delta as they arrive from the upstream, and how many
+    # deltas: the mean gap between deltas is (last - first) / (deltas - 1), with no list kept.
+    first = last = started
+    deltas = 0
+    parts: list[str] = []
+    outage = ""
+    try:
+        prepared = plan.calls[side]
+        if isinstance(prepared, Exception):
+            raise prepared
+        spec, messages = prepared
+        finish: Chunk | None = None
+        async with asyncio.timeout(spec.total_timeout):
+            async for chunk in backend_for(llm.backend).stream(spec, messages, client()):
+                if chunk.kind == "delta" and chunk.text:
+                    last = time.monotonic()
+                    if not deltas:
+                        first = last
+                    deltas += chunk.deltas
+                    parts.append(chunk.text)
+                    queue.put_nowait({"side": side, "type": "delta", "text": chunk.text})
+                elif chunk.kind == "finish":
+                    finish = chunk
+        if finish is None:
+            raise UpstreamError(
+                "The answer was cut off before it ended.", detail="stream ended without finish"
+            )
+        outcome: dict[str, Any] = {
+            "status": Answer.Status.DONE,
+            "finish_reason": finish.finish_reason,
+            "inter_token_ms": 1000 * (last - first) / (deltas - 1) if deltas > 1 else None,
+            "input_tokens": finish.input_tokens,
+            "output_tokens": finish.output_tokens,
+        }
+        event = {"side": side, "type": "done", "text": ""}
+    except Exception as exc:  # every failure, a bug included, ends this side cleanly
+        public, detail = _failure(exc)
+        if isinstance(exc, UpstreamError) and exc.permanent:
+            outage = f"{timezone.now():%Y-%m-%d %H:%M} {detail}"
+        outcome = {"status": Answer.Status.ERROR, "error": detail}
+        event = {"side": side, "type": "error", "text": public}
+    try:
+        if outage:
+            await run_in_db(llm.mark_outage)(outage)
+        await run_in_db(_answer_ended)(
+            plan.turn,
+            side,
+            text="".join(parts),
+            ttft_ms=(first - started) * 1000 if deltas else None,
+            duration_ms=(time.monotonic() - started) * 1000,
+            **outcome,
+        )
+    except Exception:
+        logger.exception("could not record answer %s of %s", side, plan.turn)
+        if event["type"] == "done":
+            event = {"side": side, "type": "error", "text": "The answer could not be saved."}
+    queue.put_nowait(event)
+    return event["type"] == "done"
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """(text for the voter, text for operators). The first never names a model or vendor."""
+    if isinstance(exc, UpstreamError):
+        return exc.public, exc.detail
+    if isinstance(exc, TimeoutError):
+        return "The answer took too long and was stopped.", "total time-out"
+    logger.exception("answer failed", exc_info=exc)
+    return "Something went wrong while generating this answer.", f"{type(exc).__name__}: {exc}"
+
+
+async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Event]) -> None:
+    results = await asyncio.gather(_run_side(plan, Side.A, queue), _run_side(plan, Side.B, queue))
+    try:
+        state = await run_in_db(plan.battle.end_stream)(ok=all(results))
+    except Exception:
+        # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
+        logger.exception("could not close %s", plan.battle)
+        state = Battle.State.FAILED
+    queue.put_nowait({"side": None, "type": "end", "text": "", "state": state})
+
+
+# --- relaying -----------------------------------------------------------------------------------
+
+
+def stream_events(plan: StreamPlan) -> AsyncIterator[list[Event]]:
+    """Both answers as one stream of events, interleaved as they arrive, a list at a time.
+
+    A live turn's calls start now, not when the stream is first read: the upstream requests go
+    out while the response's headers do. Each list holds the events that were waiting when it
+    was made (`merged`); a quiet stream's events come one by one, with no wait to batch them.
+    """
+    if not plan.live:
+        return _replayed(plan)
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    task = asyncio.create_task(_run_turn(plan, queue))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return _relayed(queue)
+
+
+async def _relayed(queue: asyncio.Queue[Event]) -> AsyncIterator[list[Event]]:
+    while True:
+        waiting = [await queue.get()]
+        # Whatever else is already there goes with it: a busy worker sends a battle's tokens in
+        # one write instead of one write per token.
+        while not queue.empty():
+            waiting.append(queue.get_nowait())
+        events = merged(waiting)
+        yield events
+        if events[-1]["type"] == "end":
+            return
+
+
+def merged(events: list[Event]) -> list[Event]:
+    """`events` with each side's consecutive deltas joined into one.
+
+    A side's deltas are joined across the other side's events between them: each side's text
+    stays whole and in order, and its done or error event still follows its last delta.
+    """
+    out: list[Event] = []
+    open_deltas: dict[str, Event] = {}  # per side, its delta that later ones join
+    for event in events:
+        side = event["side"]
+        if event["type"] != "delta":
+            open_deltas.pop(side, None)
+        elif side in open_deltas:
+            open_deltas[side]["text"] += event["text"]
+            continue
+        else:
+            open_deltas[side] = event
+        out.append(event)
+    return out
+
+
+async def _replayed(plan: StreamPlan) -> AsyncIterator[list[Event]]:
+    yield await run_in_db(_replay)(plan)
+
+
+def _replay(plan: StreamPlan) -> list[Event]:
+    events: list[Event] = []
+    answers = {a.side: a for a in plan.turn.answers.all()}
+    for side in (Side.A, Side.B):
+        answer = answers[side]
+        if answer.text:
+            events.append({"side": side, "type": "delta", "text": answer.text})
+        if answer.status == Answer.Status.DONE:
+            events.append({"side": side, "type": "done", "text": ""})
+        else:
+            events.append({"side": side, "type": "error", "text": "This answer did not complete."})
+    state = Battle.objects.values_list("state", flat=True).get(pk=plan.battle.pk)
+    events.append({"side": None, "type": "end", "text": "", "state": state})
+    return events
