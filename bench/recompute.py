@@ -110,7 +110,7 @@ METADATA = (
     '"header_count_b": {{"h1": {}, "h2": {}, "h3": {}, "h4": {}, "h5": {}, "h6": {}}}, '
     '"list_count_b": {{"ordered": {}, "unordered": {}}}, "bold_count_b": {{"**": {}, "__": {}}}}}'
 )
-BATTLE_COLUMNS = "id, mode, state, session_hash, created, updated, model_a_id, model_b_id"
+BATTLE_COLUMNS = "id, mode, state, visitor_hash, created, updated, model_a_id, model_b_id"
 VOTE_COLUMNS = (
     "id, winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, "
     "anonymous, model_a_id, model_b_id, length_a, headers_a, lists_a, bold_a, length_b, headers_b, lists_b, "
@@ -178,7 +178,7 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     theta = rng.normal(0.0, 1.0, args.models)
     habits = rng.lognormal(0.0, 0.5, (args.models, 4)) * HABITS
-    sessions = [h.hex() for h in np.frombuffer(rng.bytes(32 * 50_000), dtype="S32")]
+    visitors = [h.hex() for h in np.frombuffer(rng.bytes(32 * 50_000), dtype="S32")]
     LLM.objects.bulk_create(
         LLM(
             name=f"bench-model-{i:03d}",
@@ -196,7 +196,7 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
         for first in range(0, args.votes, CHUNK):
             size = min(CHUNK, args.votes - first)
             battles, votes, metadata = chunk_rows(
-                np.random.default_rng([args.seed, first]), first, size, args, theta, habits, sessions, llm_ids
+                np.random.default_rng([args.seed, first]), first, size, args, theta, habits, visitors, llm_ids
             )
             with cursor.copy(f"COPY arena_battle ({BATTLE_COLUMNS}) FROM STDIN") as copy:
                 copy.write(battles)
@@ -226,7 +226,7 @@ def chunk_rows(
     args: argparse.Namespace,
     theta: np.ndarray,
     habits: np.ndarray,
-    sessions: list[str],
+    visitors: list[str],
     llm_ids: np.ndarray,
 ) -> tuple[str, str, str]:
     """COPY text of `n` battles, their votes and the votes' conv_metadata, the first being number
@@ -277,11 +277,11 @@ def chunk_rows(
     ids = [hexes[32 * i : 32 * i + 32] for i in range(n)]
     battle_at = [s + "+00" for s in np.datetime_as_string(at, unit="us")]
     vote_at = [s + "+00" for s in np.datetime_as_string(at + np.timedelta64(45, "s"), unit="us")]
-    session = rng.integers(0, len(sessions), n).tolist()
+    visitor = rng.integers(0, len(visitors), n).tolist()
 
     model_a, model_b = llm_ids[a].tolist(), llm_ids[b].tolist()
     battles = "".join(
-        f"{ids[i]}\tanonymous\tvoted\t{sessions[session[i]]}\t{battle_at[i]}\t{battle_at[i]}\t"
+        f"{ids[i]}\tanonymous\tvoted\t{visitors[visitor[i]]}\t{battle_at[i]}\t{battle_at[i]}\t"
         f"{model_a[i]}\t{model_b[i]}\n"
         for i in range(n)
     )
@@ -428,7 +428,7 @@ def warm_recompute(args: argparse.Namespace) -> dict[str, float]:
     battles, votes = [], []
     for _ in range(args.new_votes):
         a, b = rng.choice(len(llms), 2, replace=False)
-        battle = Battle(model_a=llms[a], model_b=llms[b], state=Battle.State.VOTED, session_hash="bench")
+        battle = Battle(model_a=llms[a], model_b=llms[b], state=Battle.State.VOTED, visitor_hash="bench")
         # Spread over every category and language, so that every board has new votes to count.
         vote = Vote(
             battle=battle,
@@ -446,7 +446,7 @@ def warm_recompute(args: argparse.Namespace) -> dict[str, float]:
         published = services.recompute_all()
         seconds = time.perf_counter() - started
     finally:
-        Battle.objects.filter(session_hash="bench").delete()
+        Battle.objects.filter(visitor_hash="bench").delete()
     return {"seconds": seconds, "boards": len(published), "votes": args.new_votes}
 
 

@@ -215,7 +215,7 @@ SERVING_MAX_KV_CACHE = env.float("SERVING_MAX_KV_CACHE", default=0.95)
 
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    # The battle API is anonymous: a battle belongs to the browser session that opened it.
+    # The battle API is anonymous: a battle belongs to the visitor (signed cookie) that opened it.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,

@@ -129,7 +129,7 @@ def _rows(record: dict[str, Any], models: dict[str, LLM]) -> tuple[Battle, Vote]
         model_a=models[record["model_a"]],
         model_b=models[record["model_b"]],
         state=Battle.State.VOTED,
-        session_hash="imported",
+        visitor_hash="imported",
         created=created,
     )
     metadata = record.get("conv_metadata")

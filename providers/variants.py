@@ -299,7 +299,7 @@ def variant_retire(*, variant: LLM) -> LLM:
 def record_test_vote(*, llm_ids: list[int]) -> None:
     """Count an anonymous vote towards the budget of the private variants among `llm_ids`.
 
-    Called in the vote's own transaction (a post_save receiver on arena's Vote), so the count
+    Called in the vote's own transaction (arena.services.after_vote), so the count
     never drifts from the votes. At the budget the variant leaves the draw (drawable()) and its
     testing ends.
     """

@@ -34,7 +34,7 @@ def random_votes(models: list[LLM], n: int, rng: random.Random) -> None:
             model_b=b,
             mode=Battle.Mode.NAMED if rng.random() < 0.1 else Battle.Mode.ANONYMOUS,
             state=Battle.State.VOTED,
-            session_hash="x",
+            visitor_hash="x",
         )
         metadata = {
             "sum_assistant_a_tokens": rng.randint(0, 900),
@@ -163,7 +163,7 @@ def test_style_rows_of_no_votes_are_empty(make_llm: Callable[..., LLM]) -> None:
 def test_a_vote_copies_its_battles_models_mode_and_style_counts(make_llm: Callable[..., LLM]) -> None:
     a, b = make_llm(), make_llm()
     battle = Battle.objects.create(
-        model_a=a, model_b=b, mode=Battle.Mode.NAMED, state=Battle.State.VOTED, session_hash="x"
+        model_a=a, model_b=b, mode=Battle.Mode.NAMED, state=Battle.State.VOTED, visitor_hash="x"
     )
     vote = Vote.objects.create(
         battle=battle,
