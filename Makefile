@@ -19,10 +19,11 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# --no-proxy-headers: only Django reads X-Forwarded-For, behind TRUSTED_PROXIES (config/clients.py).
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_models providers/demo_models.yaml
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-proxy-headers
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from arena import services, streaming
 from arena.models import Battle
+from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, error_body
 from providers.models import LLM
 
@@ -151,6 +152,8 @@ class BattleDetailApi(APIView):
 
 
 class BattleTurnCreateApi(APIView):
+    throttle_classes = [TurnCreateThrottle]
+
     class InputSerializer(serializers.Serializer):
         prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
 

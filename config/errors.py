@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -38,6 +41,9 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+TOO_LARGE = ("The request body is too large.", "too_large")
+
+
 def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": message, "code": code, **extra}
 
@@ -45,6 +51,8 @@ def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.message, exc.code), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(*TOO_LARGE), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DjangoValidationError):
         return Response(error_body("; ".join(exc.messages), "invalid"), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ValidationError):
@@ -56,3 +64,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(detail, exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
     return response
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (handler400): JSON for the API, whose callers read JSON; the HTML page elsewhere.
+
+    It answers what fails before a view's parser runs: a body over DATA_UPLOAD_MAX_MEMORY_SIZE
+    read by Django itself, a host not in ALLOWED_HOSTS, a malformed request.
+    """
+    if not request.path_info.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body(*TOO_LARGE), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    return JsonResponse(error_body("Bad request.", "bad_request"), status=status.HTTP_400_BAD_REQUEST)

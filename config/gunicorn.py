@@ -13,3 +13,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 # A worker told to stop (a deploy, a scale-down) lets its answer streams end first: each lasts at
 # most UPSTREAM_TOTAL_TIMEOUT.
 graceful_timeout = int(float(os.environ.get("UPSTREAM_TOTAL_TIMEOUT", "300"))) + 30
+# The client's address is read from X-Forwarded-For by Django alone, behind TRUSTED_PROXIES proxies
+# (config/clients.py): the server trusts the header from no one, so REMOTE_ADDR stays the socket's
+# peer (its default trusts 127.0.0.1, which would let any local process pass for any address).
+forwarded_allow_ips = ""

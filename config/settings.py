@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +31,13 @@ else:
         raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 50 characters")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Origins besides this site's own that may send state-changing requests (config/origin.py).
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Reverse proxies in front of the web server: X-Forwarded-For (the client's address) and
+# X-Forwarded-Proto are believed only when set (config/clients.py). 0: the socket's peer is the client.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+if TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXIES must be 0 or more")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -44,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "providers",
     "arena",
     "leaderboard",
@@ -55,11 +63,32 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.origin.origin_check",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy of every response (django-csp): scripts, styles and everything else come
+# from this site's own files only; no inline script anywhere. Style attributes stay allowed: the
+# board draws its intervals with CSS variables set per row (`style="--l: ..."`). The API docs
+# pages loosen styles only (config/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -161,6 +190,8 @@ ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
 # Battle creation per client IP (a DRF throttle rate: N/second|minute|hour|day).
 ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
+# Follow-up turns per client IP: each calls both models again, as a new battle does.
+ARENA_TURN_RATE = env.str("ARENA_TURN_RATE", default="30/minute")
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
@@ -214,16 +245,21 @@ SERVING_MAX_WAITING = env.int("SERVING_MAX_WAITING", default=0)
 SERVING_MAX_KV_CACHE = env.float("SERVING_MAX_KV_CACHE", default=0.95)
 
 # --- REST framework -------------------------------------------------------------------------------
+# Request bodies: larger ones get a 413, and JSON nested deeper a 400 (config/parsers.py). A prompt
+# is at most ARENA_PROMPT_MAX_CHARS characters, far below either.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
 REST_FRAMEWORK = {
     # The battle API is anonymous: a battle belongs to the visitor (signed cookie) that opened it.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"battle_create": ARENA_BATTLE_RATE},
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "DEFAULT_THROTTLE_RATES": {"battle_create": ARENA_BATTLE_RATE, "battle_turn": ARENA_TURN_RATE},
+    # DRF's throttles read X-Forwarded-For as config.clients.client_address does.
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
 }
 # OpenAPI schema at /api/v1/schema/, docs at /api/v1/docs/; Swagger UI and Redoc are served from
@@ -265,7 +301,8 @@ USE_TZ = True
 
 # --- Security (production) --------------------------------------------------------------------------
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if TRUSTED_PROXIES:  # a client's own X-Forwarded-Proto must not pass for TLS
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -138,17 +138,30 @@ def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
         writer.writerow(
             [
                 r.rank,
-                r.llm.name,
+                spreadsheet_safe(r.llm.name),
                 f"{r.rating:.2f}",
                 f"{r.ci_lower:.2f}",
                 f"{r.ci_upper:.2f}",
                 r.votes,
                 r.provisional,
-                r.llm.organization,
-                r.llm.license,
+                spreadsheet_safe(r.llm.organization),
+                spreadsheet_safe(r.llm.license),
             ]
         )
     return response
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell as a spreadsheet shows it but never runs it: a leading quote before a formula.
+
+    For the cells whose text comes from people (names, organisations, licences); figures this view
+    formats itself are left as they are.
+    """
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 class BoardQuerySerializer(serializers.Serializer):

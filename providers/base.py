@@ -13,6 +13,9 @@ from typing import ClassVar, Literal, TypedDict
 
 import httpx
 
+# The httpx request extension that carries `CallSpec.public_only` to the transport (providers.http).
+PUBLIC_ONLY = "arena.public_only"
+
 
 class Message(TypedDict):
     role: Literal["system", "user", "assistant"]
@@ -34,6 +37,9 @@ class CallSpec:
     total_timeout: float = 300.0
     # Backend-specific knobs (the demo backend's pace, for instance).
     options: dict[str, float | str] = field(default_factory=dict)
+    # Connect to public addresses only, at every connection: a provider's variant, whose host
+    # (and its DNS) the provider controls (providers.http.public_socket).
+    public_only: bool = False
 
     def sampling_params(self) -> dict[str, float | int]:
         """The parameters sent on every call, recorded with it."""

@@ -7,17 +7,21 @@ socket (`tests.upstream`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import ipaddress
+import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from weakref import WeakKeyDictionary
 
 import aiohttp
 import httpx
+from aiohttp import AddrInfoType
 from django.conf import settings
 
-from providers.base import CallSpec
+from providers.base import PUBLIC_ONLY, CallSpec
 from providers.models import LLM
 
 # A client's pooled connections belong to the event loop that opened them, and tests run several
@@ -68,6 +72,25 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def public_socket(addr_info: AddrInfoType) -> socket.socket:
+    """A socket for one connection attempt, refused unless its address is on the public internet.
+
+    aiohttp asks for a socket for every address it is about to connect to, after resolving the
+    name: a provider's host that answered a public address when submitted and a private one now
+    (DNS rebinding), or an address written in the URL, is refused at this connection, not only at
+    submission. Kept-alive connections were checked when they were opened.
+    """
+    family, kind, proto, _, sockaddr = addr_info
+    if not is_public(str(sockaddr[0])):
+        raise OSError(errno.EACCES, f"{sockaddr[0]} is not a public address")
+    return socket.socket(family, kind, proto)
+
+
+def is_public(address: str) -> bool:
+    """Whether an IP address is on the public internet: not private, loopback, link-local, ..."""
+    return ipaddress.ip_address(address.split("%", 1)[0]).is_global  # "%eth0": an IPv6 zone
+
+
 # aiohttp's errors as the httpx errors the adapters tell apart: the first of an error's classes found here.
 _ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
     aiohttp.ConnectionTimeoutError: httpx.ConnectTimeout,  # connecting, or waiting for a connection
@@ -91,22 +114,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     httpx's own transport (pure-Python h11 under httpcore and anyio) spends several times aiohttp's
     CPU per streamed event, and the relay reads tens of thousands a second (bench/transport.py).
+
+    A request with the PUBLIC_ONLY extension goes through a pool of its own whose every connection
+    goes to a public address (`public_socket`): calls to providers' variants. The operator's own
+    registry may point at private hosts (a vLLM server on the local network) on purpose.
     """
 
     def __init__(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=settings.UPSTREAM_MAX_CONNECTIONS,
-            limit_per_host=0,
-            keepalive_timeout=settings.UPSTREAM_KEEPALIVE_EXPIRY,
-            ssl=_ssl_context(),
-        )
-        # httpx decodes the body by its Content-Encoding: aiohttp passes it on as it came.
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        self._session = _session(socket_factory=None)
+        self._public_session = _session(socket_factory=public_socket)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
+        session = self._public_session if request.extensions.get(PUBLIC_ONLY) else self._session
         try:
-            response = await self._session.request(
+            response = await session.request(
                 request.method,
                 str(request.url),
                 headers=request.headers.multi_items(),
@@ -129,6 +151,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._session.close()
+        await self._public_session.close()
+
+
+def _session(*, socket_factory: Callable[[AddrInfoType], socket.socket] | None) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=settings.UPSTREAM_MAX_CONNECTIONS,
+        limit_per_host=0,
+        keepalive_timeout=settings.UPSTREAM_KEEPALIVE_EXPIRY,
+        ssl=_ssl_context(),
+        socket_factory=socket_factory,
+    )
+    # httpx decodes the body by its Content-Encoding: aiohttp passes it on as it came.
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -163,4 +198,5 @@ def call_spec(llm: LLM) -> CallSpec:
         first_token_timeout=settings.UPSTREAM_FIRST_TOKEN_TIMEOUT,
         total_timeout=settings.UPSTREAM_TOTAL_TIMEOUT,
         options={"delay": settings.DEMO_TOKEN_DELAY},
+        public_only=llm.is_variant and not settings.PROVIDER_ALLOW_PRIVATE_URLS,
     )

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from providers.base import CallSpec, Chunk, UpstreamError
+from providers.base import PUBLIC_ONLY, CallSpec, Chunk, UpstreamError
 
 T = TypeVar("T")
 
@@ -276,7 +276,14 @@ class Exchange:
                 stack.callback(deadline.close)
                 response = await deadline.wait(
                     stack.enter_async_context(
-                        client.stream("POST", self.url, json=json, headers=headers, timeout=timeout)
+                        client.stream(
+                            "POST",
+                            self.url,
+                            json=json,
+                            headers=headers,
+                            timeout=timeout,
+                            extensions={PUBLIC_ONLY: spec.public_only},
+                        )
                     )
                 )
                 responded = True

@@ -8,7 +8,6 @@ row, votes and result.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import socket
@@ -26,6 +25,7 @@ from django.utils import timezone
 from config.errors import Conflict, DomainError, Unavailable
 from providers import crypto
 from providers.base import CallSpec, Message, UpstreamError
+from providers.http import AiohttpTransport, is_public
 from providers.models import LLM, Organization
 from providers.registry import backend_for
 from providers.streaming import CUT_OFF, SLOW_START, TOO_LONG, UNREACHABLE, UNREADABLE
@@ -131,8 +131,9 @@ def _codename_taken(codename: str) -> Conflict:
 def check_address(base_url: str) -> None:
     """Refuse addresses inside the arena's own network, unless PROVIDER_ALLOW_PRIVATE_URLS.
 
-    Resolved here and again by the HTTP client at call time; a host that changes its answer in
-    between (DNS rebinding) is not caught, so production should also filter egress.
+    Resolved here, and every connection of a call (the probe's, each battle's) is refused again
+    unless its address is public (providers.http.public_socket), so a host that changes its
+    answer later (DNS rebinding) is refused then.
     """
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -156,7 +157,7 @@ def check_address(base_url: str) -> None:
     except (OSError, UnicodeError, ValueError) as exc:
         raise ProbeFailed(f"The host of base_url could not be resolved: {exc}.") from None
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+        if not is_public(address):
             raise DomainError(
                 f"base_url resolves to {address}, which is not a public address.", code="private_base_url"
             )
@@ -176,6 +177,7 @@ def probe(endpoint: Endpoint) -> None:
         first_token_timeout=timeout,
         total_timeout=timeout,
         options={"retry_backoff": 0.1},
+        public_only=not settings.PROVIDER_ALLOW_PRIVATE_URLS,
     )
     try:
         text, finish_reason = async_to_sync(_probe)(spec)
@@ -193,8 +195,10 @@ def probe(endpoint: Endpoint) -> None:
 
 async def _probe(spec: CallSpec) -> tuple[str, str]:
     # A client of its own: the probe may run on a loop made just for it (a sync view under WSGI),
-    # and closing the client with the loop leaves no pooled connection behind.
-    async with httpx.AsyncClient(timeout=None, follow_redirects=False) as client:
+    # and closing the client with the loop leaves no pooled connection behind. The arena's own
+    # transport, so that the probe connects only where a battle's call would.
+    transport = AiohttpTransport()
+    async with httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False) as client:
         parts: list[str] = []
         finish_reason = ""
         async for chunk in backend_for(spec.backend).stream(spec, PROBE_MESSAGES, client):
@@ -228,12 +232,19 @@ def _connection_problem(base_url: str) -> str:
     parts = urlsplit(base_url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=min(5.0, settings.PROVIDER_PROBE_TIMEOUT)):
+        # Resolved once and connected to as resolved: a second lookup could answer otherwise.
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][:2]
+    except socket.gaierror:
+        return f"the host {host} could not be resolved"
+    except (OSError, UnicodeError) as exc:
+        return f"{host}:{port}: {exc}"
+    if not settings.PROVIDER_ALLOW_PRIVATE_URLS and not is_public(address[0]):
+        return f"the host {host} resolves to {address[0]}, which is not a public address"
+    try:
+        with socket.create_connection(address, timeout=min(5.0, settings.PROVIDER_PROBE_TIMEOUT)):
             return f"{host}:{port} accepts connections now, but the probe could not connect"
     except ConnectionRefusedError:
         return f"connection refused by {host}:{port}"
-    except socket.gaierror:
-        return f"the host {host} could not be resolved"
     except TimeoutError:
         return f"no answer from {host}:{port} (connection timed out)"
     except (OSError, UnicodeError) as exc:

@@ -65,6 +65,7 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
             log_level="warning",
             lifespan="off",
             loop="asyncio",  # the loop whose connections tests/network.py keeps on this machine
+            proxy_headers=False,  # as `make run` and gunicorn: only Django reads X-Forwarded-For
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
