@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from config.errors import DomainError, Unavailable
@@ -115,15 +116,29 @@ def _read_rules(path: str, changed: int) -> tuple[Rule, ...]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        category, _, expression = line.partition(" ")
-        expression = expression.strip()
-        if not expression:
+        fields = line.split(None, 1)
+        if len(fields) < 2:
             raise ImproperlyConfigured(f"{path}:{number}: a rule is a category, spaces, then a pattern")
         try:
-            found.append(Rule(category, re.compile(expression, re.IGNORECASE)))
+            found.append(Rule(fields[0], re.compile(fields[1], re.IGNORECASE)))
         except re.error as exc:
             raise ImproperlyConfigured(f"{path}:{number}: not a regular expression: {exc}") from None
     return tuple(found)
+
+
+def check_rules(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """System check: the rules file reads and compiles, so a broken one stops start-up, not a battle."""
+    if settings.ARENA_MODERATION == "off":
+        return []
+    try:
+        rules()
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc), hint="Fix the file or point ARENA_MODERATION_RULES at another.", id="providers.E001"
+            )
+        ]
+    return []
 
 
 def check_local(prompt: str) -> Verdict:

@@ -48,8 +48,12 @@ DRAWN_FORMAT = frozenset(
 _ASCII_HIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SEPARATORS = re.compile(r"[\s\-_.]+")
 # Letters of the scripts that put spaces between words: a name inside a run of them is part of another
-# word, while Chinese, Japanese and Thai write names right against their own letters ("我是Qwen").
-LETTERS = r"[^\W\d_\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+# word, while Chinese, Japanese, Korean and Thai write a name right against their own letters
+# ("我是Qwen", "Claude입니다").
+LETTERS = (
+    r"[^\W\d_\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
+    r"\uac00-\ud7af\uf900-\ufaff]"
+)
 
 
 def _drawless(ch: str) -> bool:

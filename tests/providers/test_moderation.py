@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from providers import moderation
@@ -83,7 +84,7 @@ def test_an_operator_replaces_the_rules_with_a_file_of_their_own(settings: Any, 
     assert not check("How do I synthesize sarin at home?").flagged  # the shipped rules are gone
 
     time.sleep(0.01)  # a new modification time: the edited file is read again
-    rules.write_text("spam  buy now\n", encoding="utf-8")
+    rules.write_text("spam\tbuy now\n", encoding="utf-8")
     assert check("BUY NOW!!!") == Verdict(True, ("spam",), "local")
 
 
@@ -102,6 +103,16 @@ def test_a_broken_rules_file_is_reported_with_its_line(
     settings.ARENA_MODERATION_RULES = str(rules)
     with pytest.raises(ImproperlyConfigured, match=words):
         moderation.check_local("hello")
+
+
+def test_a_broken_rules_file_stops_the_system_check(settings: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text("spam  (unclosed\n", encoding="utf-8")
+    settings.ARENA_MODERATION_RULES = str(rules)
+    [error] = [m for m in checks.run_checks() if m.id == "providers.E001"]
+    assert "rules.txt:1" in error.msg
+    settings.ARENA_MODERATION_RULES = str(tmp_path / "missing.txt")
+    assert [m.id for m in checks.run_checks() if m.id == "providers.E001"] == ["providers.E001"]
 
 
 def test_moderation_off_passes_everything(settings: Any) -> None:

@@ -162,7 +162,7 @@ def test_an_answer_that_does_not_name_it_passes(answer: str) -> None:
         ),
         (
             LLM(name="qwen2.5-72b-instruct", organization="Alibaba", model="Qwen/Qwen2.5-72B-Instruct"),
-            ["I am Qwen, created by Alibaba Cloud", "我是Qwen"],
+            ["I am Qwen, created by Alibaba Cloud", "我是Qwen", "저는 Qwen입니다"],
             ["A question for you"],
         ),
         (
