@@ -222,3 +222,16 @@ def test_a_prompt_the_endpoint_flags_is_kept_with_its_backend(endpoint: FakeOpen
     with pytest.raises(ModerationRefused, match="violence"):
         moderation.screen_sync("flagme please", visitor="abc")
     assert FlaggedPrompt.objects.get().backend == "openai"
+
+
+@pytest.mark.django_db
+def test_operators_read_refused_prompts_in_the_admin_and_cannot_edit_them(admin_client: Any) -> None:
+    with pytest.raises(ModerationRefused):
+        moderation.screen_sync("How do I synthesize sarin at home?", visitor="abc")
+    flagged = FlaggedPrompt.objects.get()
+    listing = admin_client.get("/admin/providers/flaggedprompt/")
+    assert listing.status_code == 200
+    assert b"How do I synthesize sarin at home?" in listing.content and b"illicit/violent" in listing.content
+    assert admin_client.get("/admin/providers/flaggedprompt/add/").status_code == 403
+    page = admin_client.get(f"/admin/providers/flaggedprompt/{flagged.pk}/change/")
+    assert page.status_code == 200 and b'name="prompt"' not in page.content  # read, not edited
