@@ -192,6 +192,27 @@ ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
 ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
 # Follow-up turns per client IP: each calls both models again, as a new battle does.
 ARENA_TURN_RATE = env.str("ARENA_TURN_RATE", default="30/minute")
+# Prompt moderation before any model is called (providers/moderation.py): "local" (rules in a file,
+# the embedded default), "openai" (the local rules, then OpenAI's moderation endpoint) or "off".
+ARENA_MODERATION = env.str("ARENA_MODERATION", default="local")
+if ARENA_MODERATION not in ("local", "openai", "off"):
+    raise ImproperlyConfigured(
+        f'ARENA_MODERATION must be "local", "openai" or "off", not {ARENA_MODERATION!r}'
+    )
+ARENA_MODERATION_RULES = env.str(
+    "ARENA_MODERATION_RULES", default=str(BASE_DIR / "providers" / "moderation_rules.txt")
+)
+ARENA_MODERATION_URL = env.str("ARENA_MODERATION_URL", default="https://api.openai.com/v1")
+ARENA_MODERATION_MODEL = env.str("ARENA_MODERATION_MODEL", default="omni-moderation-latest")
+# The name of the environment variable that holds the endpoint's key, read at each call.
+ARENA_MODERATION_API_KEY_ENV = env.str("ARENA_MODERATION_API_KEY_ENV", default="OPENAI_API_KEY")
+# Seconds the endpoint may take in all; past them (or on any failure) see ARENA_MODERATION_FAIL_CLOSED.
+ARENA_MODERATION_TIMEOUT = env.float("ARENA_MODERATION_TIMEOUT", default=5.0)
+# The categories of the endpoint that refuse a prompt; empty: whatever it flags.
+ARENA_MODERATION_CATEGORIES = env.list("ARENA_MODERATION_CATEGORIES", default=[])
+# When the endpoint fails: off, the prompt stands on the local rules (an outage of a third party does
+# not close the arena); on, the prompt is refused with a 503 asking to try again.
+ARENA_MODERATION_FAIL_CLOSED = env.bool("ARENA_MODERATION_FAIL_CLOSED", default=False)
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)

@@ -11,7 +11,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from providers.keys import api_key_create, api_key_revoke
-from providers.models import LLM, APIKeyEvent, Membership, Organization, OrganizationAPIKey
+from providers.models import LLM, APIKeyEvent, FlaggedPrompt, Membership, Organization, OrganizationAPIKey
 
 
 @admin.register(LLM)
@@ -180,4 +180,24 @@ class APIKeyEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(FlaggedPrompt)
+class FlaggedPromptAdmin(admin.ModelAdmin):
+    """Prompts that moderation refused, for review; kept as they were, so they are read, not edited."""
+
+    list_display = ("created", "categories", "backend", "excerpt", "visitor")
+    list_filter = ("backend",)
+    search_fields = ("prompt", "visitor")
+    date_hierarchy = "created"
+
+    @admin.display(description="prompt")
+    def excerpt(self, flagged: FlaggedPrompt) -> str:
+        return flagged.prompt if len(flagged.prompt) <= 120 else flagged.prompt[:119] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: FlaggedPrompt | None = None) -> bool:
         return False

@@ -11,7 +11,9 @@ from django.db.models import Exists, OuterRef, Q
 from rest_framework_api_key.models import AbstractAPIKey
 
 from providers import crypto
+from providers.families import family_words
 from providers.registry import BACKENDS, REMOTE_BACKENDS
+from providers.text import name_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,21 @@ class LLMQuerySet(models.QuerySet["LLM"]):
 
     def of_organization(self, organization: Organization) -> LLMQuerySet:
         return self.filter(owner=organization)
+
+    def named_like(self, name: str, *, labels: bool = False) -> LLM | None:
+        """One of these models whose name (and with `labels`, display name) can be mistaken for
+        `name` (`providers.text.name_key`), or None.
+
+        Compared in Python: a lookalike skeleton is not something SQL computes, and the registry
+        holds hundreds of models, not millions.
+        """
+        key = name_key(name)
+        for llm in self.only("pk", "name", "display_name", "visibility").order_by("pk"):
+            if name_key(llm.name) == key or (
+                labels and llm.display_name and name_key(llm.display_name) == key
+            ):
+                return llm
+        return None
 
     def under_test(self) -> LLMQuerySet:
         """Variants that hold one of their organisation's testing slots: private and not retired.
@@ -181,9 +198,18 @@ class LLM(models.Model):
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
 
     def identity_terms(self) -> set[str]:
-        """Words that would reveal this model if an answer said them (identity-leak check)."""
-        terms = {self.name, self.display_name, self.organization, self.model, self.model.rsplit("/", 1)[-1]}
-        return {t.strip() for t in terms if len(t.strip()) >= 3}
+        """Words that would reveal this model if an answer said them (identity-leak check): its own
+        names, and those of its family and vendor ("Claude", "Anthropic" for claude-sonnet-4-5)."""
+        terms = {
+            self.name,
+            self.display_name,
+            self.organization,
+            self.model,
+            self.model.rsplit("/", 1)[-1],
+            self.codename,  # a private variant's name hides it: "private/<org>/<codename>"
+        }
+        own = {t.strip() for t in terms if len(t.strip()) >= 3}
+        return own | family_words(own)
 
     def mark_outage(self, reason: str) -> None:
         LLM.objects.filter(pk=self.pk).update(state=self.State.OUTAGE, state_reason=reason)
@@ -222,6 +248,27 @@ class VariantResult(models.Model):
 
     def __str__(self) -> str:
         return f"result of {self.llm_id}"
+
+
+class FlaggedPrompt(models.Model):
+    """A prompt that moderation refused (providers.moderation), kept for operators to review; no
+    model was asked."""
+
+    prompt = models.TextField()
+    categories = models.JSONField(default=list, help_text="What the moderation backend flagged.")
+    backend = models.CharField(max_length=16, help_text="The backend that refused it: local or openai.")
+    visitor = models.CharField(
+        max_length=64, blank=True, help_text="The keyed hash that stands for the visitor in the arena."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        # The admin's list, newest first.
+        indexes = [models.Index(fields=["-created"], name="flaggedprompt_created")]
+
+    def __str__(self) -> str:
+        return f"prompt flagged {', '.join(self.categories) or 'by ' + self.backend}"
 
 
 class Organization(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 from django.db import transaction
 
 from providers.models import LLM
+from providers.text import drawless_characters, name_key
 
 
 class ModelFileError(Exception):
@@ -87,15 +89,28 @@ def load_models(entries: list[dict[str, Any]]) -> LoadReport:
     """
     errors: list[str] = []
     seen: dict[str, int] = {}
+    looks: dict[str, str] = {}  # name_key -> the first name that looks so
     for position, entry in enumerate(entries, start=1):
         problems = _problems(entry)
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str) and name:
+            first = looks.setdefault(name_key(name), name)
             if name in seen:
                 problems.append(f"the name is already used by entry {seen[name]}")
+            elif first != name:
+                problems.append(f'the name can be mistaken for "{first}" (entry {seen[first]})')
             seen.setdefault(name, position)
         label = f'entry {position} ("{name}")' if isinstance(name, str) and name else f"entry {position}"
         errors.extend(f"{label}: {problem}" for problem in problems)
+    if not errors:
+        others = LLM.objects.exclude(name__in=list(seen)).values_list("name", flat=True)
+        taken = {name_key(other): other for other in others}
+        for name, position in seen.items():
+            other = taken.get(name_key(name))
+            if other is not None:
+                errors.append(
+                    f'entry {position} ("{name}"): the name can be mistaken for the model "{other}"'
+                )
     if errors:
         raise ModelFileError(errors)
 
@@ -182,8 +197,16 @@ def _problems(entry: Any) -> list[str]:
     name = text("name", 100, required=True)
     if name is not None and name != name.strip():
         problems.append('"name" must not start or end with spaces')
+    elif name is not None and name != unicodedata.normalize("NFKC", name):
+        problems.append(f'"name" must be written in its NFKC form: "{unicodedata.normalize("NFKC", name)}"')
     for key, limit in (("display_name", 200), ("organization", 100), ("license", 100)):
         text(key, limit)
+    for key in ("name", "display_name", "organization"):
+        hidden = drawless_characters(entry[key]) if isinstance(entry.get(key), str) else []
+        if hidden:
+            problems.append(
+                f'"{key}" contains characters that draw nothing ({", ".join(hidden)}): remove them'
+            )
     backend = choice("backend", list(LLM.Backend.values), required=True)
     choice("visibility", list(LLM.Visibility.values))
     choice("state", list(LLM.State.values))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from providers.http import AiohttpTransport, is_public
 from providers.models import LLM, Organization
 from providers.registry import backend_for
 from providers.streaming import CUT_OFF, SLOW_START, TOO_LONG, UNREACHABLE, UNREADABLE
+from providers.text import drawless_characters, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -255,18 +257,22 @@ def _connection_problem(base_url: str) -> str:
 
 
 def variant_publish(*, variant: LLM, name: str | None = None) -> LLM:
-    """Make a variant public under `name` (default: its codename); its testing ends now."""
-    name = variant.codename if name is None else name
-    if not name.strip() or name != name.strip():
-        raise DomainError("name must not be empty or start or end with spaces.", code="invalid_name")
-    if name.startswith(PRIVATE_NAME_PREFIX):
-        raise DomainError(f"Public names cannot start with {PRIVATE_NAME_PREFIX!r}.", code="invalid_name")
+    """Make a variant public under `name` (default: its codename); its testing ends now.
+
+    The name is kept in its NFKC form (fullwidth letters as plain ones), and refused when it hides
+    characters or can be mistaken for another model's name or label.
+    """
+    name = public_name(variant.codename if name is None else name)
     if variant.published_at is not None:
         raise Conflict("This variant is already published.", code="already_published")
     if variant.retired_at is not None:
         raise Conflict("A retired variant cannot be published; submit it again.", code="retired")
-    if LLM.objects.filter(name=name).exclude(pk=variant.pk).exists():
+    others = LLM.objects.exclude(pk=variant.pk)
+    if others.filter(name=name).exists():
         raise _name_taken(name)
+    lookalike = others.named_like(name, labels=True)
+    if lookalike is not None:
+        raise _looks_like(name, lookalike)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -285,6 +291,38 @@ def variant_publish(*, variant: LLM, name: str | None = None) -> LLM:
     variant.refresh_from_db()
     logger.info("variant published: organization_id=%s id=%s name=%s", variant.owner_id, variant.pk, name)
     return variant
+
+
+def public_name(name: str) -> str:
+    """`name` as a model's public name (NFKC), or DomainError saying what is wrong with it."""
+    hidden = drawless_characters(name)
+    if hidden:
+        raise DomainError(
+            f"name contains characters that draw nothing ({', '.join(hidden)}); remove them.",
+            code="invalid_name",
+        )
+    name = unicodedata.normalize("NFKC", name)
+    if not name.strip() or name != name.strip():
+        raise DomainError("name must not be empty or start or end with spaces.", code="invalid_name")
+    limit = LLM._meta.get_field("name").max_length or 0
+    if len(name) > limit:  # NFKC may lengthen a name ("㎒" is "MHz")
+        raise DomainError(f"name is longer than {limit} characters.", code="invalid_name")
+    if name_key(name).startswith(name_key(PRIVATE_NAME_PREFIX)):
+        raise DomainError(f"Public names cannot start with {PRIVATE_NAME_PREFIX!r}.", code="invalid_name")
+    return name
+
+
+def _looks_like(name: str, other: LLM) -> DomainError:
+    # A model that is not public is not named to a provider.
+    shown = ""
+    if other.visibility == LLM.Visibility.PUBLIC:
+        seen = other.name if name_key(other.name) == name_key(name) else other.display_name
+        shown = f" ({seen!r})"
+    return DomainError(
+        f"The name {name!r} can be mistaken for the name of another model{shown}: choose one that "
+        "reads differently, not only in case, separators or lookalike letters.",
+        code="confusable_name",
+    )
 
 
 def _name_taken(name: str) -> Conflict:

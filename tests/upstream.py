@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -70,6 +70,40 @@ class Behaviour:
     # connection then left open
     broken_chunk_after: int | None = None
     reject_stream_options: bool = False  # answer 422 to `stream_options`, as Mistral's API does
+
+
+# The categories of OpenAI's omni-moderation models, and the inputs each one scores.
+MODERATION_CATEGORIES = {
+    "harassment": ["text"],
+    "harassment/threatening": ["text"],
+    "hate": ["text"],
+    "hate/threatening": ["text"],
+    "illicit": ["text"],
+    "illicit/violent": ["text"],
+    "self-harm": ["text"],
+    "self-harm/intent": ["text"],
+    "self-harm/instructions": ["text"],
+    "sexual": ["text"],
+    "sexual/minors": ["text"],
+    "violence": ["text"],
+    "violence/graphic": ["text"],
+}
+MODERATION_MODELS = frozenset(
+    {"omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest"}
+)
+
+
+@dataclass
+class ModerationBehaviour:
+    """How the fake answers POST /v1/moderations."""
+
+    # An input that contains one of these words (any case) is flagged in its category.
+    flags: dict[str, str] = field(default_factory=lambda: {"flagme": "violence"})
+    status: int | None = None  # answer this HTTP status with OpenAI's JSON error body instead
+    error_message: str = ""
+    delay: float = 0.0  # seconds before answering
+    body: bytes | None = None  # a 200 answer with this body instead (one that cannot be read)
+    key: str | None = None  # when set, requests without `Bearer <key>` get OpenAI's 401
 
 
 class FakeServer:
@@ -225,10 +259,14 @@ class FakeOpenAI(FakeServer):
         self.behaviours: dict[str, Behaviour] = {}
         self.default: Behaviour | None = None
         self._answered: dict[str, int] = {}  # requests seen per model, for `status_times`
+        self.moderation = ModerationBehaviour()
 
     async def handle(
         self, writer: asyncio.StreamWriter, method: str, target: str, headers: dict[str, str], payload: Any
     ) -> bool:
+        if method == "POST" and target == "/v1/moderations":
+            await self._moderate(writer, headers, payload, self.moderation)
+            return True
         if method != "POST" or target != "/v1/chat/completions":
             await self._error(writer, 404, f"Invalid URL ({method} {target})", code=None)
             return True
@@ -275,6 +313,61 @@ class FakeOpenAI(FakeServer):
         if status == 429 and retry_after is not None:
             extra["retry-after"] = retry_after
         await self._respond(writer, status, {"error": error}, extra)
+
+    async def _moderate(
+        self, writer: asyncio.StreamWriter, headers: dict[str, str], payload: Any, b: ModerationBehaviour
+    ) -> None:
+        """OpenAI's moderation endpoint: one result per input, every category scored."""
+        if b.delay:
+            await asyncio.sleep(b.delay)
+        if b.key is not None and headers.get("authorization") != f"Bearer {b.key}":
+            sent = headers.get("authorization", "").removeprefix("Bearer ")
+            message = (
+                f"Incorrect API key provided: {sent[:3]}***{sent[-4:]}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+                if sent
+                else "You didn't provide an API key."
+            )
+            await self._error(writer, 401, message, code="invalid_api_key" if sent else None)
+            return
+        if b.status is not None:
+            await self._error(writer, b.status, b.error_message or None)
+            return
+        if not isinstance(payload, dict):
+            await self._error(writer, 400, "We could not parse the JSON body of your request.", code=None)
+            return
+        if "input" not in payload:
+            await self._error(writer, 400, "'input' is a required property", code=None)
+            return
+        model = payload.get("model", "omni-moderation-latest")
+        if model not in MODERATION_MODELS:
+            await self._error(
+                writer, 404, f"The model `{model}` does not exist or you do not have access to it."
+            )
+            return
+        if b.body is not None:
+            data = b.body
+            writer.write(
+                _head(200, {"content-type": "application/json", "content-length": str(len(data))}) + data
+            )
+            await writer.drain()
+            return
+        inputs = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+        results = []
+        for text in inputs:
+            hit = {category for word, category in b.flags.items() if word.lower() in str(text).lower()}
+            results.append(
+                {
+                    "flagged": bool(hit),
+                    "categories": {name: name in hit for name in MODERATION_CATEGORIES},
+                    "category_scores": {
+                        name: 0.91 if name in hit else 0.000012 for name in MODERATION_CATEGORIES
+                    },
+                    "category_applied_input_types": MODERATION_CATEGORIES,
+                }
+            )
+        body = {"id": self._next_id("modr-"), "model": "omni-moderation-2024-09-26", "results": results}
+        await self._respond(writer, 200, body, {"x-request-id": self._next_id("req_")})
 
     async def _mistral_rejects_stream_options(self, writer: asyncio.StreamWriter) -> None:
         detail = [
