@@ -161,6 +161,9 @@ ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
 # Battle creation per client IP (a DRF throttle rate: N/second|minute|hour|day).
 ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
+# A visitor accepts the terms (/terms) before their first battle; a new version asks everyone again.
+ARENA_REQUIRE_CONSENT = env.bool("ARENA_REQUIRE_CONSENT", default=True)
+ARENA_TERMS_VERSION = env.str("ARENA_TERMS_VERSION", default="2026-12-07")
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
