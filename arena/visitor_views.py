@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -122,7 +123,10 @@ class VisitorDataApi(APIView):
 
     @extend_schema(
         operation_id="visitor_data_download",
-        responses={200: OpenApiResponse(description="The visitor's data, as a JSON file."), **errors(404)},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The visitor's data, as a JSON file."),
+            **errors(404),
+        },
     )
     def get(self, request: Request) -> Response:
         visitor_hash = self._visitor(request)
