@@ -4,6 +4,7 @@
 (() => {
   const button = document.getElementById("delete-data");
   const note = document.getElementById("delete-note");
+  const download = document.getElementById("download-data");
   if (!button || !note) return;
 
   const say = (message, done) => {
@@ -37,6 +38,8 @@
       say((data && data.detail) || `The server could not delete it (HTTP ${response.status}).`, false);
       return;
     }
+    button.hidden = true;
+    if (download) download.hidden = true; // nothing is linked to this browser any more
     say(
       `Done: ${data.battles_deleted} battle(s) deleted, ${data.battles_anonymised} voted battle(s) ` +
         "erased and unlinked from you.",

@@ -68,3 +68,25 @@ def test_a_visitor_asked_again_mid_page_sees_the_terms_again(
     assert "accept the terms" in visit.page.inner_text("#composer-error").lower()
     assert visit.page.is_disabled("#prompt")
     assert orm(lambda: Battle.objects.count()) == 0
+
+
+def test_a_visitor_deletes_their_data_from_the_privacy_page(
+    chromium: OpenPage, arena_models: Any, orm: Orm
+) -> None:
+    visit = chromium()
+    visit.goto("/")
+    visit.page.click("#consent-accept")
+    ask(visit, "Why is the sky blue?")
+    visit.page.wait_for_function(VOTES_OPEN)
+    visit.goto("/privacy/")
+    visit.page.on("dialog", lambda dialog: dialog.accept())
+
+    visit.page.click("#delete-data")
+
+    visit.page.wait_for_selector("#delete-note", state="visible")
+    assert "1 battle(s) deleted" in visit.page.inner_text("#delete-note")
+    assert visit.page.is_hidden("#download-data")
+    assert orm(lambda: (Battle.objects.count(), Visitor.objects.count())) == (0, 0)
+    shoot(visit, "privacy-deleted.png")
+    visit.goto("/")
+    assert visit.page.is_visible("#consent") and visit.page.is_disabled("#prompt")
