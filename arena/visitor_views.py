@@ -33,7 +33,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
         {
             "terms_version": settings.ARENA_TERMS_VERSION,
             "cookie_days": settings.SESSION_COOKIE_AGE // 86400,
-            "has_data": visitor(request) is not None,
+            "has_cookie": visitor(request) is not None,
         },
     )
 
