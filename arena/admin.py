@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from arena.models import Answer, Battle, Turn, Vote
+from arena.models import Answer, Battle, Turn, Visitor, Vote
 
 
 class TurnInline(admin.TabularInline):
@@ -36,3 +36,12 @@ class VoteAdmin(admin.ModelAdmin):
     list_display = ["battle", "winner", "excluded", "created"]
     list_filter = ["winner", "excluded"]
     readonly_fields = ["battle", "created"]
+
+
+@admin.register(Visitor)
+class VisitorAdmin(admin.ModelAdmin):
+    """Who accepted which terms, and when: a record, so read-only."""
+
+    list_display = ["visitor_hash", "terms_version", "terms_accepted_at", "created"]
+    list_filter = ["terms_version"]
+    readonly_fields = ["visitor_hash", "terms_version", "terms_accepted_at", "created"]

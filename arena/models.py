@@ -284,3 +284,21 @@ class VoteMetadata(models.Model):
 
     def __str__(self) -> str:
         return f"conv_metadata of {self.vote_id}"
+
+
+class Visitor(models.Model):
+    """A visitor's acceptance of the terms, keyed by their `visitor_hash`; the row is created when
+    they first accept, so a visitor who only reads the pages costs no write."""
+
+    visitor_hash = models.CharField(max_length=64, primary_key=True)
+    terms_version = models.CharField(max_length=32, blank=True)
+    terms_accepted_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"visitor {self.visitor_hash[:12]}"
+
+    @property
+    def has_accepted(self) -> bool:
+        """Whether they accepted the terms in force: a new version asks everyone again."""
+        return self.terms_accepted_at is not None and self.terms_version == settings.ARENA_TERMS_VERSION

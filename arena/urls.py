@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from arena import views
+from arena import views, visitor_views
 
 urlpatterns = [
     path("", views.battle_page, name="battle"),
@@ -13,4 +13,8 @@ urlpatterns = [
     path("api/v1/battles/<str:battle_id>/turns/", views.BattleTurnCreateApi.as_view(), name="battle-turn"),
     path("api/v1/battles/<str:battle_id>/vote/", views.BattleVoteApi.as_view(), name="battle-vote"),
     path("api/v1/models/", views.ModelListApi.as_view(), name="model-list"),
+    path("terms/", visitor_views.terms_page, name="terms"),
+    path("privacy/", visitor_views.privacy_page, name="privacy"),
+    path("api/v1/visitor/consent", visitor_views.VisitorConsentApi.as_view(), name="visitor-consent"),
+    path("api/v1/visitor/data", visitor_views.VisitorDataApi.as_view(), name="visitor-data"),
 ]

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from arena import services, streaming
+from arena import services, streaming, visitors
 from arena.models import Battle
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, error_body
@@ -118,6 +118,7 @@ class BattleCreateApi(APIView):
         model_b = serializers.CharField(required=False)
 
     def post(self, request: Request) -> Response:
+        visitors.require_consent(visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token = visitor_token(request) or secrets.token_urlsafe(32)
@@ -218,12 +219,20 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
 
 
 def battle_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "arena/battle.html", {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS})
+    return render(
+        request,
+        "arena/battle.html",
+        {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS, **visitors.consent_context(visitor(request))},
+    )
 
 
 def named_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "arena/named.html",
-        {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS, "models": LLM.objects.public().active()},
+        {
+            "prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS,
+            "models": LLM.objects.public().active(),
+            **visitors.consent_context(visitor(request)),
+        },
     )

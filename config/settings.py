@@ -213,6 +213,9 @@ ARENA_MODERATION_CATEGORIES = env.list("ARENA_MODERATION_CATEGORIES", default=[]
 # When the endpoint fails: off, the prompt stands on the local rules (an outage of a third party does
 # not close the arena); on, the prompt is refused with a 503 asking to try again.
 ARENA_MODERATION_FAIL_CLOSED = env.bool("ARENA_MODERATION_FAIL_CLOSED", default=False)
+# A visitor accepts the terms (/terms) before their first battle; a new version asks everyone again.
+ARENA_REQUIRE_CONSENT = env.bool("ARENA_REQUIRE_CONSENT", default=True)
+ARENA_TERMS_VERSION = env.str("ARENA_TERMS_VERSION", default="2026-12-07")
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)

@@ -23,6 +23,13 @@ def _fresh_cache() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _consent_not_required(settings: Any) -> None:
+    # The consent gate has its own tests (tests/arena/test_visitors.py), which switch it back on;
+    # every other test opens battles as a visitor who has accepted.
+    settings.ARENA_REQUIRE_CONSENT = False
+
+
 @pytest.fixture
 def make_llm(db: None) -> Callable[..., LLM]:
     counter = iter(range(1, 10_000))

@@ -21,6 +21,9 @@
   const voteButtons = [...root.querySelectorAll("[data-winner]")];
   const newRound = $("#new-round");
   const pickers = [...root.querySelectorAll(".picker select")];
+  const consent = $("#consent");
+  const consentAccept = $("#consent-accept");
+  const consentError = $("#consent-error");
 
   const panes = {};
   for (const el of root.querySelectorAll(".pane")) {
@@ -40,6 +43,8 @@
   // One round: null before the first send and after "New round".
   let battle = null; // {id, state: "streaming" | "ready" | "failed" | "voted"}
   let source = null;
+  // The prompt stays disabled until the visitor accepts the terms in force (the page says if they have).
+  let consented = !consent || consent.hidden;
 
   if (/Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent)) {
     const mod = form.querySelector('[data-role="mod"]');
@@ -66,8 +71,40 @@
     } catch {
       data = null;
     }
-    if (!response.ok) throw new Error(reason(data, response.status));
+    if (!response.ok) {
+      const error = new Error(reason(data, response.status));
+      error.code = data && data.code;
+      throw error;
+    }
     return data;
+  }
+
+  // --- consent ----------------------------------------------------------------------------------
+
+  if (consentAccept) {
+    consentAccept.addEventListener("click", async () => {
+      consentAccept.disabled = true;
+      consentError.hidden = true;
+      try {
+        await post("/api/v1/visitor/consent", { terms_version: consent.dataset.termsVersion });
+      } catch (error) {
+        consentAccept.disabled = false;
+        consentError.textContent = error.message;
+        consentError.hidden = false;
+        return;
+      }
+      consented = true;
+      consent.hidden = true;
+      setComposerBusy(false);
+      prompt.focus();
+    });
+  }
+
+  function askConsent() {
+    consented = false;
+    consent.hidden = false;
+    consentAccept.disabled = false;
+    consentAccept.focus();
   }
 
   function reason(data, status) {
@@ -135,6 +172,7 @@
     try {
       data = await post(path, body);
     } catch (error) {
+      if (error.code === "consent_required" && consent) askConsent();
       setComposerBusy(false);
       showFormError(error.message);
       return;
@@ -409,8 +447,8 @@
   }
 
   function setComposerBusy(busy, label) {
-    prompt.disabled = busy;
-    send.disabled = busy;
+    prompt.disabled = busy || !consented;
+    send.disabled = busy || !consented;
     send.textContent = busy ? label || "Sending…" : "Send";
   }
 

@@ -35,6 +35,8 @@ PATHS = [
     "/api/v1/provider/variants/{variant_id}/",
     "/api/v1/provider/variants/{variant_id}/publish/",
     "/api/v1/provider/variants/{variant_id}/retire/",
+    "/api/v1/visitor/consent",
+    "/api/v1/visitor/data",
 ]
 
 

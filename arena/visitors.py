@@ -1,0 +1,97 @@
+"""A visitor's consent to the terms, and their data: what is stored under their visitor hash, and
+how it is deleted.
+
+Deletion keeps the board reproducible: a voted battle loses its prompts, its answers' text and its
+link to the visitor, and keeps its anonymous vote (the published vote export holds no text and no
+visitor); a battle without a vote is deleted whole. The privacy page says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from rest_framework import status
+
+from arena.models import Answer, Battle, Turn, Visitor
+from config.errors import Conflict, DomainError
+
+
+class ConsentRequired(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "consent_required"
+
+
+def consent_required(visitor: str | None) -> bool:
+    """Whether this visitor (their hash; None without a cookie) must accept the terms first."""
+    if not settings.ARENA_REQUIRE_CONSENT:
+        return False
+    return not (
+        visitor and Visitor.objects.filter(pk=visitor, terms_version=settings.ARENA_TERMS_VERSION).exists()
+    )
+
+
+def consent_context(visitor: str | None) -> dict[str, Any]:
+    """What the battle pages need to show (or not) the consent box."""
+    return {"consent_needed": consent_required(visitor), "terms_version": settings.ARENA_TERMS_VERSION}
+
+
+def require_consent(*, visitor: str | None) -> None:
+    """Refuses a battle to a visitor who has not accepted the terms in force, before any model is called."""
+    if consent_required(visitor):
+        raise ConsentRequired(
+            "Accept the terms before your first prompt: read them at /terms/, then "
+            f'POST /api/v1/visitor/consent with {{"terms_version": "{settings.ARENA_TERMS_VERSION}"}} '
+            "(a browser does this with the Accept button on the arena page)."
+        )
+
+
+def accept_terms(*, visitor: str, terms_version: object) -> Visitor:
+    """Stores the visitor's acceptance of the terms in force; the version they read must be it."""
+    if terms_version != settings.ARENA_TERMS_VERSION:
+        raise Conflict(
+            f"The terms in force are version {settings.ARENA_TERMS_VERSION!r}, not {terms_version!r}: "
+            "read them again at /terms/ and accept that version.",
+            code="terms_changed",
+        )
+    row, _ = Visitor.objects.update_or_create(
+        pk=visitor,
+        defaults={"terms_version": settings.ARENA_TERMS_VERSION, "terms_accepted_at": timezone.now()},
+    )
+    return row
+
+
+def battles_of(visitor: str) -> QuerySet[Battle]:
+    """Everything stored under the visitor's hash, ready to be written out in full."""
+    return (
+        Battle.objects.of_visitor(visitor)
+        .select_related("model_a", "model_b")
+        .prefetch_related("turns__answers", "votes")
+        .order_by("created")
+    )
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    battles_deleted: int  # without a vote: gone
+    battles_anonymised: int  # with a vote: text erased, visitor unlinked, the vote kept
+
+
+def forget_visitor(*, visitor: str) -> Forgotten:
+    """Deletes the visitor's data (see the module's docstring for what a vote keeps)."""
+    battles = Battle.objects.of_visitor(visitor)
+    with transaction.atomic():
+        voted = list(battles.voted().values_list("pk", flat=True))
+        Turn.objects.filter(battle_id__in=voted).update(prompt="")
+        # The error may quote the prompt back; the sampling parameters and timings are the models'.
+        Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")
+        anonymised = Battle.objects.filter(pk__in=voted).update(visitor_hash="")
+        unvoted = battles.exclude(pk__in=voted)
+        deleted = unvoted.count()
+        unvoted.delete()
+        Visitor.objects.filter(pk=visitor).delete()
+    return Forgotten(battles_deleted=deleted, battles_anonymised=anonymised)

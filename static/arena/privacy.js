@@ -1,0 +1,49 @@
+// The privacy page: delete this visitor's data (DELETE /api/v1/visitor/data) after a confirmation.
+"use strict";
+
+(() => {
+  const button = document.getElementById("delete-data");
+  const note = document.getElementById("delete-note");
+  const download = document.getElementById("download-data");
+  if (!button || !note) return;
+
+  const say = (message, done) => {
+    note.textContent = message;
+    note.classList.toggle("is-done", done);
+    note.hidden = false;
+  };
+
+  button.addEventListener("click", async () => {
+    const sure = window.confirm(
+      "Delete your data? Battles without a vote are deleted; in voted battles your prompts and the " +
+        "answers are erased and the anonymous vote is kept. This cannot be undone.",
+    );
+    if (!sure) return;
+    button.disabled = true;
+    let response;
+    try {
+      response = await fetch("/api/v1/visitor/data", {
+        method: "DELETE",
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+    } catch {
+      button.disabled = false;
+      say("Could not reach the server. Check your connection and try again.", false);
+      return;
+    }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      button.disabled = false;
+      say((data && data.detail) || `The server could not delete it (HTTP ${response.status}).`, false);
+      return;
+    }
+    button.hidden = true;
+    if (download) download.hidden = true; // nothing is linked to this browser any more
+    say(
+      `Done: ${data.battles_deleted} battle(s) deleted, ${data.battles_anonymised} voted battle(s) ` +
+        "erased and unlinked from you.",
+      true,
+    );
+  });
+})();
