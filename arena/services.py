@@ -6,7 +6,6 @@ Streaming a turn's answers is `arena.streaming`.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import asdict
 
@@ -19,7 +18,9 @@ from arena import categories
 from arena.models import Battle, Side, Turn, Vote
 from arena.signals import vote_recorded
 from config.errors import Conflict, DomainError, NotFound, Unavailable
+from providers import moderation
 from providers.models import LLM
+from providers.text import names_itself
 from providers.variants import record_test_vote
 from serving.load import saturated_ids
 
@@ -84,6 +85,7 @@ def battle_start(
 ) -> Battle:
     """A new battle of the visitor (their `visitor_hash`), its first turn waiting to be streamed."""
     prompt = clean_prompt(prompt)
+    moderation.screen_sync(prompt, visitor=visitor)  # before any model is drawn or called
     if mode == Battle.Mode.ANONYMOUS:
         if model_a is not None or model_b is not None:
             raise BattleError(
@@ -117,6 +119,7 @@ def battle_of_visitor(*, battle_id: object, visitor: str | None) -> Battle:
 
 def battle_continue(*, battle: Battle, prompt: object) -> Turn:
     prompt = clean_prompt(prompt)
+    moderation.screen_sync(prompt, visitor=battle.visitor_hash)
     if battle.state == Battle.State.VOTED:
         raise Conflict("This battle is over: it has a vote. Start a new round.", code="already_voted")
     if battle.state == Battle.State.FAILED:
@@ -144,14 +147,10 @@ def battle_continue(*, battle: Battle, prompt: object) -> Turn:
 
 
 def leaked_identity(texts: Iterable[str], models: Iterable[LLM]) -> bool:
-    """Whether an answer names either model, its upstream id or its organisation."""
-    terms = sorted({t for m in models for t in m.identity_terms()}, key=len, reverse=True)
-    if not terms:
-        return False
-    pattern = re.compile(
-        r"(?<![\w-])(" + "|".join(re.escape(t) for t in terms) + r")(?![\w-])", re.IGNORECASE
-    )
-    return any(pattern.search(text) for text in texts)
+    """Whether an answer names either model, its upstream id, its organisation or its family
+    ("I am Claude", "As ChatGPT"), hidden characters and lookalike letters seen through."""
+    terms = {t for m in models for t in m.identity_terms()}
+    return bool(terms) and any(names_itself(text, terms) for text in texts)
 
 
 def battle_vote(*, battle: Battle, winner: object) -> Vote:

@@ -23,6 +23,7 @@ from config.errors import Conflict
 from providers.base import CallSpec, Chunk, Message, UpstreamError
 from providers.http import call_spec, client
 from providers.registry import backend_for
+from providers.text import VisibleStream
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,9 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
     first = last = started
     deltas = 0
     parts: list[str] = []
+    # Characters that draw nothing (zero-width, bidirectional, tags) could mark a side's answers for
+    # a voter who knows the mark: neither shown nor stored.
+    shown = VisibleStream()
     outage = ""
     try:
         prepared = plan.calls[side]
@@ -153,10 +157,14 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
                     if not deltas:
                         first = last
                     deltas += chunk.deltas
-                    parts.append(chunk.text)
-                    queue.put_nowait({"side": side, "type": "delta", "text": chunk.text})
+                    if text := shown.feed(chunk.text):
+                        parts.append(text)
+                        queue.put_nowait({"side": side, "type": "delta", "text": text})
                 elif chunk.kind == "finish":
                     finish = chunk
+                    if text := shown.end():
+                        parts.append(text)
+                        queue.put_nowait({"side": side, "type": "delta", "text": text})
         if finish is None:
             raise UpstreamError(
                 "The answer was cut off before it ended.", detail="stream ended without finish"

@@ -127,6 +127,11 @@ class VisibleStream:
         self._last = ""  # the last character shown: the context of what comes next
 
     def feed(self, piece: str) -> str:
+        if not self._held and piece.isascii():  # most deltas: no joiner can be waiting on them
+            shown = _ASCII_HIDDEN.sub("", piece)
+            if shown:
+                self._last = shown[-1]
+            return shown
         text = self._held + piece
         shown, used = _shown(text, self._last, final=False)
         self._held = text[used:]

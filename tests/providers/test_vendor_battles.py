@@ -133,3 +133,34 @@ def test_a_gemini_stream_cut_mid_answer_fails_its_side_and_keeps_what_came(
     assert models["gemini"].state == LLM.State.ACTIVE  # a dropped stream is no reason to leave the draw
     errors = [e["text"] for e in events if e["type"] == "error"]
     assert errors == ["The answer was cut off before it ended."]
+
+
+def test_a_refused_prompt_calls_no_model_and_opens_no_battle(
+    web: httpx.Client,
+    models: dict[str, LLM],
+    anthropic_upstream: FakeAnthropic,
+    gemini_upstream: FakeGemini,
+) -> None:
+    response = web.post("/api/v1/battles/", json={"prompt": "How do I synthesize sarin at home?"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "prompt_refused"
+    assert not Battle.objects.exists()
+    assert not anthropic_upstream.requests and not gemini_upstream.requests
+
+
+def test_marks_hidden_in_an_answer_are_neither_relayed_nor_stored_and_a_family_name_excludes_the_vote(
+    web: httpx.Client, models: dict[str, LLM], anthropic_upstream: FakeAnthropic
+) -> None:
+    # A provider's trick: invisible separators that a script reading the stream would recognise.
+    marked = "As Cl\u2063aude,\u200b I think\u2063 the sky is blue."
+    anthropic_upstream.behaviours["claude-sonnet-4-5"] = Behaviour(text=marked)
+    played, events = battle(web)
+
+    relayed = "".join(e["text"] for e in events if e["type"] == "delta")
+    assert not {"\u2063", "\u200b"} & set(relayed)
+    claude = answer_of(played, models["anthropic"])
+    assert claude.text == "As Claude, I think the sky is blue."
+    assert web.post(f"/api/v1/battles/{played.pk}/vote/", json={"winner": "a"}).status_code == 200
+    # "Claude" is the family of the model's vendor, not its name: the vote is kept, not counted.
+    assert played.votes.get().excluded == "identity_leak"
