@@ -159,8 +159,34 @@ CELERY_BEAT_SCHEDULE = {
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
-# Battle creation per client IP (a DRF throttle rate: N/second|minute|hour|day).
-ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
+# Client addresses are read from X-Forwarded-For only behind this many reverse proxies (config/clients.py).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+# The gate in front of a battle (arena/gate.py): a proof-of-work challenge ("altcha") or none ("off").
+ARENA_CHALLENGE = env.str("ARENA_CHALLENGE", default="altcha")
+if ARENA_CHALLENGE not in ("altcha", "off"):
+    raise ImproperlyConfigured('ARENA_CHALLENGE must be "altcha" or "off"')
+# Signs challenges; derived from SECRET_KEY unless set, so a fresh clone needs nothing.
+ARENA_CHALLENGE_HMAC_KEY = env.str(
+    "ARENA_CHALLENGE_HMAC_KEY", default=hashlib.sha256(f"arena.challenge:{SECRET_KEY}".encode()).hexdigest()
+)
+ARENA_CHALLENGE_SECONDS = env.int("ARENA_CHALLENGE_SECONDS", default=600)
+# Proof-of-work: the numbers a solver may have to hash (half as many on average) for a visitor and a
+# network with no battle this hour; doubled for every STEP battles the visitor / network opened this hour.
+ARENA_POW_BASE = env.int("ARENA_POW_BASE", default=50_000)
+ARENA_POW_VISITOR_STEP = env.int("ARENA_POW_VISITOR_STEP", default=10)
+ARENA_POW_NETWORK_STEP = env.int("ARENA_POW_NETWORK_STEP", default=40)
+ARENA_POW_MAX = env.int("ARENA_POW_MAX", default=20_000_000)
+# Caps, per visitor (cookie) and per network (/24 or /48), counted in the cache.
+ARENA_VOTES_PER_VISITOR_DAY = env.int("ARENA_VOTES_PER_VISITOR_DAY", default=50)
+ARENA_VOTES_PER_NETWORK_DAY = env.int("ARENA_VOTES_PER_NETWORK_DAY", default=200)
+ARENA_BATTLES_PER_VISITOR_HOUR = env.int("ARENA_BATTLES_PER_VISITOR_HOUR", default=60)
+ARENA_BATTLES_PER_NETWORK_HOUR = env.int("ARENA_BATTLES_PER_NETWORK_HOUR", default=240)
+# Battles whose answers are still to stream or streaming, at once.
+ARENA_OPEN_BATTLES_PER_VISITOR = env.int("ARENA_OPEN_BATTLES_PER_VISITOR", default=3)
+ARENA_OPEN_BATTLES_PER_NETWORK = env.int("ARENA_OPEN_BATTLES_PER_NETWORK", default=30)
+# A vote cast sooner after the answers finished than their length at this reading speed is kept but
+# not counted (too_fast): about twice a fast reader's pace.
+ARENA_READING_CHARS_PER_SECOND = env.float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
@@ -222,7 +248,6 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"battle_create": ARENA_BATTLE_RATE},
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
 }
