@@ -116,14 +116,13 @@ class BattleCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        token = visitor_token(request)
-        voter = gate.voter_of(request, services.visitor_hash(token) if token else None)
+        token = visitor_token(request) or secrets.token_urlsafe(32)
+        voter = gate.voter_of(request, services.visitor_hash(token))
         gate.require_challenge(request, request.data, voter)
         gate.check_open_battles(voter)
-        token = token or secrets.token_urlsafe(32)
         with gate.spending(gate.battle_caps(voter)):
             battle = services.battle_start(
-                visitor=services.visitor_hash(token), network=voter.network, **data.validated_data
+                visitor=voter.visitor, network=voter.network, **data.validated_data
             )
         body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
         response = Response(body, status=status.HTTP_201_CREATED)
