@@ -66,7 +66,11 @@
     } catch {
       data = null;
     }
-    if (!response.ok) throw new Error(reason(data, response.status));
+    if (!response.ok) {
+      const error = new Error(reason(data, response.status));
+      error.code = data && data.code;
+      throw error;
+    }
     return data;
   }
 
@@ -133,7 +137,7 @@
     showFormError("");
     let data;
     try {
-      data = await post(path, body);
+      data = battle ? await post(path, body) : await openBattle(body);
     } catch (error) {
       setComposerBusy(false);
       showFormError(error.message);
@@ -143,6 +147,23 @@
     prompt.value = "";
     addTurn(text);
     openStream();
+  }
+
+  // A new battle carries a solved proof-of-work (static/arena/pow.js), solved while the person typed.
+  // A challenge refused (expired, used, too easy for the visitor's volume) is solved anew once.
+  async function openBattle(body) {
+    for (let attempt = 0; ; attempt++) {
+      setComposerBusy(true, "Checking…");
+      const challenge = window.arenaPow ? await window.arenaPow.take() : null;
+      setComposerBusy(true);
+      try {
+        return await post(API, challenge ? { ...body, challenge } : body);
+      } catch (error) {
+        if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
+      } finally {
+        if (window.arenaPow) window.arenaPow.refresh();
+      }
+    }
   }
 
   function startRound(data) {
