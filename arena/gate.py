@@ -34,6 +34,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
 
+from arena import captcha
 from arena.models import Battle
 from config.clients import client_address, network_hash, network_of
 from config.errors import DomainError, TooMany
@@ -232,6 +233,8 @@ def verify(encoded: object, voter: Voter) -> None:
 
 def require_challenge(request: HttpRequest, data: dict[str, Any], voter: Voter) -> None:
     """The gate's check before a battle opens, as ARENA_CHALLENGE says."""
-    if settings.ARENA_CHALLENGE == "off":
-        return
-    verify(data.get("challenge") or request.headers.get("X-Arena-Challenge"), voter)
+    token = data.get("challenge") or request.headers.get("X-Arena-Challenge")
+    if settings.ARENA_CHALLENGE == "altcha":
+        verify(token, voter)
+    elif settings.ARENA_CHALLENGE in captcha.VERIFY_URLS:
+        captcha.verify(settings.ARENA_CHALLENGE, token, client_address(request))

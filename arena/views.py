@@ -95,12 +95,17 @@ def battle_models(battle: Battle) -> dict[str, Any]:
 
 
 class ChallengeApi(APIView):
-    """A proof-of-work challenge to solve before opening a battle (arena/gate.py); 204 when none is asked."""
+    """A proof-of-work challenge to solve before opening a battle (arena/gate.py); 204 when none is
+    asked; the vendor and its widget's site key when a vendor's bot check is (arena/captcha.py)."""
 
     @extend_schema(operation_id="challenge_create", responses={200: dict, 204: None})
     def get(self, request: Request) -> Response:
         if settings.ARENA_CHALLENGE == "off":
             return Response(status=status.HTTP_204_NO_CONTENT)
+        if settings.ARENA_CHALLENGE != "altcha":
+            return Response(
+                {"vendor": settings.ARENA_CHALLENGE, "site_key": settings.ARENA_CHALLENGE_SITE_KEY}
+            )
         response = Response(gate.issue(gate.voter_of(request, visitor(request))))
         response["Cache-Control"] = "no-store"
         return response

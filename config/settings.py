@@ -162,9 +162,20 @@ ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
 # Client addresses are read from X-Forwarded-For only behind this many reverse proxies (config/clients.py).
 TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 # The gate in front of a battle (arena/gate.py): a proof-of-work challenge ("altcha") or none ("off").
+# Or a vendor's bot check, verified server-side by its siteverify API (arena/captcha.py): "turnstile",
+# "hcaptcha", "recaptcha", with the vendor's secret key (and its widget's site key for the page).
 ARENA_CHALLENGE = env.str("ARENA_CHALLENGE", default="altcha")
-if ARENA_CHALLENGE not in ("altcha", "off"):
-    raise ImproperlyConfigured('ARENA_CHALLENGE must be "altcha" or "off"')
+if ARENA_CHALLENGE not in ("altcha", "off", "turnstile", "hcaptcha", "recaptcha"):
+    raise ImproperlyConfigured(
+        'ARENA_CHALLENGE must be "altcha", "off", "turnstile", "hcaptcha" or "recaptcha"'
+    )
+ARENA_CHALLENGE_SECRET = env.str("ARENA_CHALLENGE_SECRET", default="")
+ARENA_CHALLENGE_SITE_KEY = env.str("ARENA_CHALLENGE_SITE_KEY", default="")
+if ARENA_CHALLENGE in ("turnstile", "hcaptcha", "recaptcha") and not ARENA_CHALLENGE_SECRET:
+    raise ImproperlyConfigured(f"ARENA_CHALLENGE={ARENA_CHALLENGE} needs ARENA_CHALLENGE_SECRET")
+# The vendor's siteverify URL (default: the vendor's documented one) and seconds to wait for it.
+ARENA_CHALLENGE_VERIFY_URL = env.str("ARENA_CHALLENGE_VERIFY_URL", default="")
+ARENA_CHALLENGE_VERIFY_TIMEOUT = env.float("ARENA_CHALLENGE_VERIFY_TIMEOUT", default=5.0)
 # Signs challenges; derived from SECRET_KEY unless set, so a fresh clone needs nothing.
 ARENA_CHALLENGE_HMAC_KEY = env.str(
     "ARENA_CHALLENGE_HMAC_KEY", default=hashlib.sha256(f"arena.challenge:{SECRET_KEY}".encode()).hexdigest()

@@ -45,6 +45,7 @@
     if (response.status === 204) return { payload: null, expires: Infinity };
     if (!response.ok) throw new Error(`The challenge could not be fetched (HTTP ${response.status}).`);
     const challenge = await response.json();
+    if (!challenge.challenge) return { payload: null, expires: Infinity }; // a vendor's check, not ours
     const number = await search(challenge);
     const expires = Number(new URLSearchParams(challenge.salt.split("?")[1] || "").get("expires")) * 1000;
     const payload = btoa(
