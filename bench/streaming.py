@@ -68,6 +68,7 @@ GRACE = 120.0
 # every battle, with no challenge to solve and caps it never reaches.
 OPEN_GATE = {
     "ARENA_CHALLENGE": "off",
+    "ARENA_READING_CHARS_PER_SECOND": "1e9",
     **{
         cap: "1000000000"
         for cap in (
