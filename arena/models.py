@@ -49,6 +49,9 @@ class Battle(models.Model):
     # A keyed hash of the visitor's cookie token (arena.services.visitor_hash): ties a battle to its
     # visitor without storing who they are.
     visitor_hash = models.CharField(max_length=64, db_index=True)
+    # A keyed hash of the client's network under a daily salt (config.clients.network_hash): caps
+    # and open battles are counted per network; the address itself is never stored.
+    network_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -190,6 +193,7 @@ class Vote(models.Model):
     class Exclusion(models.TextChoices):
         NONE = "", "counted"
         IDENTITY_LEAK = "identity_leak", "an answer named a model or vendor"
+        TOO_FAST = "too_fast", "cast faster than a person could read both answers"
 
     battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="votes")
     winner = models.CharField(max_length=8, choices=Winner.choices)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from arena import categories
@@ -79,11 +81,13 @@ def battle_start(
     *,
     visitor: str,
     prompt: object,
+    network: str = "",
     mode: object = Battle.Mode.ANONYMOUS,
     model_a: object = None,
     model_b: object = None,
 ) -> Battle:
-    """A new battle of the visitor (their `visitor_hash`), its first turn waiting to be streamed."""
+    """A new battle of the visitor (their `visitor_hash`) from a network (its `network_hash`), its
+    first turn waiting to be streamed."""
     prompt = clean_prompt(prompt)
     moderation.screen_sync(prompt, visitor=visitor)  # before any model is drawn or called
     if mode == Battle.Mode.ANONYMOUS:
@@ -99,7 +103,9 @@ def battle_start(
     else:
         raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
     with transaction.atomic():
-        battle = Battle.objects.create(mode=mode, model_a=a, model_b=b, visitor_hash=visitor)
+        battle = Battle.objects.create(
+            mode=mode, model_a=a, model_b=b, visitor_hash=visitor, network_hash=network
+        )
         battle.open_turn(0, prompt)
     return battle
 
@@ -153,6 +159,17 @@ def leaked_identity(texts: Iterable[str], models: Iterable[LLM]) -> bool:
     return bool(terms) and any(names_itself(text, terms) for text in texts)
 
 
+def read_too_fast(turn: Turn, now: datetime) -> bool:
+    """Whether a vote at `now` came sooner after the turn's answers finished than a person could
+    read them both at ARENA_READING_CHARS_PER_SECOND."""
+    answers = list(turn.answers.all())
+    finished = [a.finished for a in answers if a.finished is not None]
+    if not finished:
+        return False
+    reading = sum(len(a.text) for a in answers) / settings.ARENA_READING_CHARS_PER_SECOND
+    return (now - max(finished)).total_seconds() < reading
+
+
 def battle_vote(*, battle: Battle, winner: object) -> Vote:
     if winner not in Vote.Winner.values:
         raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")
@@ -166,6 +183,12 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
     answers = {side: [a.text for t in turns for a in t.answers.all() if a.side == side] for side in Side}
     leak = leaked_identity(answers[Side.A] + answers[Side.B], [battle.model_a, battle.model_b])
     tags = categories.tags([t.prompt for t in turns])
+    if leak:
+        excluded = Vote.Exclusion.IDENTITY_LEAK
+    elif read_too_fast(turns[-1], timezone.now()):
+        excluded = Vote.Exclusion.TOO_FAST
+    else:
+        excluded = Vote.Exclusion.NONE
     try:
         with transaction.atomic():
             # Claim the battle: only one request can move it from ready to voted.
@@ -176,7 +199,7 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
             vote = Vote.objects.create(
                 battle=battle,
                 winner=winner,
-                excluded=Vote.Exclusion.IDENTITY_LEAK if leak else "",
+                excluded=excluded,
                 conv_metadata=categories.conv_metadata(answers[Side.A], answers[Side.B]),
                 **asdict(tags),
             )

@@ -7,6 +7,7 @@ from arena import views, visitor_views
 urlpatterns = [
     path("", views.battle_page, name="battle"),
     path("named/", views.named_page, name="named"),
+    path("api/v1/challenge/", views.ChallengeApi.as_view(), name="challenge"),
     path("api/v1/battles/", views.BattleCreateApi.as_view(), name="battle-create"),
     path("api/v1/battles/<str:battle_id>/", views.BattleDetailApi.as_view(), name="battle-detail"),
     path("api/v1/battles/<str:battle_id>/stream", views.battle_stream, name="battle-stream"),

@@ -13,10 +13,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from arena import services, streaming, visitors
+from arena import gate, services, streaming, visitors
 from arena.models import Battle
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, error_body
@@ -52,18 +51,6 @@ def remember_visitor(response: HttpResponse, token: str) -> None:
         httponly=True,
         samesite=settings.SESSION_COOKIE_SAMESITE,
     )
-
-
-class BattleCreateThrottle(SimpleRateThrottle):
-    """Battles opened per client address (Redis-backed when Redis is the cache)."""
-
-    scope = "battle_create"
-
-    def get_rate(self) -> str:
-        return settings.ARENA_BATTLE_RATE  # read per request, so an operator's change applies at once
-
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 class ModelOutputSerializer(serializers.ModelSerializer):
@@ -108,9 +95,24 @@ def battle_models(battle: Battle) -> dict[str, Any]:
     return {"model_a": revealed(battle.model_a), "model_b": revealed(battle.model_b)}
 
 
-class BattleCreateApi(APIView):
-    throttle_classes = [BattleCreateThrottle]
+class ChallengeApi(APIView):
+    """A proof-of-work challenge to solve before opening a battle (arena/gate.py); 204 when none is
+    asked; the vendor and its widget's site key when a vendor's bot check is (arena/captcha.py)."""
 
+    @extend_schema(operation_id="challenge_create", responses={200: dict, 204: None})
+    def get(self, request: Request) -> Response:
+        if settings.ARENA_CHALLENGE == "off":
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        if settings.ARENA_CHALLENGE != "altcha":
+            return Response(
+                {"vendor": settings.ARENA_CHALLENGE, "site_key": settings.ARENA_CHALLENGE_SITE_KEY}
+            )
+        response = Response(gate.issue(gate.voter_of(request, visitor(request))))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class BattleCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
         mode = serializers.ChoiceField(choices=Battle.Mode.choices, default=Battle.Mode.ANONYMOUS)
@@ -122,7 +124,13 @@ class BattleCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token = visitor_token(request) or secrets.token_urlsafe(32)
-        battle = services.battle_start(visitor=services.visitor_hash(token), **data.validated_data)
+        voter = gate.voter_of(request, services.visitor_hash(token))
+        gate.require_challenge(request, request.data, voter)
+        gate.check_open_battles(voter)
+        with gate.spending(gate.battle_caps(voter)):
+            battle = services.battle_start(
+                visitor=voter.visitor, network=voter.network, **data.validated_data
+            )
         body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
         response = Response(body, status=status.HTTP_201_CREATED)
         remember_visitor(response, token)
@@ -175,7 +183,8 @@ class BattleVoteApi(APIView):
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        vote = services.battle_vote(battle=battle, **data.validated_data)
+        with gate.spending(gate.vote_caps(gate.voter_of(request, battle.visitor_hash))):
+            vote = services.battle_vote(battle=battle, **data.validated_data)
         return Response({"winner": vote.winner, **battle_models(battle)})
 
 

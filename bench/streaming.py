@@ -64,6 +64,23 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 # Seconds a battle may take beyond its streams' own length before it counts as an error.
 GRACE = 120.0
+# This bench measures streaming, not the gate in front of it (arena/gate.py): one client address opens
+# every battle, with no challenge to solve and caps it never reaches.
+OPEN_GATE = {
+    "ARENA_CHALLENGE": "off",
+    "ARENA_READING_CHARS_PER_SECOND": "1e9",
+    **{
+        cap: "1000000000"
+        for cap in (
+            "ARENA_BATTLES_PER_VISITOR_HOUR",
+            "ARENA_BATTLES_PER_NETWORK_HOUR",
+            "ARENA_VOTES_PER_VISITOR_DAY",
+            "ARENA_VOTES_PER_NETWORK_DAY",
+            "ARENA_OPEN_BATTLES_PER_VISITOR",
+            "ARENA_OPEN_BATTLES_PER_NETWORK",
+        )
+    },
+}
 
 # --- measurements ---------------------------------------------------------------------------------------
 
@@ -213,7 +230,7 @@ class Platform:
             "FIELD_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "ALLOWED_HOSTS": HOST,
             "SECURE_SSL_REDIRECT": "false",
-            "ARENA_BATTLE_RATE": "1000000/second",  # one client address opens every battle
+            **OPEN_GATE,
             "LOG_LEVEL": "WARNING",
         }
         self.env.pop("REDIS_URL", None)

@@ -44,13 +44,27 @@ class Unavailable(DomainError):
 TOO_LARGE = ("The request body is too large.", "too_large")
 
 
+class TooMany(DomainError):
+    """A cap reached: the response says in `Retry-After` (seconds) when to come back."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "too_many"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": message, "code": code, **extra}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.message, exc.code), status=exc.status_code)
+        response = Response(error_body(exc.message, exc.code), status=exc.status_code)
+        if isinstance(exc, TooMany):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(*TOO_LARGE), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DjangoValidationError):

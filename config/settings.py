@@ -188,8 +188,6 @@ CELERY_BEAT_SCHEDULE = {
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
-# Battle creation per client IP (a DRF throttle rate: N/second|minute|hour|day).
-ARENA_BATTLE_RATE = env.str("ARENA_BATTLE_RATE", default="30/minute")
 # Follow-up turns per client IP: each calls both models again, as a new battle does.
 ARENA_TURN_RATE = env.str("ARENA_TURN_RATE", default="30/minute")
 # Prompt moderation before any model is called (providers/moderation.py): "local" (rules in a file,
@@ -216,6 +214,43 @@ ARENA_MODERATION_FAIL_CLOSED = env.bool("ARENA_MODERATION_FAIL_CLOSED", default=
 # A visitor accepts the terms (/terms) before their first battle; a new version asks everyone again.
 ARENA_REQUIRE_CONSENT = env.bool("ARENA_REQUIRE_CONSENT", default=True)
 ARENA_TERMS_VERSION = env.str("ARENA_TERMS_VERSION", default="2026-12-07")
+# The gate in front of a battle (arena/gate.py): a proof-of-work challenge ("altcha") or none ("off").
+# Or a vendor's bot check, verified server-side by its siteverify API (arena/captcha.py): "turnstile",
+# "hcaptcha", "recaptcha", with the vendor's secret key (and its widget's site key for the page).
+ARENA_CHALLENGE = env.str("ARENA_CHALLENGE", default="altcha")
+if ARENA_CHALLENGE not in ("altcha", "off", "turnstile", "hcaptcha", "recaptcha"):
+    raise ImproperlyConfigured(
+        'ARENA_CHALLENGE must be "altcha", "off", "turnstile", "hcaptcha" or "recaptcha"'
+    )
+ARENA_CHALLENGE_SECRET = env.str("ARENA_CHALLENGE_SECRET", default="")
+ARENA_CHALLENGE_SITE_KEY = env.str("ARENA_CHALLENGE_SITE_KEY", default="")
+if ARENA_CHALLENGE in ("turnstile", "hcaptcha", "recaptcha") and not ARENA_CHALLENGE_SECRET:
+    raise ImproperlyConfigured(f"ARENA_CHALLENGE={ARENA_CHALLENGE} needs ARENA_CHALLENGE_SECRET")
+# The vendor's siteverify URL (default: the vendor's documented one) and seconds to wait for it.
+ARENA_CHALLENGE_VERIFY_URL = env.str("ARENA_CHALLENGE_VERIFY_URL", default="")
+ARENA_CHALLENGE_VERIFY_TIMEOUT = env.float("ARENA_CHALLENGE_VERIFY_TIMEOUT", default=5.0)
+# Signs challenges; derived from SECRET_KEY unless set, so a fresh clone needs nothing.
+ARENA_CHALLENGE_HMAC_KEY = env.str(
+    "ARENA_CHALLENGE_HMAC_KEY", default=hashlib.sha256(f"arena.challenge:{SECRET_KEY}".encode()).hexdigest()
+)
+ARENA_CHALLENGE_SECONDS = env.int("ARENA_CHALLENGE_SECONDS", default=600)
+# Proof-of-work: the numbers a solver may have to hash (half as many on average) for a visitor and a
+# network with no battle this hour; doubled for every STEP battles the visitor / network opened this hour.
+ARENA_POW_BASE = env.int("ARENA_POW_BASE", default=50_000)
+ARENA_POW_VISITOR_STEP = env.int("ARENA_POW_VISITOR_STEP", default=10)
+ARENA_POW_NETWORK_STEP = env.int("ARENA_POW_NETWORK_STEP", default=40)
+ARENA_POW_MAX = env.int("ARENA_POW_MAX", default=20_000_000)
+# Caps, per visitor (cookie) and per network (/24 or /48), counted in the cache.
+ARENA_VOTES_PER_VISITOR_DAY = env.int("ARENA_VOTES_PER_VISITOR_DAY", default=50)
+ARENA_VOTES_PER_NETWORK_DAY = env.int("ARENA_VOTES_PER_NETWORK_DAY", default=200)
+ARENA_BATTLES_PER_VISITOR_HOUR = env.int("ARENA_BATTLES_PER_VISITOR_HOUR", default=60)
+ARENA_BATTLES_PER_NETWORK_HOUR = env.int("ARENA_BATTLES_PER_NETWORK_HOUR", default=240)
+# Battles whose answers are still to stream or streaming, at once.
+ARENA_OPEN_BATTLES_PER_VISITOR = env.int("ARENA_OPEN_BATTLES_PER_VISITOR", default=3)
+ARENA_OPEN_BATTLES_PER_NETWORK = env.int("ARENA_OPEN_BATTLES_PER_NETWORK", default=30)
+# A vote cast sooner after the answers finished than their length at this reading speed is kept but
+# not counted (too_fast): about twice a fast reader's pace.
+ARENA_READING_CHARS_PER_SECOND = env.float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
@@ -281,7 +316,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"battle_create": ARENA_BATTLE_RATE, "battle_turn": ARENA_TURN_RATE},
+    "DEFAULT_THROTTLE_RATES": {"battle_turn": ARENA_TURN_RATE},
     # DRF's throttles read X-Forwarded-For as config.clients.client_address does.
     "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",

@@ -30,6 +30,23 @@ def _consent_not_required(settings: Any) -> None:
     settings.ARENA_REQUIRE_CONSENT = False
 
 
+@pytest.fixture(autouse=True)
+def _gate_open(settings: Any) -> None:
+    # The suite exercises battles, not the gate in front of them (tests/arena/test_gate.py does):
+    # no challenge, caps no test reaches, and any reading speed.
+    settings.ARENA_CHALLENGE = "off"
+    for cap in (
+        "ARENA_VOTES_PER_VISITOR_DAY",
+        "ARENA_VOTES_PER_NETWORK_DAY",
+        "ARENA_BATTLES_PER_VISITOR_HOUR",
+        "ARENA_BATTLES_PER_NETWORK_HOUR",
+        "ARENA_OPEN_BATTLES_PER_VISITOR",
+        "ARENA_OPEN_BATTLES_PER_NETWORK",
+    ):
+        setattr(settings, cap, 1_000_000)
+    settings.ARENA_READING_CHARS_PER_SECOND = 1e9
+
+
 @pytest.fixture
 def make_llm(db: None) -> Callable[..., LLM]:
     counter = iter(range(1, 10_000))

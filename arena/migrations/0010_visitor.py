@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("arena", "0008_battle_visitor_hash"),
+        ("arena", "0009_battle_network_hash"),
     ]
 
     operations = [

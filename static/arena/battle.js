@@ -170,7 +170,7 @@
     showFormError("");
     let data;
     try {
-      data = await post(path, body);
+      data = battle ? await post(path, body) : await openBattle(body);
     } catch (error) {
       if (error.code === "consent_required" && consent) askConsent();
       setComposerBusy(false);
@@ -181,6 +181,23 @@
     prompt.value = "";
     addTurn(text);
     openStream();
+  }
+
+  // A new battle carries a solved proof-of-work (static/arena/pow.js), solved while the person typed.
+  // A challenge refused (expired, used, too easy for the visitor's volume) is solved anew once.
+  async function openBattle(body) {
+    for (let attempt = 0; ; attempt++) {
+      setComposerBusy(true, "Checking…");
+      const challenge = window.arenaPow ? await window.arenaPow.take() : null;
+      setComposerBusy(true);
+      try {
+        return await post(API, challenge ? { ...body, challenge } : body);
+      } catch (error) {
+        if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
+      } finally {
+        if (window.arenaPow) window.arenaPow.refresh();
+      }
+    }
   }
 
   function startRound(data) {

@@ -54,7 +54,7 @@ def test_follow_up_turns_are_limited_per_address(web: httpx.Client, settings: An
 def test_a_new_cookie_and_a_forged_forwarded_for_open_no_more_battles(
     web: httpx.Client, settings: Any
 ) -> None:
-    settings.ARENA_BATTLE_RATE = "3/minute"
+    settings.ARENA_BATTLES_PER_NETWORK_HOUR = 3  # the network's cap: cookies and the header are the client's
     statuses = []
     for _ in range(4):
         web.cookies.clear()  # a new visitor every time

@@ -1,0 +1,240 @@
+"""The gate in front of a battle: who is asking, what opening a battle costs them, how many they get.
+
+A voter is a visitor (the signed cookie's hash, empty before their first battle) seen from a
+network (config/clients.py: the /24 or /48, stored only as a keyed hash).
+
+Cost: an ALTCHA proof-of-work challenge (v1 format: find the number n <= maxNumber with
+SHA-256(salt + n) == challenge), issued by `GET /api/v1/challenge/` and verified when a battle
+opens. Its difficulty doubles for every ARENA_POW_VISITOR_STEP battles the visitor, and every
+ARENA_POW_NETWORK_STEP battles the network, opened this hour; the difficulty is signed into the salt,
+so a solved challenge that is too easy for the voter's present volume is refused. Each challenge
+serves once: its signature is added to the cache until it expires.
+
+Caps: battles per hour, votes per day and battles open at once, per visitor and per network. The
+counters are cache keys per fixed window (Redis when REDIS_URL is set), raised with `incr`, so
+they hold across processes; a refused or failed request gives its count back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import altcha
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework import status
+
+from arena import captcha
+from arena.models import Battle
+from config.clients import client_address, network_hash, network_of
+from config.errors import DomainError, TooMany
+
+HOUR = 3600
+DAY = 24 * HOUR
+# Battles whose answers have not ended after this long are taken as abandoned, not open.
+OPEN_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class Voter:
+    visitor: str  # arena.services.visitor_hash of the cookie; "" before the first battle
+    network: str  # config.clients.network_hash of the client's network
+
+
+def voter_of(request: HttpRequest, visitor: str | None) -> Voter:
+    return Voter(visitor=visitor or "", network=network_hash(network_of(client_address(request))))
+
+
+# --- counters ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cap:
+    what: str  # "battles", "votes"
+    who: str  # "visitor", "network"
+    ident: str
+    limit: int
+    seconds: int  # the window: HOUR or DAY, aligned on UTC
+
+    def key(self, now: float) -> str:
+        start = int(now) - int(now) % self.seconds
+        return f"gate:{self.what}:{self.who}:{self.ident}:{start}"
+
+    def refusal(self, now: float) -> TooMany:
+        left = self.seconds - int(now) % self.seconds
+        back = timezone.now() + timedelta(seconds=left)
+        window = "this hour" if self.seconds == HOUR else "today"
+        whom = "you" if self.who == "visitor" else "your network"
+        return TooMany(
+            f"You have reached the limit of {self.limit} {self.what} {window} for {whom}; "
+            f"come back in {_duration(left)} (at {back:%H:%M} UTC).",
+            retry_after=left,
+            code=f"{self.what}_limit",
+        )
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} minutes"
+    return f"{round(seconds / 3600)} hours"
+
+
+def _count(cap: Cap, now: float) -> int:
+    return cache.get(cap.key(now), 0)
+
+
+@contextmanager
+def spending(caps: list[Cap]) -> Iterator[None]:
+    """Counts one against each cap for the block; refuses (429) if one is over, and gives the
+    counts back if the block fails, so only what succeeded is counted."""
+    now = time.time()
+    taken: list[str] = []
+    try:
+        for cap in caps:
+            key = cap.key(now)
+            cache.add(key, 0, cap.seconds + 60)
+            taken.append(key)
+            if cache.incr(key) > cap.limit:
+                raise cap.refusal(now)
+        yield
+    except BaseException:
+        for key in taken:
+            try:
+                cache.decr(key)
+            except ValueError:  # expired meanwhile: nothing to give back
+                pass
+        raise
+
+
+def battle_caps(voter: Voter) -> list[Cap]:
+    network = Cap("battles", "network", voter.network, settings.ARENA_BATTLES_PER_NETWORK_HOUR, HOUR)
+    if not voter.visitor:
+        return [network]
+    return [Cap("battles", "visitor", voter.visitor, settings.ARENA_BATTLES_PER_VISITOR_HOUR, HOUR), network]
+
+
+def vote_caps(voter: Voter) -> list[Cap]:
+    return [
+        Cap("votes", "visitor", voter.visitor, settings.ARENA_VOTES_PER_VISITOR_DAY, DAY),
+        Cap("votes", "network", voter.network, settings.ARENA_VOTES_PER_NETWORK_DAY, DAY),
+    ]
+
+
+def check_open_battles(voter: Voter) -> None:
+    """Refuses a battle while the voter already has as many streaming as they may have at once."""
+    since = timezone.now() - timedelta(seconds=OPEN_SECONDS)
+    answering = [Battle.State.PENDING, Battle.State.STREAMING]
+    open_ = Battle.objects.filter(state__in=answering, created__gte=since)
+    limits = [("network", {"network_hash": voter.network}, settings.ARENA_OPEN_BATTLES_PER_NETWORK)]
+    if voter.visitor:
+        mine = {"visitor_hash": voter.visitor}
+        limits.insert(0, ("visitor", mine, settings.ARENA_OPEN_BATTLES_PER_VISITOR))
+    for who, match, limit in limits:
+        if open_.filter(**match).count() >= limit:
+            whom = "you have" if who == "visitor" else "your network has"
+            raise TooMany(
+                f"{whom.capitalize()} {limit} battles still answering, the most at once; "
+                "come back when one has finished (a few seconds).",
+                retry_after=5,
+                code="open_battles_limit",
+            )
+
+
+# --- proof of work -------------------------------------------------------------------------------
+
+
+class ChallengeError(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "challenge_invalid"
+
+
+def difficulty(voter: Voter) -> int:
+    """The challenge's maxNumber for this voter now: ARENA_POW_BASE, doubled with their volume."""
+    now = time.time()
+    caps = battle_caps(voter)
+    volume = {cap.who: _count(cap, now) for cap in caps}
+    exponent = volume.get("visitor", 0) / settings.ARENA_POW_VISITOR_STEP + (
+        volume["network"] / settings.ARENA_POW_NETWORK_STEP
+    )
+    return int(min(settings.ARENA_POW_MAX, settings.ARENA_POW_BASE * 2**exponent))
+
+
+def issue(voter: Voter) -> dict[str, Any]:
+    """A new challenge in ALTCHA's format (algorithm, challenge, maxNumber, salt, signature)."""
+    level = difficulty(voter)
+    challenge = altcha.create_challenge_v1(
+        altcha.ChallengeOptionsV1(
+            max_number=level,
+            hmac_key=settings.ARENA_CHALLENGE_HMAC_KEY,
+            expires=timezone.now() + timedelta(seconds=settings.ARENA_CHALLENGE_SECONDS),
+            params={"difficulty": str(level)},
+        )
+    )
+    return challenge.to_dict()
+
+
+def _payload(encoded: object) -> dict[str, Any]:
+    if not isinstance(encoded, str) or not encoded:
+        raise ChallengeError(
+            "Opening a battle needs a solved challenge: GET /api/v1/challenge/, solve it, and send the "
+            'payload as "challenge" (or the X-Arena-Challenge header).',
+            code="challenge_required",
+        )
+    try:
+        payload = orjson.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        payload = None
+    fields = ("algorithm", "challenge", "number", "salt", "signature")
+    if (
+        not isinstance(payload, dict)
+        or not all(isinstance(payload.get(f), str) for f in fields if f != "number")
+        or not isinstance(payload.get("number"), int)
+    ):
+        raise ChallengeError("The challenge payload is not a solved challenge of this site.")
+    return payload
+
+
+def verify(encoded: object, voter: Voter) -> None:
+    """Accepts a solved challenge of this site, once, before it expires, as hard as the voter's
+    volume asks (within one doubling: others on the network may have opened battles meanwhile)."""
+    payload = _payload(encoded)
+    valid, _ = altcha.verify_solution_v1(payload, settings.ARENA_CHALLENGE_HMAC_KEY, check_expires=False)
+    params = altcha.extract_params_v1(payload)
+    if not valid or payload["algorithm"] != "SHA-256":
+        raise ChallengeError("The challenge payload is not a solved challenge of this site.")
+    try:
+        expires = int(params["expires"][0])
+        level = int(params["difficulty"][0])
+    except (KeyError, ValueError):
+        raise ChallengeError("The challenge payload is not a solved challenge of this site.") from None
+    left = expires - int(time.time())
+    if left <= 0:
+        raise ChallengeError("The challenge has expired; get a new one.", code="challenge_expired")
+    if level * 2 < difficulty(voter):
+        raise ChallengeError(
+            "The challenge is easier than your recent activity asks; get a new one.",
+            code="challenge_too_easy",
+        )
+    if not cache.add(f"gate:challenge-used:{payload['signature']}", 1, left + 1):
+        raise ChallengeError("This challenge has been used; get a new one.", code="challenge_used")
+
+
+def require_challenge(request: HttpRequest, data: dict[str, Any], voter: Voter) -> None:
+    """The gate's check before a battle opens, as ARENA_CHALLENGE says."""
+    token = data.get("challenge") or request.headers.get("X-Arena-Challenge")
+    if settings.ARENA_CHALLENGE == "altcha":
+        verify(token, voter)
+    elif settings.ARENA_CHALLENGE in captcha.VERIFY_URLS:
+        captcha.verify(settings.ARENA_CHALLENGE, token, client_address(request))
