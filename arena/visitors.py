@@ -19,6 +19,7 @@ from rest_framework import status
 
 from arena.models import Answer, Battle, Turn, Visitor
 from config.errors import Conflict, DomainError
+from providers.models import FlaggedPrompt
 
 
 class ConsentRequired(DomainError):
@@ -93,5 +94,6 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         unvoted = battles.exclude(pk__in=voted)
         deleted = unvoted.count()
         unvoted.delete()
+        FlaggedPrompt.objects.filter(visitor=visitor).delete()  # prompts moderation refused
         Visitor.objects.filter(pk=visitor).delete()
     return Forgotten(battles_deleted=deleted, battles_anonymised=anonymised)
