@@ -1,7 +1,7 @@
 """What it costs to rig the board: a simulated attacker against the real rating engine and detector.
 
-    python bench/rigging.py                          # three worlds and a sweep: under two minutes
-    python bench/rigging.py --quick                  # one smaller world: about 15 s
+    python bench/rigging.py                          # three worlds and a sweep: about two minutes
+    python bench/rigging.py --quick                  # one smaller world: about 10 s
     python bench/rigging.py --attacker-networks 4 --sweep ""
 
 Prints figures, asserts nothing.
