@@ -395,7 +395,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one smaller world, a smaller budget: about 30 s"
+        "--quick", action="store_true", help="one smaller world, a smaller budget: about 10 s"
     )
     parser.add_argument("--models", type=int, default=48)
     parser.add_argument("--votes", type=int, default=50_000, help="honest votes")
