@@ -282,7 +282,7 @@ def test_an_unpublished_variants_votes_never_reach_the_public_board(
     assert snapshot.excluded == {"unpublished_variant": 7}
 
 
-def test_a_published_variant_is_provisional_until_it_has_enough_fresh_votes_then_counts_only_those(
+def test_a_published_variant_counts_only_fresh_votes_and_is_provisional_until_it_has_enough(
     orgs: tuple[Organization, Organization], settings: Any, make_llm: Any, client: Client
 ) -> None:
     settings.PROVIDER_FRESH_VOTES = 20
@@ -297,7 +297,9 @@ def test_a_published_variant_is_provisional_until_it_has_enough_fresh_votes_then
     snapshot = services.recompute()
     assert snapshot is not None
     row = snapshot.ratings.get(llm=variant)
-    assert row.provisional and row.votes == 40  # still leaning on the streak
+    assert row.provisional and row.votes == 10  # the streak cast while private never counts
+    assert snapshot.excluded == {"before_publication": 30}
+    assert abs(row.rating - snapshot.ratings.get(llm=p1).rating) < 1e-6  # 5-5: level with p1
     board = client.get("/api/v1/leaderboard/").json()["models"]
     assert next(m for m in board if m["name"] == "lucky-1")["provisional"] is True
 
