@@ -70,8 +70,9 @@ Columns
     "honest flagged" the share of the honest visitors and networks with enough votes to be scored
     that the detector flags there. The sweep (first world) repeats the defended search for attackers
     with more networks: the detector judges each network alone, so an attacker with enough networks
-    to keep each below detection pays only the proof-of-work. The last line takes, per strategy, the
-    weakest ratio over lifts and worlds, the smallest excluded share and the largest honest share.
+    to keep each below detection pays only the caps' address-hours and the proof-of-work. The last
+    line takes, per strategy, the weakest ratio over lifts, worlds and the sweep's attackers, the
+    smallest excluded share and the largest honest share.
 """
 
 from __future__ import annotations
@@ -558,6 +559,8 @@ def main() -> None:
                 cells = []
                 for n in sweep:
                     on = priced(trial.search(attack, n, lift), strategy, lift, n, defences)
+                    rows.append((off, on))
+                    flagged.append(on.found.outcome.honest_flagged)
                     cells.append(f"{ratio(on, off)[1]}, {100 * on.found.outcome.excluded:.0f}%")
                 print(f"{strategy:<12} {lift:>4} " + " ".join(f"{c:>16}" for c in cells))
 
@@ -566,7 +569,9 @@ def main() -> None:
 
     excluded = min(on.found.outcome.excluded for _, on in rows)
     print()
-    print(f"({time.perf_counter() - started:.0f} s; the last line takes the weakest lift and world)")
+    print(
+        f"({time.perf_counter() - started:.0f} s; the last line takes the weakest lift, world and attacker)"
+    )
     print(
         f"rigging cost ratio: target-only {weakest('target-only')}, omnipresent {weakest('omnipresent')}; "
         f"attacker votes excluded {100 * excluded:.1f}%; honest voters flagged {100 * max(flagged):.1f}%"
