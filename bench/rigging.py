@@ -1,7 +1,7 @@
 """What it costs to rig the board: a simulated attacker against the real rating engine and detector.
 
-    python bench/rigging.py                          # three worlds and a sweep: about two minutes
-    python bench/rigging.py --quick                  # one smaller world: about 10 s
+    python bench/rigging.py                          # three worlds and a sweep: about four minutes
+    python bench/rigging.py --quick                  # one smaller world: about 30 s
     python bench/rigging.py --attacker-networks 4 --sweep ""
 
 Prints figures, asserts nothing.
@@ -479,7 +479,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one smaller world, a smaller budget: about 10 s"
+        "--quick", action="store_true", help="one smaller world, a smaller budget: about 30 s"
     )
     parser.add_argument("--models", type=int, default=48)
     parser.add_argument("--votes", type=int, default=50_000, help="honest votes")
