@@ -1,7 +1,7 @@
 """What it costs to rig the board: a simulated attacker against the real rating engine and detector.
 
-    python bench/rigging.py                          # three worlds and a sweep: about two minutes
-    python bench/rigging.py --quick                  # one smaller world: about 10 s
+    python bench/rigging.py                          # three worlds and a sweep: about four minutes
+    python bench/rigging.py --quick                  # one smaller world: about 30 s
     python bench/rigging.py --attacker-networks 4 --sweep ""
 
 Prints figures, asserts nothing.
@@ -19,31 +19,50 @@ Honest history (one world per seed)
     half a win keeps the expected score.
 
 Attacker
-    Wants to lift the model in the middle of the board by 1 and by 5 ranks (ranks of the point
-    estimates of `rating.fit`, no bootstrap). It recognises each answer's model with 95% accuracy
-    (Huang et al., ICML 2025; a wrong guess names another model at random), must start a battle for
-    every vote, and sees the target in only about 2/M of them.
+    Wants to lift a mid-table model by 1 and by 5 ranks of the *published* rank, from where the
+    honest votes put it: the board's own `rating.rate` with `--rounds` seeded bootstrap rounds, rank
+    = 1 + the number of models whose interval lies wholly above the model's
+    (`rating.rank_from_intervals`). Swapping two point estimates that sit inside each other's
+    intervals moves no published rank, so this takes far more votes than a lift of the point-estimate
+    order would. A model whose upper bound sits a hair below another's lower bound would move a rank
+    on any vote, honest or not, so the target is the model of the middle third of the board farthest
+    from such a boundary. The goal is the same rank defended or not. It recognises each answer's
+    model with 95% accuracy (Huang et al., ICML 2025; a wrong guess names another model at random),
+    must start a battle for every vote, and sees the target in only about 2/M of them.
     target-only   votes for the target whenever it believes the target is in the battle.
     omnipresent   also votes, in battles without the target, against whichever of the `lift` models
-                  ranked just above the target is there (Min et al., ICML 2025).
-    Undefended (today): one address, a new visitor cookie per battle, 30 battles a minute, every
-    vote counted. Defended: every battle pays proof-of-work; caps per visitor and per network; the
+                  counted above the target (nearest lower bound first) is there (Min et al., ICML 2025).
+    Undefended (before the gate): one address, a new visitor cookie per battle, 30 battles a minute,
+    every vote counted. Defended: the platform's settings (config/settings.py, read without a
+    database): every battle pays proof-of-work; caps per visitor and per network; the
     detector (leaderboard.integrity) scores every visitor and every network with enough votes, and
     flagged voters' votes are excluded before the board is recomputed. It runs at every step of the
     attack, each voter judged against the board of the previous step (which leaves out the votes
     flagged then), as a periodic task would. The attacker owns `--attacker-networks` networks
     (default 1: one machine, one address, as in the issue), spreads its battles evenly over them,
-    still takes a new cookie per battle (so the per-visitor caps and tests never see it twice), and
-    paces each network just under the first proof-of-work step (`pow_step` battles an hour): the
-    cheapest pace, paying `pow_seconds_base` per battle. "hours" is how long that pace takes within
-    the per-network vote cap; an attacker in a hurry pays up to 2**pow_doublings_max times more.
+    still takes a new cookie per battle (so the per-visitor caps and proof-of-work steps never see it
+    twice), and runs each network as fast as its caps allow: ARENA_BATTLES_PER_NETWORK_HOUR battles
+    an hour, fewer where ARENA_VOTES_PER_NETWORK_DAY binds first (its votes per battle times its
+    battles a day at most the cap).
+
+Proof-of-work
+    A battle's challenge has maxNumber = ARENA_POW_BASE * 2**(visitor's battles this hour /
+    ARENA_POW_VISITOR_STEP + network's / ARENA_POW_NETWORK_STEP), at most ARENA_POW_MAX (arena.gate);
+    an ALTCHA v1 solver hashes maxNumber/2 numbers on average. At a steady r battles an hour on a
+    network (a fresh cookie each), every battle pays ARENA_POW_BASE/2 * 2**(r / NETWORK_STEP) hashes.
+    CPU-seconds are at `--hashes-per-second` for a native solver (default 2e7 on one core: OpenSSL
+    does 6M short SHA-256 a second through its generic EVP interface on this machine, a SHA-NI loop
+    more); the bench also measures the Python reference solver (arena/solve_challenge.py) and prints it.
 
 Cost
-    cost = sum over the battles the attacker completes of (1 + their proof-of-work CPU-seconds): a
-    unit per battle (a prompt, two answers to wait for) and one per CPU-second. The ratio is the
-    defended cost over the undefended cost of the same lift in the same world. The attack grows by
-    10% a step until the lift holds; one that has not lifted the target within `--budget` battles
-    shows ">budget", and its ratio is a lower bound (">") from the budget's cost.
+    Per attack: votes, battles, distinct visitors (one per battle), networks, proof-of-work
+    CPU-seconds and hours. The single figure is address-hours: networks x hours the attack holds
+    them, plus its CPU-seconds / 3600 (a CPU-hour priced as an address-hour; the proof-of-work is
+    a small part of either). Address-hours do not fall as an attacker spreads over more networks
+    (the caps are per network), so the ratio is honest for any number of them: it is the defended
+    address-hours over the undefended ones (one address at 30 battles a minute) for the same lift
+    in the same world. The attack grows by 10% a step until the lift holds; one that has not lifted
+    the target within `--budget` battles shows ">budget", and its ratio is a lower bound (">").
 
 Columns
     "caught at" is the number of attacker votes at the step its first network was flagged;
@@ -51,14 +70,16 @@ Columns
     "honest flagged" the share of the honest visitors and networks with enough votes to be scored
     that the detector flags there. The sweep (first world) repeats the defended search for attackers
     with more networks: the detector judges each network alone, so an attacker with enough networks
-    to keep each below detection pays only the proof-of-work. The last line takes, per strategy, the
-    weakest ratio over lifts and worlds, the smallest excluded share and the largest honest share.
+    to keep each below detection pays only the caps' address-hours and the proof-of-work. The last
+    line takes, per strategy, the weakest ratio over lifts, worlds and the sweep's attackers, the
+    smallest excluded share and the largest honest share.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -76,27 +97,60 @@ ACCURACY = 0.95  # the attacker's model identification (Huang et al.)
 TASTE_SD = 0.3  # logits: each honest visitor's personal shift of each model's strength
 INATTENTION = (1.0, 19.0)  # Beta parameters of the share of a visitor's votes that are random clicks
 TIE_PEAK = 0.4  # tie or both-bad share between two equal models
-UNDEFENDED_BATTLES_PER_MINUTE = 30  # today's only limit, per address
+UNDEFENDED_BATTLES_PER_MINUTE = 30  # the only limit before the gate, per address
 STEP = 1.1  # each attack step has 10% more battles than the last
 
 
 @dataclass(frozen=True)
 class Defences:
-    """The defences as the platform's settings will set them (names match the settings)."""
+    """The platform's defences, each field the setting of the same name in upper case with ARENA_."""
 
-    votes_per_visitor_day: int = 50
-    votes_per_network_day: int = 200
-    battles_per_visitor_hour: int = 60
-    pow_seconds_base: float = 0.5
-    # Proof-of-work doubles per this many battles from the visitor or the network in the last hour.
-    pow_step: int = 20
-    pow_doublings_max: int = 6
+    pow_base: int
+    pow_visitor_step: int
+    pow_network_step: int
+    pow_max: int
+    votes_per_visitor_day: int
+    votes_per_network_day: int
+    battles_per_visitor_hour: int
+    battles_per_network_hour: int
+    open_battles_per_network: int
+    hashes_per_second: float  # the attacker's native solver, one core
     detector: bool = True  # per visitor and per network, flagged voters' votes excluded
     too_fast: bool = False  # off here: the simulated votes carry no reading times
 
-    def pow_seconds(self, recent_battles: int) -> float:
-        """CPU-seconds of proof-of-work for a battle after `recent_battles` in the last hour."""
-        return self.pow_seconds_base * 2.0 ** min(recent_battles // self.pow_step, self.pow_doublings_max)
+    @classmethod
+    def from_settings(cls, hashes_per_second: float) -> Defences:
+        """The defaults of config/settings.py (or the environment's overrides); no database needed."""
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        from django.conf import settings
+
+        return cls(
+            **{
+                name: getattr(settings, f"ARENA_{name.upper()}")
+                for name in (
+                    "pow_base",
+                    "pow_visitor_step",
+                    "pow_network_step",
+                    "pow_max",
+                    "votes_per_visitor_day",
+                    "votes_per_network_day",
+                    "battles_per_visitor_hour",
+                    "battles_per_network_hour",
+                    "open_battles_per_network",
+                )
+            },
+            hashes_per_second=hashes_per_second,
+        )
+
+    def pow_hashes(self, visitor_battles: float, network_battles: float) -> float:
+        """Expected hashes for a battle after these battles this hour (ALTCHA v1: half of maxNumber)."""
+        exponent = visitor_battles / self.pow_visitor_step + network_battles / self.pow_network_step
+        return min(self.pow_max, self.pow_base * 2.0**exponent) / 2
+
+    def pace(self, votes_per_battle: float) -> float:
+        """Battles an hour on one network, as fast as the network's caps allow."""
+        by_votes = self.votes_per_network_day / 24 / max(votes_per_battle, 1e-9)
+        return min(float(self.battles_per_network_hour), by_votes)
 
 
 @dataclass(frozen=True)
@@ -208,12 +262,16 @@ def attack_battles(
     return Attack(battles, a[battle], b[battle], vote[battle], battle)
 
 
-def rank_of(theta: np.ndarray, model: int) -> int:
-    return 1 + int((theta > theta[model]).sum())
-
-
 def board(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, models: int) -> np.ndarray:
+    """Point estimates: what the detector judges votes against."""
     return rating.fit(rating.aggregate(a, b, outcome, models), models)
+
+
+def published_rank(
+    a: np.ndarray, b: np.ndarray, outcome: np.ndarray, models: int, rounds: int, model: int
+) -> int:
+    """The model's rank as the public board shows it: from bootstrap intervals, seeded."""
+    return int(rating.rate(a, b, outcome, models, bootstrap=rounds, seed=0).rank[model])
 
 
 @dataclass(frozen=True)
@@ -232,8 +290,9 @@ class Trial:
     out the votes flagged then, so a voter is judged against a board it has not already moved.
     """
 
-    def __init__(self, world: World, target: int, seed: int, defences: Defences) -> None:
+    def __init__(self, world: World, target: int, seed: int, defences: Defences, rounds: int) -> None:
         self.world = world
+        self.rounds = rounds
         self.target = target
         self.seed = seed
         self.defences = defences
@@ -255,7 +314,10 @@ class Trial:
 
     def undefended(self, attack: Attack, battles: int) -> Outcome:
         a, b, o, k = self.votes(attack, battles)
-        return Outcome(battles, k, rank_of(board(a, b, o, self.models), self.target), 0.0, 0.0, 0.0, False)
+        return Outcome(battles, k, self.rank(a, b, o), 0.0, 0.0, 0.0, False)
+
+    def rank(self, a: np.ndarray, b: np.ndarray, o: np.ndarray) -> int:
+        return published_rank(a, b, o, self.models, self.rounds, self.target)
 
     def defended(self, attack: Attack, battles: int, networks: int, previous: Flags) -> tuple[Outcome, Flags]:
         """Outcome and flags after `battles` battles over `networks` networks, a fresh visitor each."""
@@ -276,7 +338,7 @@ class Trial:
             flags = Flags(by_visitor.flagged, by_network.flagged)
             scored = by_visitor.scored[: w.n_visitors].sum() + by_network.scored[: w.n_networks].sum()
         excluded = flags.visitor[visitor] | flags.network[network]
-        rank = rank_of(board(a[~excluded], b[~excluded], o[~excluded], self.models), self.target)
+        rank = self.rank(a[~excluded], b[~excluded], o[~excluded])
         honest = w.a.size
         flagged = flags.visitor[: w.n_visitors].sum() + flags.network[: w.n_networks].sum()
         outcome = Outcome(
@@ -293,7 +355,7 @@ class Trial:
     def search(self, attack: Attack, networks: int | None, lift: int) -> Found:
         """The first attack size, growing by STEP, that lifts the target; else the outcome at the budget."""
         battles, flags, caught = 10, self.flags, None
-        goal = (self.undefended_baseline if networks is None else self.baseline).rank - lift
+        goal = self.undefended_baseline.rank - lift
         while True:
             battles = min(battles, attack.battles)
             if networks is None:
@@ -325,21 +387,22 @@ class Row:
     found: Found
     pow_seconds: float
     hours: float
-    cost: float
+    cost: float  # address-hours: networks x hours, plus CPU-hours of proof-of-work
 
 
 def priced(found: Found, strategy: str, lift: int, networks: int | None, defences: Defences) -> Row:
-    """Proof-of-work, hours and cost of an attack: at 30 battles a minute undefended; defended at the
-    cheapest pace, just under the first proof-of-work step on each network, within the vote cap."""
+    """Proof-of-work, hours and address-hours of an attack: at 30 battles a minute undefended;
+    defended as fast as each network's caps allow, a fresh visitor per battle."""
     battles, votes = found.outcome.battles, found.outcome.votes
     if networks is None:
         hours = battles / (60 * UNDEFENDED_BATTLES_PER_MINUTE)
-        return Row(strategy, lift, False, 1, found, 0.0, hours, battles)
-    pow_seconds = battles * defences.pow_seconds(defences.pow_step - 1)
-    hours = max(
-        battles / (networks * defences.pow_step), 24 * votes / (networks * defences.votes_per_network_day)
+        return Row(strategy, lift, False, 1, found, 0.0, hours, hours)
+    pace = defences.pace(votes / max(battles, 1))
+    pow_seconds = battles * defences.pow_hashes(0, pace) / defences.hashes_per_second
+    hours = battles / (networks * pace)
+    return Row(
+        strategy, lift, True, networks, found, pow_seconds, hours, networks * hours + pow_seconds / 3600
     )
-    return Row(strategy, lift, True, networks, found, pow_seconds, hours, battles + pow_seconds)
 
 
 def ratio(defended: Row, undefended: Row) -> tuple[float, str]:
@@ -364,14 +427,14 @@ def print_rows(rows: list[tuple[Row, Row]]) -> None:
                 f"{row.strategy:<12} {row.lift:>4} {'on' if on else 'off':<8} {o.votes:>7} "
                 f"{o.battles if row.found.lifted else '>budget':>8} {o.battles:>8} {row.networks:>8} "
                 f"{row.pow_seconds:>10.0f} {row.hours:>8.1f} {'-' if caught is None else caught:>9} "
-                f"{100 * o.excluded:>7.1f}% {row.cost:>8.0f} {ratio(row, undefended)[1] if on else '':>7} "
+                f"{100 * o.excluded:>7.1f}% {row.cost:>8.1f} {ratio(row, undefended)[1] if on else '':>7} "
                 f"{f'{100 * o.honest_flagged:.2f}%' if on else '':>14}"
             )
 
 
-def attacks_on(trial: Trial, order: np.ndarray, seed: int, budget: int) -> list[tuple[str, int, Attack]]:
-    """Each strategy's battle stream for each lift, up to the budget."""
-    middle = int(np.flatnonzero(order == trial.target)[0])
+def attacks_on(trial: Trial, ahead: np.ndarray, seed: int, budget: int) -> list[tuple[str, int, Attack]]:
+    """Each strategy's battle stream for each lift, up to the budget; `ahead` is the models counted
+    above the target, nearest first (omnipresent votes against the first `lift` of them)."""
     return [
         (
             strategy,
@@ -379,7 +442,7 @@ def attacks_on(trial: Trial, order: np.ndarray, seed: int, budget: int) -> list[
             attack_battles(
                 np.random.default_rng([seed, lift, strategy == "omnipresent"]),
                 trial.world,
-                order[middle - lift : middle],
+                ahead[:lift],
                 trial.target,
                 strategy == "omnipresent",
                 budget,
@@ -390,12 +453,33 @@ def attacks_on(trial: Trial, order: np.ndarray, seed: int, budget: int) -> list[
     ]
 
 
+def mid_table_target(ratings: rating.Ratings, models: int) -> int:
+    """The model of the board's middle third farthest from a published-rank boundary."""
+    order = np.argsort(-ratings.rating, kind="stable")
+    middle = order[models // 3 : models - models // 3]
+    margin = [np.delete(np.abs(ratings.ci_lower - ratings.ci_upper[m]), m).min() for m in middle]
+    return int(middle[int(np.argmax(margin))])
+
+
+def python_solver_rate() -> float:
+    """Hashes a second of the reference solver's search (altcha's, in Python), over 0.2 s of work."""
+    import hashlib
+
+    import altcha
+
+    salt, number = "bench?expires=0", 100_000
+    challenge = hashlib.sha256(f"{salt}{number}".encode()).hexdigest()
+    started = time.perf_counter()
+    altcha.solve_challenge_v1(challenge, salt, "SHA-256", number)
+    return number / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one smaller world, a smaller budget: about 10 s"
+        "--quick", action="store_true", help="one smaller world, a smaller budget: about 30 s"
     )
     parser.add_argument("--models", type=int, default=48)
     parser.add_argument("--votes", type=int, default=50_000, help="honest votes")
@@ -407,17 +491,31 @@ def main() -> None:
     )
     parser.add_argument("--budget", type=int, default=200_000, help="most battles an attack may take")
     parser.add_argument("--seeds", default="1,2,3", help="one honest world and target per seed")
+    parser.add_argument("--rounds", type=int, default=200, help="bootstrap rounds of the published rank")
+    parser.add_argument(
+        "--hashes-per-second", type=float, default=2e7, help="the attacker's native solver, one core"
+    )
     args = parser.parse_args()
     if args.quick:
         args.votes, args.visitors, args.networks = 20_000, 1600, 160
-        args.budget, args.sweep, args.seeds = 50_000, "10", "1"
+        args.budget, args.sweep, args.seeds, args.rounds = 50_000, "10", "1", 100
     started = time.perf_counter()
-    defences = Defences()
+    defences = Defences.from_settings(args.hashes_per_second)
     print(
         f"defences: {defences}; detector alpha {integrity.ALPHA}, min_votes {integrity.MIN_VOTES}, "
         f"checkpoints {integrity.CHECKPOINTS}"
     )
-    print("cost = battles x (1 + proof-of-work CPU-seconds per battle); ratio = defended / undefended cost")
+    pace = defences.battles_per_network_hour
+    print(
+        f"proof-of-work: Python reference solver {python_solver_rate() / 1e6:.2f}M hashes/s here; native "
+        f"{defences.hashes_per_second / 1e6:.0f}M/s assumed: a battle costs "
+        f"{defences.pow_hashes(0, 0) / defences.hashes_per_second:.4f} CPU-s on a quiet network, "
+        f"{defences.pow_hashes(0, pace) / defences.hashes_per_second:.3f} at {pace} battles an hour"
+    )
+    print(
+        f"rank: published (bootstrap intervals, {args.rounds} rounds, seeded); cost = address-hours "
+        "(networks x hours + PoW CPU-hours); ratio = defended / undefended address-hours"
+    )
     print(
         f"attacker: {args.attacker_networks} network(s), a fresh visitor per battle, "
         f"95% model identification, budget {args.budget} battles"
@@ -430,8 +528,11 @@ def main() -> None:
         world = honest_world(
             np.random.default_rng(seed), args.models, args.votes, args.visitors, args.networks
         )
-        order = np.argsort(-board(world.a, world.b, world.outcome, args.models), kind="stable")
-        trial = Trial(world, int(order[args.models // 2]), seed, defences)
+        honest = rating.rate(world.a, world.b, world.outcome, args.models, bootstrap=args.rounds, seed=0)
+        target = mid_table_target(honest, args.models)
+        ahead = np.flatnonzero(honest.ci_lower > honest.ci_upper[target])
+        ahead = ahead[np.argsort(honest.ci_lower[ahead])]
+        trial = Trial(world, target, seed, defences, args.rounds)
         print()
         print(
             f"world {seed}: {args.models} models, {world.a.size} honest votes from {world.n_visitors} "
@@ -440,7 +541,7 @@ def main() -> None:
             f"{100 * trial.baseline.honest_flagged:.2f}% of the honest visitors and networks scored are "
             f"flagged, {100 * trial.baseline.honest_excluded:.2f}% of honest votes excluded"
         )
-        attacks = attacks_on(trial, order, seed, args.budget)
+        attacks = attacks_on(trial, ahead, seed, args.budget)
         world_rows = []
         for strategy, lift, attack in attacks:
             off = priced(trial.search(attack, None, lift), strategy, lift, None, defences)
@@ -458,6 +559,8 @@ def main() -> None:
                 cells = []
                 for n in sweep:
                     on = priced(trial.search(attack, n, lift), strategy, lift, n, defences)
+                    rows.append((off, on))
+                    flagged.append(on.found.outcome.honest_flagged)
                     cells.append(f"{ratio(on, off)[1]}, {100 * on.found.outcome.excluded:.0f}%")
                 print(f"{strategy:<12} {lift:>4} " + " ".join(f"{c:>16}" for c in cells))
 
@@ -466,7 +569,9 @@ def main() -> None:
 
     excluded = min(on.found.outcome.excluded for _, on in rows)
     print()
-    print(f"({time.perf_counter() - started:.0f} s; the last line takes the weakest lift and world)")
+    print(
+        f"({time.perf_counter() - started:.0f} s; the last line takes the weakest lift, world and attacker)"
+    )
     print(
         f"rigging cost ratio: target-only {weakest('target-only')}, omnipresent {weakest('omnipresent')}; "
         f"attacker votes excluded {100 * excluded:.1f}%; honest voters flagged {100 * max(flagged):.1f}%"

@@ -394,6 +394,10 @@ PROVIDER_DISCLOSURE_DELAY_DAYS = env.int("PROVIDER_DISCLOSURE_DELAY_DAYS", defau
 # Fresh votes: a published variant's public rating is provisional until it has this many votes
 # collected after publication; from then on the public board counts only those.
 PROVIDER_FRESH_VOTES = env.int("PROVIDER_FRESH_VOTES", default=2000)
+# A variant's private result is flagged (to its organisation and operators) when one visitor or one
+# network cast more than this share of the votes behind it: a result a few people, or its own
+# organisation, could have made.
+PROVIDER_VOTER_MAX_SHARE = env.float("PROVIDER_VOTER_MAX_SHARE", default=0.2)
 # Requests per API key (DRF rate), and submissions per key (each probes the endpoint).
 PROVIDER_API_RATE = env.str("PROVIDER_API_RATE", default="120/minute")
 PROVIDER_SUBMIT_RATE = env.str("PROVIDER_SUBMIT_RATE", default="30/hour")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from providers.models import LLM
@@ -36,6 +38,15 @@ class Snapshot(models.Model):
     def __str__(self) -> str:
         return f"{self.board} board of {self.created:%Y-%m-%d %H:%M}"
 
+    @property
+    def public_params(self) -> dict[str, Any]:
+        """The parameters as the public sees them: the filters say how many variants under test were
+        left out, never which (their ids stay with the snapshot, for its vote export)."""
+        filters = self.params.get("filters")
+        if not filters or "private" not in filters:
+            return self.params
+        return self.params | {"filters": filters | {"private": len(filters["private"])}}
+
 
 class Rating(models.Model):
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="ratings")
@@ -46,7 +57,7 @@ class Rating(models.Model):
     rank = models.PositiveIntegerField()
     votes = models.PositiveIntegerField()
     # A published variant with fewer fresh votes (collected after publication) than the rule asks
-    # for: its rating still leans on pre-publication votes (leaderboard.services, fresh-vote rule).
+    # for: its rating rests on few votes (leaderboard.votes, fresh-vote rule).
     provisional = models.BooleanField(default=False)
 
     class Meta:

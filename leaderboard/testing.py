@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ def record_figures(filters: Filters, pool: BoardCounts) -> None:
     battles = battle_counts([v.pk for v in variants])
     testing = [v for v in variants if v.testing_ended_at is None]
     own = own_votes(testing)
+    voters = voters_behind(testing)
     pool_digest = pool.digest()
     for variant in variants:
         row = rows.get(variant.pk)
@@ -46,6 +48,7 @@ def record_figures(filters: Filters, pool: BoardCounts) -> None:
             if row is None or digest != row.votes_digest:
                 result = rate_variant(variant, mine, pool)
                 fields |= {"result": result.as_dict() if result else None, "votes_digest": digest}
+            fields |= voters.get(variant.pk, Voters()).as_fields()
         _store(VariantResult, row, {"llm": variant}, fields)
         if variant.testing_ended_at is not None and variant.final_result is None:
             _freeze(variant, filters)
@@ -68,24 +71,72 @@ def battle_counts(llm_ids: list[int]) -> dict[int, int]:
     return dict(counts)
 
 
-def own_votes(variants: list[LLM], *, until: datetime | None = None) -> dict[int, list[_Row]]:
-    """Each variant's counted votes against public models, in id order, from one query.
+def _own(ids: set[int]) -> QuerySet[Vote]:
+    """The counted votes of these variants against public models.
 
     A vote against another unreleased variant is left out: it would tell the organisation that one
     exists."""
+    public = LLM.Visibility.PUBLIC
+    return Vote.objects.filter(anonymous=True, excluded="").filter(
+        Q(model_a__in=ids, model_b__visibility=public) | Q(model_b__in=ids, model_a__visibility=public)
+    )
+
+
+def own_votes(variants: list[LLM], *, until: datetime | None = None) -> dict[int, list[_Row]]:
+    """Each variant's counted votes against public models, in id order, from one query."""
     ids = {v.pk for v in variants}
     if not ids:
         return {}
-    public = LLM.Visibility.PUBLIC
-    votes = Vote.objects.filter(anonymous=True, excluded="").filter(
-        Q(model_a__in=ids, model_b__visibility=public) | Q(model_b__in=ids, model_a__visibility=public)
-    )
+    votes = _own(ids)
     if until is not None:
         votes = votes.filter(created__lte=until)
     mine: dict[int, list[_Row]] = {}
     for a, b, winner in votes.order_by("id").values_list("model_a", "model_b", "winner"):
         mine.setdefault(a if a in ids else b, []).append((a, b, winner))
     return mine
+
+
+@dataclass(frozen=True)
+class Voters:
+    """Who cast the votes behind a variant's private result, counted by their keyed hashes."""
+
+    visitors: int = 0
+    networks: int = 0
+    top_visitor_share: float = 0.0
+    top_network_share: float = 0.0
+
+    def as_fields(self) -> dict[str, Any]:
+        limit = settings.PROVIDER_VOTER_MAX_SHARE
+        return asdict(self) | {
+            "concentrated": self.top_visitor_share > limit or self.top_network_share > limit
+        }
+
+
+def voters_behind(variants: list[LLM]) -> dict[int, Voters]:
+    """Each variant's distinct visitors and networks behind its counted votes, and the busiest one's
+    share of them, from one query. A battle with no network recorded counts towards no network."""
+    ids = {v.pk for v in variants}
+    if not ids:
+        return {}
+    visitors: dict[int, Counter[str]] = {}
+    networks: dict[int, Counter[str]] = {}
+    rows = _own(ids).values_list("model_a", "model_b", "battle__visitor_hash", "battle__network_hash")
+    for a, b, visitor, network in rows.iterator():
+        pk = a if a in ids else b
+        visitors.setdefault(pk, Counter())[visitor] += 1
+        if network:
+            networks.setdefault(pk, Counter())[network] += 1
+    found = {}
+    for pk, by_visitor in visitors.items():
+        votes = by_visitor.total()
+        by_network = networks.get(pk, Counter())
+        found[pk] = Voters(
+            visitors=len(by_visitor),
+            networks=len(by_network),
+            top_visitor_share=round(max(by_visitor.values()) / votes, 4),
+            top_network_share=round(max(by_network.values(), default=0) / votes, 4),
+        )
+    return found
 
 
 def rate_variant(llm: LLM, own: list[_Row], pool: BoardCounts) -> PrivateResult | None:

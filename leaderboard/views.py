@@ -221,7 +221,7 @@ class LeaderboardApi(APIView):
                     "votes": snapshot.votes,
                     "votes_digest": snapshot.votes_digest,
                     "method": snapshot.method,
-                    "params": snapshot.params,
+                    "params": snapshot.public_params,
                     "excluded": snapshot.excluded,
                 },
                 "models": [

@@ -39,7 +39,8 @@ class Filters:
     board: str
     last_vote_id: int
     private: tuple[int, ...] = ()  # unpublished variants: a vote with one of them never counts
-    # Published variants with enough fresh votes: only their votes from this moment on count.
+    # Published variants: only their votes from this moment on count, so a vote cast while private
+    # (by the provider's own voters, or a lucky streak) never reaches the public board.
     fresh_since: dict[int, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -75,11 +76,7 @@ def current_filters(board_slug: str) -> tuple[Filters, frozenset[int]]:
             **{f"{side}__published_at__isnull": False, "created__gte": F(f"{side}__published_at")}
         )
         fresh.update(dict(after.values(side).annotate(n=Count("id")).values_list(side, "n")))
-    fresh_since = {
-        pk: at.isoformat()
-        for pk, at in sorted(published.items())
-        if fresh[pk] >= settings.PROVIDER_FRESH_VOTES
-    }
+    fresh_since = {pk: at.isoformat() for pk, at in sorted(published.items())}
     provisional = frozenset(pk for pk in published if fresh[pk] < settings.PROVIDER_FRESH_VOTES)
     return Filters(board_slug, last, private, fresh_since), provisional
 

@@ -11,7 +11,15 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from providers.keys import api_key_create, api_key_revoke
-from providers.models import LLM, APIKeyEvent, FlaggedPrompt, Membership, Organization, OrganizationAPIKey
+from providers.models import (
+    LLM,
+    APIKeyEvent,
+    FlaggedPrompt,
+    Membership,
+    Organization,
+    OrganizationAPIKey,
+    VariantResult,
+)
 
 
 @admin.register(LLM)
@@ -82,6 +90,40 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ("user",)
+
+
+@admin.register(VariantResult)
+class VariantResultAdmin(admin.ModelAdmin):
+    """What the last recompute found for each variant; a concentrated one rests on few voters."""
+
+    list_display = (
+        "llm",
+        "battles",
+        "visitors",
+        "networks",
+        "top_visitor_share",
+        "top_network_share",
+        "concentrated",
+        "updated",
+    )
+    list_filter = ("concentrated",)
+    fields = readonly_fields = (
+        "llm",
+        "battles",
+        "visitors",
+        "networks",
+        "top_visitor_share",
+        "top_network_share",
+        "concentrated",
+        "result",
+        "updated",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Organization)

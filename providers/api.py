@@ -72,6 +72,16 @@ class ResultSerializer(serializers.Serializer):
     opponents = OpponentSerializer(many=True)
 
 
+class VotersSerializer(serializers.Serializer):
+    visitors = serializers.IntegerField(help_text="Distinct visitors behind its counted votes.")
+    networks = serializers.IntegerField(help_text="Distinct networks behind its counted votes.")
+    top_visitor_share = serializers.FloatField(help_text="Share of its votes from its busiest visitor.")
+    top_network_share = serializers.FloatField(help_text="Share of its votes from its busiest network.")
+    concentrated = serializers.BooleanField(
+        help_text="Its result is driven by few voters: one visitor or network cast too large a share."
+    )
+
+
 class VariantOutputSerializer(serializers.ModelSerializer):
     name = serializers.SerializerMethodField(help_text="Its public name, once published.")
     status = serializers.CharField(
@@ -85,6 +95,7 @@ class VariantOutputSerializer(serializers.ModelSerializer):
     budget = serializers.SerializerMethodField(help_text="Votes it may collect while private.")
     battles = serializers.SerializerMethodField(help_text="Anonymous battles it was drawn into.")
     result = serializers.SerializerMethodField(help_text="Private result; null before its first vote.")
+    voters = serializers.SerializerMethodField(help_text="Who cast the votes behind its private result.")
 
     class Meta:
         model = LLM
@@ -112,6 +123,7 @@ class VariantOutputSerializer(serializers.ModelSerializer):
             "published_at",
             "retired_at",
             "result",
+            "voters",
         ]
 
     def get_name(self, variant: LLM) -> str | None:
@@ -126,6 +138,11 @@ class VariantOutputSerializer(serializers.ModelSerializer):
     def get_battles(self, variant: LLM) -> int:
         return self.context.get("battles", {}).get(variant.pk, 0)
 
+    @extend_schema_field(VotersSerializer(allow_null=True))
+    def get_voters(self, variant: LLM) -> dict[str, Any] | None:
+        row = self.context.get("rows", {}).get(variant.pk)
+        return VotersSerializer(row).data if row is not None and "results" in self.context else None
+
     @extend_schema_field(ResultSerializer(allow_null=True))
     def get_result(self, variant: LLM) -> dict[str, Any] | None:
         result = self.context.get("results", {}).get(variant.pk)
@@ -135,7 +152,7 @@ class VariantOutputSerializer(serializers.ModelSerializer):
 def variant_output(variants: list[LLM], *, with_results: bool = True) -> Any:
     """The output of several variants, with their battle counts and private results."""
     rows = results_of(variants)
-    context: dict[str, Any] = {"battles": {pk: row.battles for pk, row in rows.items()}}
+    context: dict[str, Any] = {"battles": {pk: row.battles for pk, row in rows.items()}, "rows": rows}
     if with_results:
         context["results"] = {v.pk: private_result(v, rows.get(v.pk)) for v in variants}
     return VariantOutputSerializer(variants, many=True, context=context).data

@@ -244,6 +244,16 @@ class VariantResult(models.Model):
     result = models.JSONField(null=True, blank=True)
     # SHA-256 of the votes `result` was computed from: a recompute rates it again only when they change.
     votes_digest = models.CharField(max_length=64, blank=True)
+    # Who cast the votes behind `result` (keyed hashes, counted, never shown): seen by its
+    # organisation and operators only, never by the public.
+    visitors = models.PositiveIntegerField(default=0, help_text="Distinct visitors behind its votes.")
+    networks = models.PositiveIntegerField(default=0, help_text="Distinct known networks behind its votes.")
+    top_visitor_share = models.FloatField(default=0, help_text="Share of its votes from its busiest visitor.")
+    top_network_share = models.FloatField(default=0, help_text="Share of its votes from its busiest network.")
+    concentrated = models.BooleanField(
+        default=False,
+        help_text="One visitor or network cast more than PROVIDER_VOTER_MAX_SHARE of its votes.",
+    )
     updated = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -101,22 +101,25 @@ def test_a_variant_goes_from_key_to_public_board_and_ledger(
     ]
     assert_nothing_gives_it_away(*seen, *public_texts)
 
-    # Publish: on the board (provisional: no fresh votes yet) and on the ledger with its codename.
+    # Publish: on the board with its public votes only (provisional: few of them) and on the ledger
+    # with its codename.
     published = provider.post(
         f"/api/v1/provider/variants/{variant_id}/publish/", json={"name": "Acme Falcon"}
     )
     assert published.status_code == 200, published.text
+    for n in range(4):
+        voted_battle(variant, public, "ab"[n % 2])
     services.recompute()
     board = web.get("/api/v1/leaderboard/").json()["models"]
     row = next(m for m in board if m["name"] == "Acme Falcon")
-    assert row["provisional"] is True and row["votes"] == 33
+    assert row["provisional"] is True and row["votes"] == 4  # its 33 votes while private never count
     assert "Acme Falcon" in web.get("/leaderboard/").text
     ledger = web.get("/api/v1/testing-ledger/").json()["organizations"]
     assert [(o["name"], o["variants_tested"], o["variants_published"]) for o in ledger] == [("Acme AI", 1, 1)]
     falcon = ledger[0]["variants"][0]
     assert (falcon["codename"], falcon["name"], falcon["disclosed"]) == ("falcon-7", "Acme Falcon", True)
     assert falcon["result"]["votes"] == 33
-    assert ledger[0]["battle_share"] == pytest.approx(33 / 53, abs=1e-3)
+    assert ledger[0]["battle_share"] == pytest.approx(33 / 57, abs=1e-3)
 
     # A second variant, tested and retired: disclosed only 90 days after it stopped.
     second = provider.post("/api/v1/provider/variants/", json=variant_body(openai_upstream, "heron-2"))

@@ -18,7 +18,7 @@ from arena.models import Battle, Vote
 from arena.services import draw_pair
 from leaderboard import rating, services, tasks
 from providers import ledger
-from providers.models import LLM, Organization
+from providers.models import LLM, Organization, VariantResult
 from providers.results import PrivateResult, private_result, results_of
 from providers.variants import variant_publish, variant_retire
 from tests.factories import voted_battle
@@ -282,7 +282,7 @@ def test_an_unpublished_variants_votes_never_reach_the_public_board(
     assert snapshot.excluded == {"unpublished_variant": 7}
 
 
-def test_a_published_variant_is_provisional_until_it_has_enough_fresh_votes_then_counts_only_those(
+def test_a_published_variant_counts_only_fresh_votes_and_is_provisional_until_it_has_enough(
     orgs: tuple[Organization, Organization], settings: Any, make_llm: Any, client: Client
 ) -> None:
     settings.PROVIDER_FRESH_VOTES = 20
@@ -297,7 +297,9 @@ def test_a_published_variant_is_provisional_until_it_has_enough_fresh_votes_then
     snapshot = services.recompute()
     assert snapshot is not None
     row = snapshot.ratings.get(llm=variant)
-    assert row.provisional and row.votes == 40  # still leaning on the streak
+    assert row.provisional and row.votes == 10  # the streak cast while private never counts
+    assert snapshot.excluded == {"before_publication": 30}
+    assert abs(row.rating - snapshot.ratings.get(llm=p1).rating) < 1e-6  # 5-5: level with p1
     board = client.get("/api/v1/leaderboard/").json()["models"]
     assert next(m for m in board if m["name"] == "lucky-1")["provisional"] is True
 
@@ -369,6 +371,58 @@ def test_the_private_result_appears_in_the_api_for_its_organisation_only(
     assert body["votes"] == 5 and body["battles"] == 5
     assert body["result"]["votes"] == 5 and body["result"]["opponents"][0]["name"] == "pool-model"
     assert client.get(f"{VARIANTS}{variant.pk}/", headers=personas.outsider.headers()).status_code == 404
+
+
+def voters_cast(a: LLM, b: LLM, voters: list[tuple[str, str]]) -> None:
+    """One anonymous vote for `a` per (visitor hash, network hash)."""
+    for visitor, network in voters:
+        cast = voted_battle(a, b, "a")
+        Battle.objects.filter(pk=cast.battle_id).update(visitor_hash=visitor, network_hash=network)
+
+
+def test_a_private_result_driven_by_few_voters_is_flagged_to_its_organisation_and_operators_only(
+    personas: Personas, client: Client, make_llm: Any, settings: Any
+) -> None:
+    settings.PROVIDER_VOTER_MAX_SHARE = 0.2
+    assert personas.owner.organization is not None
+    pool = make_llm(name="pool-model")
+    spread = make_variant(personas.owner.organization, "spread")
+    pushed = make_variant(personas.owner.organization, "pushed")
+    voters_cast(spread, pool, [(f"v{i}", f"n{i % 6}") for i in range(12)])  # busiest network: 2 of 12
+    # Twelve visitors, but a third of the votes from one network (the organisation's own office).
+    voters_cast(pushed, pool, [(f"w{i}", "office" if i < 4 else f"m{i}") for i in range(12)])
+    voters_cast(pushed, make_llm(), [("w0", "")])  # no network recorded: counts towards none
+    tasks.recompute()
+
+    row = VariantResult.objects.get(llm=spread)
+    assert (row.visitors, row.networks, row.top_visitor_share, row.concentrated) == (
+        12,
+        6,
+        round(1 / 12, 4),
+        False,
+    )
+    assert row.top_network_share == round(2 / 12, 4)
+    row = VariantResult.objects.get(llm=pushed)
+    assert (row.visitors, row.networks, row.concentrated) == (12, 9, True)
+    assert (row.top_visitor_share, row.top_network_share) == (round(2 / 13, 4), round(4 / 13, 4))
+
+    body = client.get(f"{VARIANTS}{pushed.pk}/", headers=personas.owner.headers()).json()
+    assert body["voters"] == {
+        "visitors": 12,
+        "networks": 9,
+        "top_visitor_share": round(2 / 13, 4),
+        "top_network_share": round(4 / 13, 4),
+        "concentrated": True,
+    }
+    assert (
+        client.get(f"{VARIANTS}{spread.pk}/", headers=personas.owner.headers()).json()["voters"][
+            "concentrated"
+        ]
+        is False
+    )
+    for path in ("/api/v1/leaderboard/", "/leaderboard/", "/api/v1/testing-ledger/", "/testing-ledger/"):
+        text = client.get(path).content.decode()
+        assert "concentrated" not in text and "top_network_share" not in text, path
 
 
 def test_each_recompute_brings_the_private_result_up_to_date(
