@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
@@ -23,6 +25,7 @@ from leaderboard.integrity_service import Sweep, duplicate_votes
 from leaderboard.services import recompute
 from leaderboard.tasks import score_voters
 from providers.models import LLM
+from tests.leaderboard.test_worker import celery_worker
 
 STRENGTH = [1.0, 0.6, 0.2, -0.2, -0.6, -1.0]
 HONEST_VOTERS = 30
@@ -210,6 +213,21 @@ def test_no_public_response_shows_a_flag_or_a_threshold(
     digest = snapshot.params["integrity_rules"]
     settings.LEADERBOARD_DETECTOR_ALPHA = 0.005
     assert integrity_service.rules_digest() != digest
+
+
+@pytest.mark.worker
+@pytest.mark.skipif(
+    not django_settings.REDIS_URL, reason="needs REDIS_URL: a worker consumes tasks from Redis"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_runs_the_detector(crowd: tuple[list[LLM], list[Vote]]) -> None:
+    with celery_worker() as worker:
+        score_voters.delay()
+        deadline = time.monotonic() + 60
+        while VoterFlag.objects.count() < 2 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+    assert set(VoterFlag.objects.values_list("voter_hash", flat=True)) == {"visitor-rig", "net-rig"}
+    assert Vote.objects.filter(excluded="anomalous_voter").count() == RIGGED_VOTES
 
 
 def test_a_sweep_already_running_is_not_overlapped(db: None) -> None:
