@@ -208,7 +208,7 @@ def test_no_public_response_shows_a_flag_or_a_threshold(
             assert not re.search(rf"(?<![0-9a-f]){re.escape(secret)}(?![0-9a-f])", text), secret
     # The exclusion itself is public, by reason and count.
     assert f'"anomalous_voter": {RIGGED_VOTES}' in texts[0]
-    assert f"{RIGGED_VOTES} anomalousvoter" in texts[1]
+    assert f"{RIGGED_VOTES} anomalous voter" in texts[1]
     # The rules are recorded by a digest that changes with them.
     digest = snapshot.params["integrity_rules"]
     settings.LEADERBOARD_DETECTOR_ALPHA = 0.005
