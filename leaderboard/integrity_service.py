@@ -67,9 +67,11 @@ def sweep() -> Sweep | None:
     return Sweep(duplicates, flags, anomalous)
 
 
-def _counted(*columns: str) -> list[tuple[Any, ...]]:
-    """The counted anonymous votes in the order cast, as rows of `columns` (one query)."""
-    votes = Vote.objects.filter(anonymous=True, excluded=Vote.Exclusion.NONE).order_by("id")
+def _anonymous(*columns: str, counted: bool) -> list[tuple[Any, ...]]:
+    """The anonymous votes (`counted`: only those counted) in the order cast, as rows of `columns`."""
+    votes = Vote.objects.filter(anonymous=True).order_by("id")
+    if counted:
+        votes = votes.filter(excluded=Vote.Exclusion.NONE)
     return list(votes.values_list("id", *columns))
 
 
@@ -127,7 +129,9 @@ def duplicate_votes(
 def exclude_duplicates() -> int:
     rows = [
         row
-        for row in _counted("created", "battle__visitor_hash", "battle__network_hash", "battle__prompt_hash")
+        for row in _anonymous(
+            "created", "battle__visitor_hash", "battle__network_hash", "battle__prompt_hash", counted=True
+        )
         if row[4]
     ]
     if not rows:
@@ -154,38 +158,48 @@ def _seed() -> int:
 
 
 def flag_anomalous_voters() -> tuple[int, int]:
-    """Score every visitor and every network on its counted votes; returns (new flags, votes excluded).
+    """Score every visitor and every network on its votes; returns (new flags, votes excluded).
 
-    A restored voter is judged only on votes cast after the restore. A voter flagged and not restored
-    has every counted vote excluded, those cast after the flag included.
+    Every anonymous vote is read, excluded or not, in the order cast: excluding votes then changes no
+    vote's random draws (one row each, in `integrity.score_voters`), and the board (fitted on the
+    counted votes) only by what was excluded, so a second sweep reaches the same verdicts. Votes
+    not judged (no hash, or cleared by a restore) stay in place under one extra voter, never flagged.
+    A restored voter is thus judged only on votes cast after the restore. A voter flagged and not
+    restored has every counted vote excluded, those cast after the flag included.
     """
-    rows = _counted("model_a", "model_b", "winner", "battle__visitor_hash", "battle__network_hash")
+    columns = "model_a", "model_b", "winner", "excluded", "battle__visitor_hash", "battle__network_hash"
+    rows = _anonymous(*columns, counted=False)
     if not rows:
         return 0, 0
-    ids, a, b, winner, visitors, networks = (np.array(column) for column in zip(*rows, strict=True))
+    ids, a, b, winner, exclusion, visitors, networks = (np.array(c) for c in zip(*rows, strict=True))
     model_ids = np.union1d(a, b)
     a, b = np.searchsorted(model_ids, a), np.searchsorted(model_ids, b)
     outcome = OUTCOME_OF[np.searchsorted(WINNERS, winner)]
-    theta = rating.fit(rating.aggregate(a, b, outcome, model_ids.size), model_ids.size)
+    counted = exclusion == Vote.Exclusion.NONE
+    # The current board: the counted votes only, so the votes excluded do not pull it their way.
+    board = rating.aggregate(a[counted], b[counted], outcome[counted], model_ids.size)
+    theta = rating.fit(board, model_ids.size)
     new_flags = excluded = 0
     for kind, hashes in ((VoterFlag.Kind.VISITOR, visitors), (VoterFlag.Kind.NETWORK, networks)):
         flags = {f.voter_hash: f for f in VoterFlag.objects.filter(kind=kind)}
         cleared = np.array([flags[h].cleared_through if h in flags else 0 for h in hashes], dtype=np.int64)
         judged = (hashes != "") & (ids > cleared)
-        names, voter = np.unique(hashes[judged], return_inverse=True)
+        names, inverse = np.unique(hashes[judged], return_inverse=True)
+        voter = np.full(ids.size, names.size)
+        voter[judged] = inverse
         scores = integrity.score_voters(
             voter,
-            a[judged],
-            b[judged],
-            outcome[judged],
+            a,
+            b,
+            outcome,
             theta,
-            names.size,
+            names.size + 1,
             rng=np.random.default_rng(_seed()),
             alpha=settings.LEADERBOARD_DETECTOR_ALPHA,
             min_votes=settings.LEADERBOARD_DETECTOR_MIN_VOTES,
             checkpoints=settings.LEADERBOARD_DETECTOR_CHECKPOINTS,
         )
-        for i in np.flatnonzero(scores.flagged):
+        for i in np.flatnonzero(scores.flagged[: names.size]):
             flag = flags.get(str(names[i]))
             if flag is not None and flag.state in ACTIVE:
                 continue  # already flagged: its new votes are excluded below
@@ -200,14 +214,12 @@ def flag_anomalous_voters() -> tuple[int, int]:
                 kind=kind, voter_hash=str(names[i]), defaults=fields
             )
             new_flags += 1
-        for name, flag in flags.items():
-            if flag.state not in ACTIVE:
-                continue
-            mine = ids[(hashes == name) & (ids > flag.cleared_through)]
-            if not mine.size:
-                continue
+        active = [name for name, flag in flags.items() if flag.state in ACTIVE]
+        pending = np.isin(hashes, active) & counted & (ids > cleared)
+        for name in np.unique(hashes[pending]):
+            flag = flags[str(name)]
             with transaction.atomic():
-                n = _exclude(mine, Vote.Exclusion.ANOMALOUS_VOTER)
+                n = _exclude(ids[pending & (hashes == name)], Vote.Exclusion.ANOMALOUS_VOTER)
                 if n:
                     VoterFlagAction.objects.create(flag=flag, action=VoterFlagAction.Action.FLAG, votes=n)
             excluded += n

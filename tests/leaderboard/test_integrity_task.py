@@ -143,17 +143,25 @@ def test_flagged_votes_leave_the_board_and_come_back_when_restored(
     # Both restores logged; the votes came back with the first (they were out for either flag).
     assert sorted((a.user, a.votes) for a in restores) == [(operator, 0), (operator, RIGGED_VOTES)]
 
-    # The same votes are never judged again; votes cast after the restore are.
+    # The same votes are never judged again.
     assert score_voters() == {"duplicate_votes": 0, "flags": 0, "anomalous_votes": 0}
+
+
+def test_a_restored_voter_is_judged_again_on_new_votes_only(crowd: tuple[list[LLM], list[Vote]]) -> None:
     models, _ = crowd
-    target = models[-1]
-    cast(
-        [(target, models[k % 5], "a", "visitor-rig", "net-rig") for k in range(RIGGED_VOTES)],
-        start=timezone.now(),
-    )
-    done = score_voters()
-    assert done is not None and done["flags"] == 2 and done["anomalous_votes"] == RIGGED_VOTES
-    assert counted() == honest + RIGGED_VOTES  # the restored votes stay counted
+    score_voters()
+    VoterFlag.objects.get(kind="visitor").restore(None)
+    # The network's flag still holds: its votes go out again, the restored visitor is not judged.
+    assert score_voters() == {"duplicate_votes": 0, "flags": 0, "anomalous_votes": RIGGED_VOTES}
+    # The same script from a new network.
+    rows = [(models[-1], models[k % 5], "a", "visitor-rig", "net-new") for k in range(RIGGED_VOTES)]
+    cast(rows, start=timezone.now())
+    # Flagged again, with the new network, on the new votes alone.
+    assert score_voters() == {"duplicate_votes": 0, "flags": 2, "anomalous_votes": RIGGED_VOTES}
+    assert VoterFlag.objects.get(voter_hash="net-new").state == "flagged"
+    flag = VoterFlag.objects.get(kind="visitor")
+    assert flag.state == "flagged" and flag.votes == RIGGED_VOTES  # judged on the new votes alone
+    assert counted() == HONEST_VOTERS * HONEST_VOTES
 
 
 def test_confirming_a_flag_keeps_the_votes_out_and_is_logged(crowd: tuple[list[LLM], list[Vote]]) -> None:
