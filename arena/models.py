@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +54,8 @@ class Battle(models.Model):
     # A keyed hash of the client's network under a daily salt (config.clients.network_hash): caps
     # and open battles are counted per network; the address itself is never stored.
     network_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # The first prompt, normalised and hashed (prompt_hash): repeated prompts count once (duplicate_prompt).
+    prompt_hash = models.CharField(max_length=64, blank=True, default="")
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -112,6 +116,18 @@ class Battle(models.Model):
         )
         self.state = state
         return state
+
+
+def prompt_hash(prompt: str) -> str:
+    """SHA-256 of the prompt as FastChat's deduplication compares prompts: NFKC, casefolded,
+    whitespace collapsed, punctuation stripped at both ends."""
+    text = " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+    start, end = 0, len(text)
+    while start < end and unicodedata.category(text[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(text[end - 1]).startswith("P"):
+        end -= 1
+    return hashlib.sha256(text[start:end].strip().encode()).hexdigest()
 
 
 class Turn(models.Model):
@@ -194,6 +210,8 @@ class Vote(models.Model):
         NONE = "", "counted"
         IDENTITY_LEAK = "identity_leak", "an answer named a model or vendor"
         TOO_FAST = "too_fast", "cast faster than a person could read both answers"
+        ANOMALOUS_VOTER = "anomalous_voter", "the voter's votes lie far beyond what the board predicts"
+        DUPLICATE_PROMPT = "duplicate_prompt", "a prompt repeated by its voter, or seen too often"
 
     battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="votes")
     winner = models.CharField(max_length=8, choices=Winner.choices)
@@ -306,3 +324,87 @@ class Visitor(models.Model):
     def has_accepted(self) -> bool:
         """Whether they accepted the terms in force: a new version asks everyone again."""
         return self.terms_accepted_at is not None and self.terms_version == settings.ARENA_TERMS_VERSION
+
+
+class VoterFlag(models.Model):
+    """A voter the detector found anomalous (leaderboard.integrity): a visitor, or a network.
+
+    Its votes are excluded (Vote.Exclusion.ANOMALOUS_VOTER) until an operator restores it. The
+    statistics are for operators only: no public response carries them, so the detector's
+    thresholds cannot be read off its flags.
+    """
+
+    class Kind(models.TextChoices):
+        VISITOR = "visitor"
+        NETWORK = "network"
+
+    class State(models.TextChoices):
+        FLAGGED = "flagged", "flagged: votes excluded, waiting for review"
+        CONFIRMED = "confirmed", "confirmed by an operator: votes stay excluded"
+        RESTORED = "restored", "restored by an operator: votes counted again"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    voter_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.FLAGGED)
+    votes = models.PositiveIntegerField(default=0, help_text="Votes scored when last flagged.")
+    surprise_p = models.FloatField(null=True, blank=True)
+    targeted_z = models.FloatField(null=True, blank=True)
+    target_model = models.ForeignKey(LLM, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Votes up to this id were cleared by an operator's restore: they are never judged again.
+    cleared_through = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "voter_hash"], name="one_flag_per_voter")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.voter_hash[:12]} ({self.state})"
+
+    def votes_of_voter(self) -> models.QuerySet[Vote]:
+        return Vote.objects.filter(**{f"battle__{self.kind}_hash": self.voter_hash})
+
+    @transaction.atomic
+    def confirm(self, user: Any) -> None:
+        VoterFlag.objects.filter(pk=self.pk).update(state=self.State.CONFIRMED, updated=timezone.now())
+        self.state = self.State.CONFIRMED
+        VoterFlagAction.objects.create(flag=self, action=VoterFlagAction.Action.CONFIRM, user=user)
+
+    @transaction.atomic
+    def restore(self, user: Any) -> int:
+        """Count the voter's votes again (only those excluded as anomalous); returns how many."""
+        last = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        VoterFlag.objects.filter(pk=self.pk).update(
+            state=self.State.RESTORED, cleared_through=last, updated=timezone.now()
+        )
+        self.state, self.cleared_through = self.State.RESTORED, last
+        restored = (
+            self.votes_of_voter()
+            .filter(excluded=Vote.Exclusion.ANOMALOUS_VOTER)
+            .update(excluded=Vote.Exclusion.NONE)
+        )
+        VoterFlagAction.objects.create(
+            flag=self, action=VoterFlagAction.Action.RESTORE, user=user, votes=restored
+        )
+        return restored
+
+
+class VoterFlagAction(models.Model):
+    """Who did what to a flag, and when: the detector's flags (no user) and operators' reviews."""
+
+    class Action(models.TextChoices):
+        FLAG = "flag", "flagged by the detector"
+        CONFIRM = "confirm", "confirmed"
+        RESTORE = "restore", "restored"
+
+    flag = models.ForeignKey(VoterFlag, on_delete=models.CASCADE, related_name="actions")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    votes = models.PositiveIntegerField(default=0, help_text="Votes excluded or restored by the action.")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.flag}"

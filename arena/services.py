@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from arena import categories
-from arena.models import Battle, Side, Turn, Vote
+from arena.models import Battle, Side, Turn, Vote, prompt_hash
 from arena.signals import vote_recorded
 from config.errors import Conflict, DomainError, NotFound, Unavailable
 from providers import moderation
@@ -104,7 +104,12 @@ def battle_start(
         raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
     with transaction.atomic():
         battle = Battle.objects.create(
-            mode=mode, model_a=a, model_b=b, visitor_hash=visitor, network_hash=network
+            mode=mode,
+            model_a=a,
+            model_b=b,
+            visitor_hash=visitor,
+            network_hash=network,
+            prompt_hash=prompt_hash(prompt),
         )
         battle.open_turn(0, prompt)
     return battle

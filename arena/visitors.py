@@ -90,7 +90,10 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         Turn.objects.filter(battle_id__in=voted).update(prompt="")
         # The error may quote the prompt back; the sampling parameters and timings are the models'.
         Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")
-        anonymised = Battle.objects.filter(pk__in=voted).update(visitor_hash="", network_hash="")
+        # The prompt's hash goes with the prompt: a short prompt could be confirmed from it.
+        anonymised = Battle.objects.filter(pk__in=voted).update(
+            visitor_hash="", network_hash="", prompt_hash=""
+        )
         unvoted = battles.exclude(pk__in=voted)
         deleted = unvoted.count()
         unvoted.delete()

@@ -177,11 +177,17 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 
 LEADERBOARD_RECOMPUTE_SECONDS = env.int("LEADERBOARD_RECOMPUTE_SECONDS", default=300)
+# The integrity sweep (duplicate prompts, anomalous voters): its exclusions reach the next recompute.
+LEADERBOARD_INTEGRITY_SECONDS = env.int("LEADERBOARD_INTEGRITY_SECONDS", default=3600)
 # The one periodic schedule of the project.
 CELERY_BEAT_SCHEDULE = {
     "recompute-leaderboard": {
         "task": "leaderboard.tasks.recompute",
         "schedule": LEADERBOARD_RECOMPUTE_SECONDS,
+    },
+    "score-voters": {
+        "task": "leaderboard.tasks.score_voters",
+        "schedule": LEADERBOARD_INTEGRITY_SECONDS,
     },
 }
 
@@ -251,6 +257,15 @@ ARENA_OPEN_BATTLES_PER_NETWORK = env.int("ARENA_OPEN_BATTLES_PER_NETWORK", defau
 # A vote cast sooner after the answers finished than their length at this reading speed is kept but
 # not counted (too_fast): about twice a fast reader's pace.
 ARENA_READING_CHARS_PER_SECOND = env.float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
+# The anomalous-voter detector (leaderboard.integrity): flag a voter when a test's p-value, doubled,
+# is at most alpha; voters with fewer votes are never scored. Never shown in a public response.
+LEADERBOARD_DETECTOR_ALPHA = env.float("LEADERBOARD_DETECTOR_ALPHA", default=0.005)
+LEADERBOARD_DETECTOR_MIN_VOTES = env.int("LEADERBOARD_DETECTOR_MIN_VOTES", default=10)
+LEADERBOARD_DETECTOR_CHECKPOINTS = env.int("LEADERBOARD_DETECTOR_CHECKPOINTS", default=5)
+# A visitor or network counts a prompt once per window (seconds); a prompt counted more often than
+# ARENA_DUPLICATE_PROMPT_MAX keeps a fixed sample of that many votes (FastChat's rule).
+ARENA_DUPLICATE_PROMPT_WINDOW = env.int("ARENA_DUPLICATE_PROMPT_WINDOW", default=86400)
+ARENA_DUPLICATE_PROMPT_MAX = env.int("ARENA_DUPLICATE_PROMPT_MAX", default=100)
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
-from leaderboard import boards, rating, testing
+from leaderboard import boards, integrity_service, rating, testing
 from leaderboard.models import Rating, Snapshot
 from leaderboard.votes import OUTCOME_OF, BoardCounts, Filters, board_counts, current_filters, style_rows
 
@@ -172,6 +172,8 @@ def _prepare(
         "ties": "half a win each side",
         "min_votes": settings.LEADERBOARD_MIN_VOTES,
         "filters": filters.as_json(),
+        # Which integrity rules excluded votes (a keyed digest: the thresholds stay private).
+        "integrity_rules": integrity_service.rules_digest(),
         "code_version": CODE_VERSION,
     }
     arrays = vote_arrays(counts, filters, style=board.style)

@@ -59,6 +59,10 @@ def board_context(spec: boards.Board) -> dict[str, Any]:
         "board": spec,
         "tabs": tabs or [boards.board("overall")],
         "snapshot": snapshot,
+        # Every vote left out, by reason: what the board does not count is never hidden.
+        "excluded": [
+            (reason.replace("_", " "), n) for reason, n in (snapshot.excluded if snapshot else {}).items()
+        ],
         "ratings": ratings,
         "heatmaps": _heatmaps(details.get("matrices")),
         "style": details.get("style"),

@@ -198,7 +198,7 @@ def test_deleting_erases_the_text_and_unlinks_the_visitor_but_keeps_the_publishe
     assert deleted.json() == {"battles_deleted": 1, "battles_anonymised": 1}
     assert not Battle.objects.filter(pk=open_battle).exists()
     kept = Battle.objects.get(pk=voted)
-    assert kept.visitor_hash == "" and kept.votes.get().winner == "b"
+    assert kept.visitor_hash == "" and kept.prompt_hash == "" and kept.votes.get().winner == "b"
     assert list(Turn.objects.values_list("prompt", flat=True)) == [""]
     assert set(Answer.objects.values_list("text", flat=True)) == {""}
     assert not Visitor.objects.exists() and not FlaggedPrompt.objects.exists()

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,11 @@ def test_database_url() -> str:
 test_database_url.__test__ = False  # type: ignore[attr-defined]
 
 
-def test_a_worker_process_consumes_the_recompute_task(
-    transactional_db: None, make_llm: Callable[..., LLM]
-) -> None:
-    a, b = make_llm(), make_llm()
-    for winner in "aab":
-        voted_battle(a, b, winner)
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "LEADERBOARD_BOOTSTRAP": "100"}
+@contextmanager
+def celery_worker(**env: str) -> Iterator[subprocess.Popen[str]]:
+    """A real worker process on the test database, consuming from Redis; its output must hold no
+    traceback."""
+    environ = {**os.environ, "DATABASE_URL": test_database_url(), **env}
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -59,12 +58,26 @@ def test_a_worker_process_consumes_the_recompute_task(
             "--without-mingle",
         ],
         cwd=ROOT,
-        env=env,
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        yield worker
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+    assert "Traceback" not in output, output
+
+
+def test_a_worker_process_consumes_the_recompute_task(
+    transactional_db: None, make_llm: Callable[..., LLM]
+) -> None:
+    a, b = make_llm(), make_llm()
+    for winner in "aab":
+        voted_battle(a, b, winner)
+    with celery_worker(LEADERBOARD_BOOTSTRAP="100") as worker:
         recompute.delay()
         deadline = time.monotonic() + 60
         while not Snapshot.objects.exists() and time.monotonic() < deadline and worker.poll() is None:
@@ -73,7 +86,3 @@ def test_a_worker_process_consumes_the_recompute_task(
         assert snapshot is not None, "the worker published no snapshot"
         assert snapshot.votes == 3 and snapshot.params["bootstrap"] == 100
         assert snapshot.ratings.count() == 2
-    finally:
-        worker.terminate()
-        output, _ = worker.communicate(timeout=30)
-    assert "Traceback" not in output, output
