@@ -251,6 +251,10 @@ ARENA_OPEN_BATTLES_PER_NETWORK = env.int("ARENA_OPEN_BATTLES_PER_NETWORK", defau
 # A vote cast sooner after the answers finished than their length at this reading speed is kept but
 # not counted (too_fast): about twice a fast reader's pace.
 ARENA_READING_CHARS_PER_SECOND = env.float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
+# Both answers reach the voter on one schedule (a common start, then the same number of characters
+# each tick, bounded by the slower side), so neither's timing tells the two models apart.
+ARENA_PACED_RELAY = env.bool("ARENA_PACED_RELAY", default=True)
+ARENA_PACED_TICK = env.float("ARENA_PACED_TICK", default=0.05)  # seconds between two releases
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
