@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 Event = dict[str, Any]
 
 PUBLIC_HTTP_ERROR = "The model's service answered with an error."
+# The side left alone goes on a little slower than the pace both kept: at the full pace the slower
+# model's own jitter would sometimes hold it back, and the faster one's lead never would, which
+# tells them apart (bench/timing.py).
+TAIL_PACE = 0.8
 
 # Tasks that outlive the request which started them (a visitor closing the tab must not leave a
 # half-written battle); held here so the event loop does not garbage-collect them mid-flight.
@@ -297,9 +301,9 @@ async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list
 
     Nothing goes out until both sides have text (or ended); then, every `tick`, each side gets
     the same number of characters, what the side with less waiting has. Once one side is wholly
-    released, the other goes on at the pace both kept so far (or its own, if slower): a side
-    with a lead never shows it. A side's end follows its last text; the end of its text shows
-    that side ended anyway, so holding its done event back would hide nothing.
+    released, the other goes on a little slower than the pace both kept (`TAIL_PACE`), or at its
+    own if slower still: a side with a lead never shows it. A side's end follows its last text;
+    its text stopping shows that it ended anyway, so holding its done event back would hide nothing.
     """
     held = {Side.A: _Held(), Side.B: _Held()}
     last: Event | None = None
@@ -325,7 +329,7 @@ async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list
             shared, ticks = shared + step, ticks + 1
         elif open_sides:
             # No pace was kept when a side ended before any text: that battle fails, takes no vote.
-            step = max(1, round(shared / ticks)) if shared else len(open_sides[0].text)
+            step = max(1, round(TAIL_PACE * shared / ticks)) if shared else len(open_sides[0].text)
         else:
             step = 0
         out: list[Event] = []
