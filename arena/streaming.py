@@ -36,8 +36,9 @@ PUBLIC_HTTP_ERROR = "The model's service answered with an error."
 # tells them apart (bench/timing.py).
 TAIL_PACE = 0.8
 
-# Tasks that outlive the request which started them (a visitor closing the tab must not leave a
-# half-written battle); held here so the event loop does not garbage-collect them mid-flight.
+# Tasks that outlive the request which started them (a visitor who closes the tab still leaves
+# their answers recorded, as abandoned, and the battle closed); held here so the event loop does not
+# garbage-collect them mid-flight.
 _running: set[asyncio.Task[None]] = set()
 
 
@@ -138,7 +139,8 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
     """Stream one side's answer onto the queue and record it; True when it ended well.
 
     Never raises: a failure anywhere, the database's included, ends this side with an error event,
-    so the visitor's stream always reaches its end.
+    so the visitor's stream always reaches its end. Cancelled during its call (the visitor left), it
+    records the answer as abandoned; cancelled while recording, it raises CancelledError.
     """
     llm = plan.battle.llm(side)
     started = time.monotonic()
