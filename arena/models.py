@@ -191,6 +191,19 @@ class Answer(models.Model):
         return f"answer {self.side} to {self.turn}"
 
     @property
+    def public_finish_reason(self) -> str:
+        """Why the answer ended, as a voter may see it: stop, length or error (or "" while it runs).
+
+        A vendor's own reason (`refusal`, `safety`, `content_filter`) would name the vendor before
+        the vote; the raw value stays in `finish_reason` for operators.
+        """
+        if self.status == self.Status.ERROR:
+            return "error"
+        if self.status != self.Status.DONE:
+            return ""
+        return "length" if self.finish_reason == "length" else "stop"
+
+    @property
     def output_tokens_per_s(self) -> float | None:
         """Decoding speed: tokens after the first, over the time after the first."""
         if not self.output_tokens or self.ttft_ms is None or self.duration_ms is None:

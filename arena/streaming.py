@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -29,8 +30,15 @@ logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 
-# Tasks that outlive the request which started them (a visitor closing the tab must not leave a
-# half-written battle); held here so the event loop does not garbage-collect them mid-flight.
+PUBLIC_HTTP_ERROR = "The model's service answered with an error."
+# The side left alone goes on a little slower than the pace both kept: at the full pace the slower
+# model's own jitter would sometimes hold it back, and the faster one's lead never would, which
+# tells them apart (bench/timing.py).
+TAIL_PACE = 0.8
+
+# Tasks that outlive the request which started them (a visitor who closes the tab still leaves
+# their answers recorded, as abandoned, and the battle closed); held here so the event loop does not
+# garbage-collect them mid-flight.
 _running: set[asyncio.Task[None]] = set()
 
 
@@ -131,7 +139,8 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
     """Stream one side's answer onto the queue and record it; True when it ended well.
 
     Never raises: a failure anywhere, the database's included, ends this side with an error event,
-    so the visitor's stream always reaches its end.
+    so the visitor's stream always reaches its end. Cancelled during its call (the visitor left), it
+    records the answer as abandoned; cancelled while recording, it raises CancelledError.
     """
     llm = plan.battle.llm(side)
     started = time.monotonic()
@@ -177,6 +186,13 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
             "output_tokens": finish.output_tokens,
         }
         event = {"side": side, "type": "done", "text": ""}
+    except asyncio.CancelledError:
+        # The visitor left (the relay was closed): the upstream call stops here, and the answer is
+        # recorded as abandoned rather than left streaming.
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()  # cancellation handled: what follows must still run
+        outcome = {"status": Answer.Status.ERROR, "error": "abandoned: the visitor's stream was closed"}
+        event = {"side": side, "type": "error", "text": "The answer was stopped."}
     except Exception as exc:  # every failure, a bug included, ends this side cleanly
         public, detail = _failure(exc)
         if isinstance(exc, UpstreamError) and exc.permanent:
@@ -205,17 +221,19 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
 def _failure(exc: BaseException) -> tuple[str, str]:
     """(text for the voter, text for operators). The first never names a model or vendor."""
     if isinstance(exc, UpstreamError):
-        return exc.public, exc.detail
+        # A vendor's own status (Gemini's 400 for a bad key, Anthropic's 529) would tell vendors apart.
+        return (PUBLIC_HTTP_ERROR if exc.status is not None else exc.public), exc.detail
     if isinstance(exc, TimeoutError):
         return "The answer took too long and was stopped.", "total time-out"
     logger.exception("answer failed", exc_info=exc)
     return "Something went wrong while generating this answer.", f"{type(exc).__name__}: {exc}"
 
 
-async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Event]) -> None:
-    results = await asyncio.gather(_run_side(plan, Side.A, queue), _run_side(plan, Side.B, queue))
+async def _run_turn(plan: StreamPlan, sides: list[asyncio.Task[bool]], queue: asyncio.Queue[Event]) -> None:
+    # A side cancelled while recording its answer raises CancelledError here: it did not end well.
+    results = await asyncio.gather(*sides, return_exceptions=True)
     try:
-        state = await run_in_db(plan.battle.end_stream)(ok=all(results))
+        state = await run_in_db(plan.battle.end_stream)(ok=all(r is True for r in results))
     except Exception:
         # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
         logger.exception("could not close %s", plan.battle)
@@ -227,19 +245,34 @@ async def _run_turn(plan: StreamPlan, queue: asyncio.Queue[Event]) -> None:
 
 
 def stream_events(plan: StreamPlan) -> AsyncIterator[list[Event]]:
-    """Both answers as one stream of events, interleaved as they arrive, a list at a time.
+    """Both answers as one stream of events, a list at a time.
 
     A live turn's calls start now, not when the stream is first read: the upstream requests go
-    out while the response's headers do. Each list holds the events that were waiting when it
-    was made (`merged`); a quiet stream's events come one by one, with no wait to batch them.
+    out while the response's headers do. Paced (ARENA_PACED_RELAY), the two sides are released on
+    one schedule (`_paced`); unpaced, interleaved as they arrive (`_relayed`). Closing the stream
+    before its end (the visitor left) cancels the calls still running.
     """
     if not plan.live:
         return _replayed(plan)
     queue: asyncio.Queue[Event] = asyncio.Queue()
-    task = asyncio.create_task(_run_turn(plan, queue))
+    sides = [asyncio.create_task(_run_side(plan, side, queue)) for side in (Side.A, Side.B)]
+    task = asyncio.create_task(_run_turn(plan, sides, queue))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    return _relayed(queue)
+    events = _paced(queue, settings.ARENA_PACED_TICK) if settings.ARENA_PACED_RELAY else _relayed(queue)
+    return _cancelling(events, sides)
+
+
+async def _cancelling(
+    events: AsyncIterator[list[Event]], sides: list[asyncio.Task[bool]]
+) -> AsyncIterator[list[Event]]:
+    """`events`; the side tasks cancelled if the stream is closed before their end."""
+    try:
+        async for batch in events:
+            yield batch
+    finally:
+        for side in sides:
+            side.cancel()  # nothing for a side that ended
 
 
 async def _relayed(queue: asyncio.Queue[Event]) -> AsyncIterator[list[Event]]:
@@ -253,6 +286,70 @@ async def _relayed(queue: asyncio.Queue[Event]) -> AsyncIterator[list[Event]]:
         yield events
         if events[-1]["type"] == "end":
             return
+
+
+@dataclass
+class _Held:
+    """One side's events held back by the paced relay: text not yet released, its end if it came."""
+
+    text: str = ""
+    end: Event | None = None
+    ended: bool = False  # its end was released
+
+
+async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list[Event]]:
+    """Both sides released on one schedule, so that neither time to first token nor pace tells
+    the two models apart.
+
+    Nothing goes out until both sides have text (or ended); then, every `tick`, each side gets
+    the same number of characters, what the side with less waiting has. Once one side is wholly
+    released, the other goes on a little slower than the pace both kept (`TAIL_PACE`), or at its
+    own if slower still: a side with a lead never shows it. A side's end follows its last text;
+    its text stopping shows that it ended anyway, so holding its done event back would hide nothing.
+    """
+    held = {Side.A: _Held(), Side.B: _Held()}
+    last: Event | None = None
+
+    def take(event: Event) -> None:
+        nonlocal last
+        if event["side"] is None:
+            last = event
+        elif event["type"] == "delta":
+            held[event["side"]].text += event["text"]
+        else:
+            held[event["side"]].end = event
+
+    while not all(h.text or h.end for h in held.values()):
+        take(await queue.get())
+    shared = ticks = 0  # characters each side got while both were open, and in how many ticks
+    while True:
+        while not queue.empty():
+            take(queue.get_nowait())
+        open_sides = [h for h in held.values() if not h.ended]
+        if len(open_sides) == 2:
+            step = min(len(h.text) for h in open_sides)
+            shared, ticks = shared + step, ticks + 1
+        elif open_sides:
+            # No pace was kept when a side ended before any text: that battle fails, takes no vote.
+            step = max(1, round(TAIL_PACE * shared / ticks)) if shared else len(open_sides[0].text)
+        else:
+            step = 0
+        out: list[Event] = []
+        for side, h in held.items():
+            if h.ended:
+                continue
+            text, h.text = h.text[:step], h.text[step:]
+            if text:
+                out.append({"side": side, "type": "delta", "text": text})
+            if h.end is not None and not h.text:
+                out.append(h.end)
+                h.ended = True
+        if last is not None and all(h.ended for h in held.values()):
+            yield [*out, last]
+            return
+        if out:
+            yield out
+        await asyncio.sleep(tick)
 
 
 def merged(events: list[Event]) -> list[Event]:

@@ -143,7 +143,7 @@ class BattleDetailApi(APIView):
         turns = []
         for turn in battle.turns.prefetch_related("answers"):
             answers = {
-                a.side: {"text": a.text, "status": a.status, "finish_reason": a.finish_reason}
+                a.side: {"text": a.text, "status": a.status, "finish_reason": a.public_finish_reason}
                 for a in turn.answers.all()
             }
             turns.append({"index": turn.index, "prompt": turn.prompt, "answers": answers})

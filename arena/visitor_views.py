@@ -93,7 +93,7 @@ class VisitorConsentApi(APIView):
 
 
 def answer_record(answer: Answer) -> dict[str, Any]:
-    return {"text": answer.text, "status": answer.status, "finish_reason": answer.finish_reason}
+    return {"text": answer.text, "status": answer.status, "finish_reason": answer.public_finish_reason}
 
 
 def battle_record(battle: Battle) -> dict[str, Any]:

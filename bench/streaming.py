@@ -19,7 +19,9 @@ Three processes, all on 127.0.0.1:
 
 Scenarios
     latency      battles one at a time; time to first token and the gaps between tokens, straight
-                 from the upstream and through the platform: the difference is what the platform adds
+                 from the upstream and through the platform: the difference is what the platform adds;
+                 then battles against a side 100 ms slower to its first token and 2 ms a token: each
+                 side's times beside the slower side's own (ARENA_PACED_RELAY=false to compare)
     concurrency  N battles at once (2N upstream streams), each stream long enough that all overlap;
                  errors counted, and the most streams the upstream saw open at the same moment
     gradio       Gradio's streaming benchmark load: 250 battles at once, each side 500 tokens at 100
@@ -69,6 +71,7 @@ GRACE = 120.0
 OPEN_GATE = {
     "ARENA_REQUIRE_CONSENT": "false",
     "ARENA_CHALLENGE": "off",
+    "ARENA_REQUIRE_CONSENT": "false",
     "ARENA_READING_CHARS_PER_SECOND": "1e9",
     **{
         cap: "1000000000"
@@ -100,6 +103,10 @@ class Stream:
     @property
     def ttft(self) -> float | None:
         return self.tokens[0] - self.start if self.tokens else None
+
+    @property
+    def last(self) -> float | None:
+        return self.tokens[-1] - self.start if self.tokens else None
 
     @property
     def ttft_from_get(self) -> float | None:
@@ -370,6 +377,8 @@ async def latency(platform: Platform, upstream_port: int, count: int, tokens: in
         ("time to first token p99", [s.ttft for s in direct], [s.ttft for s in through], 0.99),
         ("  (platform from GET) p50", [s.ttft for s in direct], [s.ttft_from_get for s in through], 0.5),
         ("  (platform from GET) p99", [s.ttft for s in direct], [s.ttft_from_get for s in through], 0.99),
+        ("time to last token p50", [s.last for s in direct], [s.last for s in through], 0.5),
+        ("time to last token p99", [s.last for s in direct], [s.last for s in through], 0.99),
         (
             "inter-token delay p50",
             [g for s in direct for g in s.gaps],
@@ -392,6 +401,28 @@ async def latency(platform: Platform, upstream_port: int, count: int, tokens: in
     print(f"  mean gap per stream (ms): direct {1000 * statistics.fmean(direct_gap):.3f}, "
           f"platform {1000 * statistics.fmean(mean_gap):.3f}")  # fmt: skip
     print(f"  errors: {len(failures(battles)) + sum(1 for s in direct if s.error)}")
+    await uneven(platform, upstream_port, count, tokens, interval)
+
+
+async def uneven(platform: Platform, upstream_port: int, count: int, tokens: int, interval: int) -> None:
+    """Battles between a side and one slower by 100 ms to the first token and 2 ms a token: with the
+    relay paced, what each side's voter-facing times cost beside the slower side's own."""
+    fast, slow = f"{tokens}x{interval}", f"{tokens}x{interval + 2}x100"
+    limit = tokens * (interval + 2) / 1000 + GRACE
+    direct = {
+        pace: [await direct_stream(upstream_port, pace, limit) for _ in range(count)] for pace in (fast, slow)
+    }
+    battles = [
+        await battle(platform.port, (f"bench-a-{fast}", f"bench-b-{slow}"), limit) for _ in range(count)
+    ]
+    print(f"\nuneven: {count} battles one at a time, side a {fast}, side b {slow} (tokens x ms [x first ms])")
+    print(f"  {'ms, p50':<28}{'a direct':>10}{'b direct':>10}{'a relayed':>10}{'b relayed':>10}")
+    for label, of in (("time to first token", "ttft"), ("time to last token", "last")):
+        figures = [[getattr(s, of) for s in streams] for streams in (direct[fast], direct[slow])]
+        figures += [[getattr(played[n], of) for played in battles] for n in (0, 1)]
+        row = "".join(f"{ms([v for v in f if v is not None], 0.5):>10.2f}" for f in figures)
+        print(f"  {label:<28}{row}")
+    print(f"  errors: {len(failures(battles))}")
 
 
 async def concurrency(
@@ -520,7 +551,8 @@ def main() -> None:
         try:
             wait_until_listening(upstream_port, upstream)
             platform.manage("migrate", "--noinput")
-            platform.models([f"{t}x{i}" for t, i in (latency_pace, concurrency_pace, gradio_pace)])
+            paces = [f"{t}x{i}" for t, i in (latency_pace, concurrency_pace, gradio_pace)]
+            platform.models([*paces, f"{latency_pace[0]}x{latency_pace[1] + 2}x100"])
             platform.start()
             database = (
                 "SQLite (temporary file)" if not args.database_url else args.database_url.split("@")[-1]

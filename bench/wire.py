@@ -47,7 +47,8 @@ class Upstream:
             writer.close()
 
     async def stream(self, writer: asyncio.StreamWriter, request: dict[str, Any]) -> None:
-        tokens, interval_ms = (int(n) for n in str(request["model"]).split("x"))
+        # "50x12": 50 tokens 12 ms apart, the first at once; "50x12x100": the first after 100 ms.
+        tokens, interval_ms, first_ms = (*(int(n) for n in str(request["model"]).split("x")), 0)[:3]
         self.open += 1
         self.streams += 1
         self.max_open = max(self.max_open, self.open)
@@ -59,7 +60,7 @@ class Upstream:
             start = loop.time()
             for n in range(tokens):
                 # On a fixed schedule, so a late wake-up does not push every later token back.
-                delay = start + n * interval_ms / 1000 - loop.time()
+                delay = start + (first_ms + n * interval_ms) / 1000 - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 writer.write(token_chunk(n))

@@ -266,6 +266,10 @@ LEADERBOARD_DETECTOR_CHECKPOINTS = env.int("LEADERBOARD_DETECTOR_CHECKPOINTS", d
 # ARENA_DUPLICATE_PROMPT_MAX keeps a fixed sample of that many votes (FastChat's rule).
 ARENA_DUPLICATE_PROMPT_WINDOW = env.int("ARENA_DUPLICATE_PROMPT_WINDOW", default=86400)
 ARENA_DUPLICATE_PROMPT_MAX = env.int("ARENA_DUPLICATE_PROMPT_MAX", default=100)
+# Both answers reach the voter on one schedule (a common start, then the same number of characters
+# each tick, bounded by the slower side), so neither's timing tells the two models apart.
+ARENA_PACED_RELAY = env.bool("ARENA_PACED_RELAY", default=True)
+ARENA_PACED_TICK = env.float("ARENA_PACED_TICK", default=0.05)  # seconds between two releases
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -401,3 +402,96 @@ def test_a_database_failure_while_claiming_ends_the_stream_and_leaves_the_battle
     monkeypatch.undo()
     again, _ = stream(web, battle_id)
     assert again[-1]["state"] == "ready"
+
+
+# --- one schedule for both answers; an abandoned stream -------------------------------------------
+
+
+def timed_stream(web: httpx.Client, battle_id: str) -> list[tuple[float, dict[str, Any]]]:
+    """The stream's events, each with the time it reached the client."""
+    with connect_sse(web, "GET", f"/api/v1/battles/{battle_id}/stream") as source:
+        return [(time.monotonic(), json.loads(sse.data)) for sse in source.iter_sse()]
+
+
+def first_deltas(timed: list[tuple[float, dict[str, Any]]]) -> dict[str, float]:
+    firsts: dict[str, float] = {}
+    for at, event in timed:
+        if event["type"] == "delta":
+            firsts.setdefault(event["side"], at)
+    return firsts
+
+
+def test_both_first_tokens_reach_the_voter_together_when_one_upstream_is_slower(
+    web: httpx.Client, models: tuple[LLM, LLM], openai_upstream: FakeOpenAI, settings
+) -> None:
+    settings.ARENA_PACED_TICK = 0.05
+    openai_upstream.behaviours["alpha-up"] = Behaviour(
+        text="The first answer, in several words.", first_token_delay=0.5
+    )
+    timed = timed_stream(web, start(web))
+    events = [event for _, event in timed]
+
+    firsts = first_deltas(timed)
+    assert abs(firsts["a"] - firsts["b"]) <= settings.ARENA_PACED_TICK
+    answers = {text_of(events, "a"), text_of(events, "b")}
+    assert answers == {"The first answer, in several words.", "A second answer that differs."}
+    assert events[-1] == {"side": None, "type": "end", "text": "", "state": "ready"}
+    # The stored measurements are still the upstream's own: operators and the board keep them.
+    battle = Battle.objects.get()
+    slow = Answer.objects.get(turn__battle=battle, side="a" if battle.model_a.name == "alpha-chat" else "b")
+    fast = Answer.objects.get(turn__battle=battle, side="b" if slow.side == "a" else "a")
+    assert slow.ttft_ms >= 500 > fast.ttft_ms
+
+
+def test_unpaced_the_answers_arrive_each_at_its_own_time(
+    web: httpx.Client, models: tuple[LLM, LLM], openai_upstream: FakeOpenAI, settings
+) -> None:
+    settings.ARENA_PACED_RELAY = False
+    openai_upstream.behaviours["alpha-up"] = Behaviour(
+        text="The first answer, in several words.", first_token_delay=0.5
+    )
+    battle_id = start(web)
+    firsts = first_deltas(timed_stream(web, battle_id))
+    battle = Battle.objects.get(pk=battle_id)
+    slow, fast = ("a", "b") if battle.model_a.name == "alpha-chat" else ("b", "a")
+    assert firsts[slow] - firsts[fast] >= 0.4
+
+
+def test_the_battle_detail_shows_a_neutral_finish_reason_before_the_vote(
+    web: httpx.Client, models: tuple[LLM, LLM], openai_upstream: FakeOpenAI
+) -> None:
+    LLM.objects.filter(name="beta-chat").update(max_tokens=2)  # cut short: "length"
+    battle_id = start(web)
+    stream(web, battle_id)
+    battle = Battle.objects.get(pk=battle_id)
+    alpha = "a" if battle.model_a.name == "alpha-chat" else "b"
+    beta = "b" if alpha == "a" else "a"
+    # A vendor's own reason, as Gemini's safety stop or OpenAI's content filter would leave it.
+    Answer.objects.filter(turn__battle=battle, side=alpha).update(finish_reason="content_filter")
+
+    answers = web.get(f"/api/v1/battles/{battle_id}/").json()["turns"][0]["answers"]
+    assert answers[alpha]["finish_reason"] == "stop" and answers[beta]["finish_reason"] == "length"
+    assert Answer.objects.get(turn__battle=battle, side=alpha).finish_reason == "content_filter"
+
+
+def test_an_abandoned_stream_stops_its_upstream_calls_and_records_them(
+    web: httpx.Client, models: tuple[LLM, LLM], openai_upstream: FakeOpenAI
+) -> None:
+    long = " ".join(["word"] * 200)  # 200 chunks 50 ms apart: about ten seconds to the end
+    for model in ("alpha-up", "beta-up"):
+        openai_upstream.behaviours[model] = Behaviour(text=long, chunk_delay=0.05)
+    battle_id = start(web)
+    with connect_sse(web, "GET", f"/api/v1/battles/{battle_id}/stream") as source:
+        assert json.loads(next(source.iter_sse()).data)["type"] == "delta"
+    left = time.monotonic()
+
+    while openai_upstream.connections and time.monotonic() - left < 5:
+        time.sleep(0.02)
+    assert not openai_upstream.connections, "the upstream still streams to a visitor who left"
+    assert time.monotonic() - left < 3  # well before the answers' own end
+    while Battle.objects.get(pk=battle_id).state == Battle.State.STREAMING and time.monotonic() - left < 5:
+        time.sleep(0.02)
+    assert Battle.objects.get(pk=battle_id).state == Battle.State.FAILED
+    for answer in Answer.objects.filter(turn__battle_id=battle_id):
+        assert answer.status == Answer.Status.ERROR and "abandoned" in answer.error
+        assert 0 < len(answer.text) < len(long)

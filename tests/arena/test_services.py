@@ -347,3 +347,100 @@ def test_of_streams_opened_at_once_exactly_one_runs_the_calls(make_llm: Callable
             return exc.code
 
     assert at_once(4, open_stream) == ["already_streaming"] * 3 + ["live"]
+
+
+# --- the paced relay ------------------------------------------------------------------------------
+
+
+async def produce(
+    queue: asyncio.Queue[streaming.Event], side: str, words: list[str], delays: list[float]
+) -> None:
+    for word, delay in zip(words, delays, strict=True):
+        await asyncio.sleep(delay)
+        queue.put_nowait(delta(side, word))
+    queue.put_nowait({"side": side, "type": "done", "text": ""})
+
+
+def paced_run(
+    first: dict[str, float], gap: dict[str, float], words: dict[str, list[str]]
+) -> list[list[streaming.Event]]:
+    async def main() -> list[list[streaming.Event]]:
+        queue: asyncio.Queue[streaming.Event] = asyncio.Queue()
+        sides = [
+            asyncio.create_task(
+                produce(queue, side, words[side], [first[side]] + [gap[side]] * (len(words[side]) - 1))
+            )
+            for side in ("a", "b")
+        ]
+        ended = asyncio.gather(*sides)
+        ended.add_done_callback(
+            lambda _: queue.put_nowait({"side": None, "type": "end", "text": "", "state": "ready"})
+        )
+        return [batch async for batch in streaming._paced(queue, 0.02)]
+
+    return asyncio.run(asyncio.wait_for(main(), timeout=20))
+
+
+@pytest.mark.parametrize(
+    ("first", "gap", "lengths"),
+    [
+        ({"a": 0.0, "b": 0.3}, {"a": 0.005, "b": 0.01}, {"a": 30, "b": 20}),
+        ({"a": 0.1, "b": 0.0}, {"a": 0.01, "b": 0.002}, {"a": 5, "b": 40}),
+        ({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 0.0}, {"a": 1, "b": 1}),
+    ],
+)
+def test_the_paced_relay_releases_both_sides_in_step_and_keeps_each_whole_and_in_order(
+    first: dict[str, float], gap: dict[str, float], lengths: dict[str, int]
+) -> None:
+    words = {side: [f"{side}{n} " for n in range(count)] for side, count in lengths.items()}
+    batches = paced_run(first, gap, words)
+    events = [event for batch in batches for event in batch]
+
+    for side in ("a", "b"):
+        assert "".join(e["text"] for e in events if e["side"] == side and e["type"] == "delta") == "".join(
+            words[side]
+        )
+        done = events.index({"side": side, "type": "done", "text": ""})
+        assert all(e["side"] != side for e in events[done + 1 :])  # nothing of a side after its end
+    assert events[-1]["type"] == "end" and all(e["type"] != "end" for e in events[:-1])
+    # Both sides start in the same batch and, while both are open, get the same number of characters.
+    assert {e["side"] for e in batches[0] if e["type"] == "delta"} == {"a", "b"}
+    open_sides = {"a", "b"}
+    for batch in batches:
+        sizes = {e["side"]: len(e["text"]) for e in batch if e["type"] == "delta"}
+        if open_sides == {"a", "b"}:
+            assert set(sizes) in ({"a", "b"}, set()) and len(set(sizes.values())) <= 1
+        open_sides -= {e["side"] for e in batch if e["type"] == "done"}
+
+
+def test_a_side_that_fails_before_any_text_does_not_hold_the_other_back() -> None:
+    async def main() -> list[list[streaming.Event]]:
+        queue: asyncio.Queue[streaming.Event] = asyncio.Queue()
+        queue.put_nowait({"side": "a", "type": "error", "text": "The answer was cut off before it ended."})
+        queue.put_nowait(delta("b", "Hello"))
+        queue.put_nowait({"side": "b", "type": "done", "text": ""})
+        queue.put_nowait({"side": None, "type": "end", "text": "", "state": "failed"})
+        return [batch async for batch in streaming._paced(queue, 0.02)]
+
+    events = [e for batch in asyncio.run(asyncio.wait_for(main(), timeout=10)) for e in batch]
+    assert events == [
+        {"side": "a", "type": "error", "text": "The answer was cut off before it ended."},
+        delta("b", "Hello"),
+        {"side": "b", "type": "done", "text": ""},
+        {"side": None, "type": "end", "text": "", "state": "failed"},
+    ]
+
+
+def test_a_voter_sees_only_stop_length_or_error_as_the_finish_reason() -> None:
+    assert [
+        Answer(status=status, finish_reason=raw).public_finish_reason
+        for status, raw in [
+            (Answer.Status.DONE, "stop"),
+            (Answer.Status.DONE, "length"),
+            (Answer.Status.DONE, "content_filter"),
+            (Answer.Status.DONE, "refusal"),
+            (Answer.Status.DONE, "safety"),
+            (Answer.Status.ERROR, ""),
+            (Answer.Status.STREAMING, ""),
+        ]
+    ] == ["stop", "length", "stop", "stop", "stop", "error", ""]
