@@ -71,7 +71,6 @@ GRACE = 120.0
 OPEN_GATE = {
     "ARENA_REQUIRE_CONSENT": "false",
     "ARENA_CHALLENGE": "off",
-    "ARENA_REQUIRE_CONSENT": "false",
     "ARENA_READING_CHARS_PER_SECOND": "1e9",
     **{
         cap: "1000000000"
