@@ -5,6 +5,7 @@ The server must be ASGI: Django's WSGI live server buffers the event stream unti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,16 @@ from django.db import connection
 from providers.models import LLM
 from tests.upstream import Behaviour, FakeOpenAI
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; tests never download a browser
+# Every browser test module's `pytestmark`: marked, and skipped where that Chromium is missing.
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+    ),
+]
+# The page has both answers and takes a vote.
+VOTES_OPEN = "() => !document.querySelector('[data-winner=a]').disabled"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

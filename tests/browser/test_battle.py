@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from arena.models import Battle, Vote
 from leaderboard.models import Rating, Snapshot
+from tests.browser.conftest import BROWSER_TESTS, VOTES_OPEN
 from tests.upstream import Behaviour
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; tests never download a browser
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 SHOTS = Path("/tmp/arena-shots")
-VOTES_OPEN = "() => !document.querySelector('[data-winner=a]').disabled"
 ROUND_FAILED = "() => document.querySelector('#vote-note').classList.contains('is-error')"
 
 # Everything that would tell a voter which model answered.

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
 from arena.models import Battle, Visitor
-from tests.browser.test_battle import VOTES_OPEN, OpenPage, Orm, answer_texts, ask, shoot
+from tests.browser.conftest import BROWSER_TESTS, VOTES_OPEN
+from tests.browser.test_battle import OpenPage, Orm, answer_texts, ask, shoot
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 
 @pytest.fixture(autouse=True)

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from leaderboard.models import Rating, Snapshot
+from tests.browser.conftest import BROWSER_TESTS, VOTES_OPEN
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
-    ),
-]
-
-VOTES_OPEN = "() => !document.querySelector('[data-winner=a]').disabled"
+pytestmark = BROWSER_TESTS
 
 
 def watched(visit: Any) -> tuple[list[str], list[str]]:

@@ -3,23 +3,13 @@ person types, and the battle it opens streams."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from arena.models import Battle
+from tests.browser.conftest import BROWSER_TESTS, VOTES_OPEN
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
-    ),
-]
-
-VOTES_OPEN = "() => !document.querySelector('[data-winner=a]').disabled"
+pytestmark = BROWSER_TESTS
 
 
 def test_the_page_solves_the_challenge_and_the_battle_streams(
