@@ -71,7 +71,7 @@ GRACE = 120.0
 OPEN_GATE = {
     "ARENA_REQUIRE_CONSENT": "false",
     "ARENA_CHALLENGE": "off",
-    "ARENA_READING_CHARS_PER_SECOND": "1e9",
+    "ARENA_READING_CHARS_PER_SECOND": "1000000000",  # django-environ reads "1e9" as 19
     **{
         cap: "1000000000"
         for cap in (
