@@ -22,6 +22,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+
+def env_float(var: str, *, default: float) -> float:
+    """A number from the environment, read by Python's float(): django-environ's own float parser
+    drops every character that is not a digit, so "1e9" became 19. Anything else stops the start."""
+    raw = env.str(var, default="").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{var} must be a number, not {raw!r}") from None
+
+
 DEBUG = env.bool("DEBUG", default=True)
 if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-not-for-production")
@@ -145,7 +158,7 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": pool_size,
-            "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+            "timeout": env_float("DB_POOL_TIMEOUT", default=30.0),
         }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -211,7 +224,7 @@ ARENA_MODERATION_MODEL = env.str("ARENA_MODERATION_MODEL", default="omni-moderat
 # The name of the environment variable that holds the endpoint's key, read at each call.
 ARENA_MODERATION_API_KEY_ENV = env.str("ARENA_MODERATION_API_KEY_ENV", default="OPENAI_API_KEY")
 # Seconds the endpoint may take in all; past them (or on any failure) see ARENA_MODERATION_FAIL_CLOSED.
-ARENA_MODERATION_TIMEOUT = env.float("ARENA_MODERATION_TIMEOUT", default=5.0)
+ARENA_MODERATION_TIMEOUT = env_float("ARENA_MODERATION_TIMEOUT", default=5.0)
 # The categories of the endpoint that refuse a prompt; empty: whatever it flags.
 ARENA_MODERATION_CATEGORIES = env.list("ARENA_MODERATION_CATEGORIES", default=[])
 # When the endpoint fails: off, the prompt stands on the local rules (an outage of a third party does
@@ -234,7 +247,7 @@ if ARENA_CHALLENGE in ("turnstile", "hcaptcha", "recaptcha") and not ARENA_CHALL
     raise ImproperlyConfigured(f"ARENA_CHALLENGE={ARENA_CHALLENGE} needs ARENA_CHALLENGE_SECRET")
 # The vendor's siteverify URL (default: the vendor's documented one) and seconds to wait for it.
 ARENA_CHALLENGE_VERIFY_URL = env.str("ARENA_CHALLENGE_VERIFY_URL", default="")
-ARENA_CHALLENGE_VERIFY_TIMEOUT = env.float("ARENA_CHALLENGE_VERIFY_TIMEOUT", default=5.0)
+ARENA_CHALLENGE_VERIFY_TIMEOUT = env_float("ARENA_CHALLENGE_VERIFY_TIMEOUT", default=5.0)
 # Signs challenges; derived from SECRET_KEY unless set, so a fresh clone needs nothing.
 ARENA_CHALLENGE_HMAC_KEY = env.str(
     "ARENA_CHALLENGE_HMAC_KEY", default=hashlib.sha256(f"arena.challenge:{SECRET_KEY}".encode()).hexdigest()
@@ -256,10 +269,10 @@ ARENA_OPEN_BATTLES_PER_VISITOR = env.int("ARENA_OPEN_BATTLES_PER_VISITOR", defau
 ARENA_OPEN_BATTLES_PER_NETWORK = env.int("ARENA_OPEN_BATTLES_PER_NETWORK", default=30)
 # A vote cast sooner after the answers finished than their length at this reading speed is kept but
 # not counted (too_fast): about twice a fast reader's pace.
-ARENA_READING_CHARS_PER_SECOND = env.float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
+ARENA_READING_CHARS_PER_SECOND = env_float("ARENA_READING_CHARS_PER_SECOND", default=50.0)
 # The anomalous-voter detector (leaderboard.integrity): flag a voter when a test's p-value, doubled,
 # is at most alpha; voters with fewer votes are never scored. Never shown in a public response.
-LEADERBOARD_DETECTOR_ALPHA = env.float("LEADERBOARD_DETECTOR_ALPHA", default=0.005)
+LEADERBOARD_DETECTOR_ALPHA = env_float("LEADERBOARD_DETECTOR_ALPHA", default=0.005)
 LEADERBOARD_DETECTOR_MIN_VOTES = env.int("LEADERBOARD_DETECTOR_MIN_VOTES", default=10)
 LEADERBOARD_DETECTOR_CHECKPOINTS = env.int("LEADERBOARD_DETECTOR_CHECKPOINTS", default=5)
 # A visitor or network counts a prompt once per window (seconds); a prompt counted more often than
@@ -269,7 +282,7 @@ ARENA_DUPLICATE_PROMPT_MAX = env.int("ARENA_DUPLICATE_PROMPT_MAX", default=100)
 # Both answers reach the voter on one schedule (a common start, then the same number of characters
 # each tick, bounded by the slower side), so neither's timing tells the two models apart.
 ARENA_PACED_RELAY = env.bool("ARENA_PACED_RELAY", default=True)
-ARENA_PACED_TICK = env.float("ARENA_PACED_TICK", default=0.05)  # seconds between two releases
+ARENA_PACED_TICK = env_float("ARENA_PACED_TICK", default=0.05)  # seconds between two releases
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
@@ -293,34 +306,34 @@ LEADERBOARD_FIT_THREADS = env.int("LEADERBOARD_FIT_THREADS", default=2)
 LEADERBOARD_MIN_VOTES = env.int("LEADERBOARD_MIN_VOTES", default=300)
 
 # --- Upstream calls ------------------------------------------------------------------------------
-UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
-UPSTREAM_FIRST_TOKEN_TIMEOUT = env.float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default=60.0)
-UPSTREAM_TOTAL_TIMEOUT = env.float("UPSTREAM_TOTAL_TIMEOUT", default=300.0)
+UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+UPSTREAM_FIRST_TOKEN_TIMEOUT = env_float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default=60.0)
+UPSTREAM_TOTAL_TIMEOUT = env_float("UPSTREAM_TOTAL_TIMEOUT", default=300.0)
 # Connections one web process holds to the upstreams (each battle streams two answers at once), and
 # seconds an idle one is kept for the next call: it spares the TCP and TLS handshakes.
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=2048)
-UPSTREAM_KEEPALIVE_EXPIRY = env.float("UPSTREAM_KEEPALIVE_EXPIRY", default=30.0)
+UPSTREAM_KEEPALIVE_EXPIRY = env_float("UPSTREAM_KEEPALIVE_EXPIRY", default=30.0)
 # Seconds between two words of a demo model's answer: human-readable pace.
-DEMO_TOKEN_DELAY = env.float("DEMO_TOKEN_DELAY", default=0.03)
+DEMO_TOKEN_DELAY = env_float("DEMO_TOKEN_DELAY", default=0.03)
 
 # --- Local GPU serving (serving/, `manage.py serve_local`) -----------------------------------------
 VLLM_EXECUTABLE = env.str("VLLM_EXECUTABLE", default="vllm")
 # Seconds to wait for a server's /health after launch (loading large weights takes minutes).
-SERVING_STARTUP_TIMEOUT = env.float("SERVING_STARTUP_TIMEOUT", default=1800.0)
-SERVING_POLL_INTERVAL = env.float("SERVING_POLL_INTERVAL", default=2.0)
-SERVING_HEALTH_TIMEOUT = env.float("SERVING_HEALTH_TIMEOUT", default=5.0)
+SERVING_STARTUP_TIMEOUT = env_float("SERVING_STARTUP_TIMEOUT", default=1800.0)
+SERVING_POLL_INTERVAL = env_float("SERVING_POLL_INTERVAL", default=2.0)
+SERVING_HEALTH_TIMEOUT = env_float("SERVING_HEALTH_TIMEOUT", default=5.0)
 # Failed health checks in a row before a server counts as down and is restarted.
 SERVING_HEALTH_FAILURES = env.int("SERVING_HEALTH_FAILURES", default=3)
-SERVING_RESTART_BACKOFF = env.float("SERVING_RESTART_BACKOFF", default=5.0)
-SERVING_RESTART_BACKOFF_MAX = env.float("SERVING_RESTART_BACKOFF_MAX", default=300.0)
+SERVING_RESTART_BACKOFF = env_float("SERVING_RESTART_BACKOFF", default=5.0)
+SERVING_RESTART_BACKOFF_MAX = env_float("SERVING_RESTART_BACKOFF_MAX", default=300.0)
 # Failures in a row before the supervisor gives up and leaves the model in outage.
 SERVING_MAX_FAILURES = env.int("SERVING_MAX_FAILURES", default=5)
 # Seconds of good health after which the failure count starts again from zero.
-SERVING_STABLE_AFTER = env.float("SERVING_STABLE_AFTER", default=600.0)
-SERVING_STOP_GRACE = env.float("SERVING_STOP_GRACE", default=30.0)
+SERVING_STABLE_AFTER = env_float("SERVING_STABLE_AFTER", default=600.0)
+SERVING_STOP_GRACE = env_float("SERVING_STOP_GRACE", default=30.0)
 # Saturation: more queued requests than this, or a fuller KV cache, takes a model out of the draw.
 SERVING_MAX_WAITING = env.int("SERVING_MAX_WAITING", default=0)
-SERVING_MAX_KV_CACHE = env.float("SERVING_MAX_KV_CACHE", default=0.95)
+SERVING_MAX_KV_CACHE = env_float("SERVING_MAX_KV_CACHE", default=0.95)
 
 # --- REST framework -------------------------------------------------------------------------------
 # Request bodies: larger ones get a 413, and JSON nested deeper a 400 (config/parsers.py). A prompt
@@ -403,7 +416,7 @@ LOGGING = {
 # Private variants one organisation may have under test at once (a 4th submission gets a 409).
 PROVIDER_MAX_VARIANTS_UNDER_TEST = env.int("PROVIDER_MAX_VARIANTS_UNDER_TEST", default=3)
 # Sampling weight of every variant, whoever submits it; providers cannot choose it.
-PROVIDER_VARIANT_WEIGHT = env.float("PROVIDER_VARIANT_WEIGHT", default=1.0)
+PROVIDER_VARIANT_WEIGHT = env_float("PROVIDER_VARIANT_WEIGHT", default=1.0)
 # Votes a private variant collects before it leaves the draw, until published or retired.
 PROVIDER_VARIANT_BUDGET = env.int("PROVIDER_VARIANT_BUDGET", default=5000)
 # No retraction: a variant that stopped with this many votes has its final rating disclosed on the
@@ -416,12 +429,12 @@ PROVIDER_FRESH_VOTES = env.int("PROVIDER_FRESH_VOTES", default=2000)
 # A variant's private result is flagged (to its organisation and operators) when one visitor or one
 # network cast more than this share of the votes behind it: a result a few people, or its own
 # organisation, could have made.
-PROVIDER_VOTER_MAX_SHARE = env.float("PROVIDER_VOTER_MAX_SHARE", default=0.2)
+PROVIDER_VOTER_MAX_SHARE = env_float("PROVIDER_VOTER_MAX_SHARE", default=0.2)
 # Requests per API key (DRF rate), and submissions per key (each probes the endpoint).
 PROVIDER_API_RATE = env.str("PROVIDER_API_RATE", default="120/minute")
 PROVIDER_SUBMIT_RATE = env.str("PROVIDER_SUBMIT_RATE", default="30/hour")
 # Seconds the probe of a submitted endpoint may take in all.
-PROVIDER_PROBE_TIMEOUT = env.float("PROVIDER_PROBE_TIMEOUT", default=10.0)
+PROVIDER_PROBE_TIMEOUT = env_float("PROVIDER_PROBE_TIMEOUT", default=10.0)
 # Whether a variant may live at a loopback, private or link-local address or speak plain http.
 # Off in production, so that a submitted base_url cannot reach the arena's own network.
 PROVIDER_ALLOW_PRIVATE_URLS = env.bool("PROVIDER_ALLOW_PRIVATE_URLS", default=DEBUG)

@@ -53,3 +53,13 @@ def test_production_refuses_to_start_without_an_encryption_key() -> None:
     result = manage("check", **env)
     assert result.returncode != 0
     assert "FIELD_ENCRYPTION_KEY is required" in result.stderr
+
+
+def test_a_number_in_the_environment_is_read_as_python_reads_it_or_refused() -> None:
+    show = "from django.conf import settings; print(settings.ARENA_READING_CHARS_PER_SECOND)"
+    result = manage("shell", "-c", show, ARENA_READING_CHARS_PER_SECOND="1e9")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "1000000000.0"  # django-environ alone read "1e9" as 19
+    result = manage("check", ARENA_READING_CHARS_PER_SECOND="fast")
+    assert result.returncode != 0
+    assert "ARENA_READING_CHARS_PER_SECOND must be a number, not 'fast'" in result.stderr
