@@ -39,26 +39,12 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from streaming import OPEN_GATE as OFF  # noqa: E402  (the gate switched off, as the streaming bench runs it)
+
 from arena.solve_challenge import solved_payload  # noqa: E402  (the repository root, put on the path above)
 
 HOST = "127.0.0.1"
 PROMPTS = ["Why is the sky blue?", "How do tides work?", "What is a prime number?", "Explain recursion."]
-OFF = {
-    "ARENA_REQUIRE_CONSENT": "false",
-    "ARENA_CHALLENGE": "off",
-    "ARENA_READING_CHARS_PER_SECOND": "1000000000",  # django-environ reads "1e9" as 19
-    **{
-        cap: "1000000000"
-        for cap in (
-            "ARENA_BATTLES_PER_VISITOR_HOUR",
-            "ARENA_BATTLES_PER_NETWORK_HOUR",
-            "ARENA_VOTES_PER_VISITOR_DAY",
-            "ARENA_VOTES_PER_NETWORK_DAY",
-            "ARENA_OPEN_BATTLES_PER_VISITOR",
-            "ARENA_OPEN_BATTLES_PER_NETWORK",
-        )
-    },
-}
 READING_CHARS_PER_SECOND = 50.0  # the default of ARENA_READING_CHARS_PER_SECOND
 
 
