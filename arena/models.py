@@ -225,6 +225,10 @@ class Vote(models.Model):
         TOO_FAST = "too_fast", "cast faster than a person could read both answers"
         ANOMALOUS_VOTER = "anomalous_voter", "the voter's votes lie far beyond what the board predicts"
         DUPLICATE_PROMPT = "duplicate_prompt", "a prompt repeated by its voter, or seen too often"
+        VOTE_SURGE = (
+            "vote_surge",
+            "cast by a new voter on a model and day whose battles were voted on far beyond the usual rate",
+        )
 
     battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="votes")
     winner = models.CharField(max_length=8, choices=Winner.choices)
@@ -340,16 +344,18 @@ class Visitor(models.Model):
 
 
 class VoterFlag(models.Model):
-    """A voter the detector found anomalous (leaderboard.integrity): a visitor, or a network.
+    """A voter the detector found anomalous (leaderboard.integrity): a visitor, a network, or the
+    crowd of new voters on one model on one day (a surge: `voter_hash` is "<model id>@<date>").
 
-    Its votes are excluded (Vote.Exclusion.ANOMALOUS_VOTER) until an operator restores it. The
-    statistics are for operators only: no public response carries them, so the detector's
+    Its votes are excluded (ANOMALOUS_VOTER, or VOTE_SURGE for a surge) until an operator restores
+    it. The statistics are for operators only: no public response carries them, so the detector's
     thresholds cannot be read off its flags.
     """
 
     class Kind(models.TextChoices):
         VISITOR = "visitor"
         NETWORK = "network"
+        SURGE = "surge"
 
     class State(models.TextChoices):
         FLAGGED = "flagged", "flagged: votes excluded, waiting for review"
@@ -362,9 +368,13 @@ class VoterFlag(models.Model):
     votes = models.PositiveIntegerField(default=0, help_text="Votes scored when last flagged.")
     surprise_p = models.FloatField(null=True, blank=True)
     targeted_z = models.FloatField(null=True, blank=True)
+    # Voted only on the battles of target_model, far beyond chance; for a surge, its day's p-value.
+    selective_p = models.FloatField(null=True, blank=True)
     target_model = models.ForeignKey(LLM, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    # Votes up to this id were cleared by an operator's restore: they are never judged again.
+    # Votes up to this id, and battles up to this time, were cleared by an operator's restore: they
+    # are never judged again.
     cleared_through = models.BigIntegerField(default=0)
+    cleared_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -375,6 +385,10 @@ class VoterFlag(models.Model):
         return f"{self.kind} {self.voter_hash[:12]} ({self.state})"
 
     def votes_of_voter(self) -> models.QuerySet[Vote]:
+        if self.kind == self.Kind.SURGE:
+            model, day = self.voter_hash.split("@")
+            on_model = Q(battle__model_a_id=model) | Q(battle__model_b_id=model)
+            return Vote.objects.filter(on_model, battle__created__date=day)
         return Vote.objects.filter(**{f"battle__{self.kind}_hash": self.voter_hash})
 
     @transaction.atomic
@@ -387,15 +401,13 @@ class VoterFlag(models.Model):
     def restore(self, user: Any) -> int:
         """Count the voter's votes again (only those excluded as anomalous); returns how many."""
         last = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        now = timezone.now()
         VoterFlag.objects.filter(pk=self.pk).update(
-            state=self.State.RESTORED, cleared_through=last, updated=timezone.now()
+            state=self.State.RESTORED, cleared_through=last, cleared_at=now, updated=now
         )
-        self.state, self.cleared_through = self.State.RESTORED, last
-        restored = (
-            self.votes_of_voter()
-            .filter(excluded=Vote.Exclusion.ANOMALOUS_VOTER)
-            .update(excluded=Vote.Exclusion.NONE)
-        )
+        self.state, self.cleared_through, self.cleared_at = self.State.RESTORED, last, now
+        reason = Vote.Exclusion.VOTE_SURGE if self.kind == self.Kind.SURGE else Vote.Exclusion.ANOMALOUS_VOTER
+        restored = self.votes_of_voter().filter(excluded=reason).update(excluded=Vote.Exclusion.NONE)
         VoterFlagAction.objects.create(
             flag=self, action=VoterFlagAction.Action.RESTORE, user=user, votes=restored
         )

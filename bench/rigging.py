@@ -98,6 +98,9 @@ TASTE_SD = 0.3  # logits: each honest visitor's personal shift of each model's s
 INATTENTION = (1.0, 19.0)  # Beta parameters of the share of a visitor's votes that are random clicks
 TIE_PEAK = 0.4  # tie or both-bad share between two equal models
 UNDEFENDED_BATTLES_PER_MINUTE = 30  # the only limit before the gate, per address
+VOTE_RATE = 0.6  # share of honest battles that get a vote
+PULL_SD = 0.2  # logits: each model's lasting pull on whether its battles get a vote
+STRATEGIES = ("target-only", "omnipresent", "camouflage")
 STEP = 1.1  # each attack step has 10% more battles than the last
 
 
@@ -116,6 +119,7 @@ class Defences:
     open_battles_per_network: int
     hashes_per_second: float  # the attacker's native solver, one core
     detector: bool = True  # per visitor and per network, flagged voters' votes excluded
+    windows: bool = True  # selective voting per model and day, flagged days' votes on the model excluded
     too_fast: bool = False  # off here: the simulated votes carry no reading times
 
     @classmethod
@@ -155,25 +159,36 @@ class Defences:
 
 @dataclass(frozen=True)
 class World:
+    theta: np.ndarray  # true strengths
     weight: np.ndarray  # sampling weights
-    a: np.ndarray
+    days: int  # the history's length
+    a: np.ndarray  # the votes, in the order cast
     b: np.ndarray
     outcome: np.ndarray
     visitor: np.ndarray
     network: np.ndarray
+    day: np.ndarray
     n_visitors: int
     n_networks: int
+    battle_a: np.ndarray  # every battle, voted or not, in time order
+    battle_b: np.ndarray
+    battle_voted: np.ndarray
+    battle_day: np.ndarray
+    battle_visitor: np.ndarray
+    battle_network: np.ndarray
 
 
 @dataclass(frozen=True)
 class Attack:
-    """The attacker's battles in order; the ones it voted in, with their battle number."""
+    """The attacker's battles in order (all_a, all_b); the ones it voted in, with their battle number."""
 
     battles: int
     a: np.ndarray
     b: np.ndarray
     outcome: np.ndarray
     battle: np.ndarray
+    all_a: np.ndarray
+    all_b: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,8 @@ class Outcome:
     excluded: float  # share of the attacker's votes excluded
     honest_flagged: float  # share of scored honest visitors and networks flagged
     honest_excluded: float  # share of honest votes excluded
-    attacker_flagged: bool  # any of the attacker's networks
+    attacker_flagged: bool  # any of the attacker's networks, or any of its votes on a flagged day
+    honest_days_flagged: float = 0.0  # share of the (day, model) cells without the attacker flagged
 
 
 @dataclass(frozen=True)
@@ -209,7 +225,9 @@ def draw_pairs(rng: np.random.Generator, weight: np.ndarray, n: int) -> tuple[np
     return np.where(swap, second, first), np.where(swap, first, second)
 
 
-def honest_world(rng: np.random.Generator, models: int, votes: int, visitors: int, networks: int) -> World:
+def honest_world(
+    rng: np.random.Generator, models: int, votes: int, visitors: int, networks: int, votes_per_day: int
+) -> World:
     theta = np.sort(rng.normal(0.0, 0.7, models))
     weight = np.where(rng.random(models) < 0.25, 2.0, 1.0)
     per_visitor = rng.lognormal(math.log(4.0), 1.5, visitors)
@@ -223,7 +241,21 @@ def honest_world(rng: np.random.Generator, models: int, votes: int, visitors: in
 
     visitor = rng.permutation(np.repeat(np.arange(visitors), per_visitor))  # votes in time order
     n = visitor.size
-    a, b = draw_pairs(rng, weight, n)
+    # Battles in time order, each voted with a chance set by its models' pull and nothing else:
+    # before the vote nobody knows the models. Enough are drawn for n votes; the rest are dropped.
+    pull = rng.normal(0.0, PULL_SD, models)
+    battle_a, battle_b = draw_pairs(rng, weight, math.ceil(1.3 * n / VOTE_RATE))
+    chance = expit(math.log(VOTE_RATE / (1 - VOTE_RATE)) + pull[battle_a] + pull[battle_b])
+    battle_voted = rng.random(battle_a.size) < chance
+    last = int(np.flatnonzero(battle_voted)[n - 1]) + 1
+    battle_a, battle_b, battle_voted = battle_a[:last], battle_b[:last], battle_voted[:last]
+    days = max(1, math.ceil(n / votes_per_day))
+    battle_day = np.sort(rng.integers(0, days, last))
+    a, b, day = battle_a[battle_voted], battle_b[battle_voted], battle_day[battle_voted]
+    # Whoever left a battle unvoted is a voter too: in proportion to the votes they cast.
+    battle_visitor = visitor[rng.integers(0, n, last)]
+    battle_visitor[battle_voted] = visitor
+
     p = expit(theta[a] + taste[visitor, a] - theta[b] - taste[visitor, b])
     tie = TIE_PEAK * (1.0 - np.abs(2.0 * p - 1.0))
     u = rng.random(n)
@@ -233,7 +265,25 @@ def honest_world(rng: np.random.Generator, models: int, votes: int, visitors: in
         [rating.A_WINS, rating.B_WINS, rating.TIE, rating.BOTH_BAD], n, p=[0.45, 0.45, 0.05, 0.05]
     )
     outcome = np.where(rng.random(n) < inattention[visitor], click, outcome)
-    return World(weight, a, b, outcome, visitor, network_of[visitor], visitors, networks)
+    return World(
+        theta,
+        weight,
+        days,
+        a,
+        b,
+        outcome,
+        visitor,
+        network_of[visitor],
+        day,
+        visitors,
+        networks,
+        battle_a,
+        battle_b,
+        battle_voted,
+        battle_day,
+        battle_visitor,
+        network_of[battle_visitor],
+    )
 
 
 def identify(rng: np.random.Generator, model: np.ndarray, models: int) -> np.ndarray:
@@ -243,7 +293,7 @@ def identify(rng: np.random.Generator, model: np.ndarray, models: int) -> np.nda
 
 
 def attack_battles(
-    rng: np.random.Generator, world: World, above: np.ndarray, target: int, omnipresent: bool, battles: int
+    rng: np.random.Generator, world: World, above: np.ndarray, target: int, strategy: str, battles: int
 ) -> Attack:
     """The attacker's first `battles` battles and its votes in them (see the module docstring)."""
     models = world.weight.size
@@ -253,13 +303,18 @@ def attack_battles(
     ta, tb = seen_a == target, seen_b == target
     vote[ta & ~tb] = rating.A_WINS
     vote[tb & ~ta] = rating.B_WINS
-    if omnipresent:
-        free = ~ta & ~tb
+    free = vote < 0
+    if strategy == "omnipresent":
         na, nb = np.isin(seen_a, above), np.isin(seen_b, above)
         vote[free & na & ~nb] = rating.B_WINS
         vote[free & nb & ~na] = rating.A_WINS
+    elif strategy == "camouflage":  # every other battle gets the vote an honest voter would cast
+        honest = np.where(
+            rng.random(battles) < expit(world.theta[a] - world.theta[b]), rating.A_WINS, rating.B_WINS
+        )
+        vote[free] = honest[free]
     battle = np.flatnonzero(vote >= 0)
-    return Attack(battles, a[battle], b[battle], vote[battle], battle)
+    return Attack(battles, a[battle], b[battle], vote[battle], battle, a, b)
 
 
 def board(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, models: int) -> np.ndarray:
@@ -319,6 +374,14 @@ class Trial:
     def rank(self, a: np.ndarray, b: np.ndarray, o: np.ndarray) -> int:
         return published_rank(a, b, o, self.models, self.rounds, self.target)
 
+    def attack_days(self, attack: Attack, battles: int, networks: int) -> np.ndarray:
+        """The day of each of the first `battles` attack battles: the attack ends with the history,
+        its networks running side by side as fast as their caps allow (see `Defences.pace`)."""
+        k = int(np.searchsorted(attack.battle, battles))
+        rate = networks * self.defences.pace(k / max(battles, 1))
+        hours_before_end = (battles - np.arange(battles)) / rate
+        return np.maximum(0, self.world.days - 1 - (hours_before_end // 24).astype(np.int64))
+
     def defended(self, attack: Attack, battles: int, networks: int, previous: Flags) -> tuple[Outcome, Flags]:
         """Outcome and flags after `battles` battles over `networks` networks, a fresh visitor each."""
         w = self.world
@@ -328,7 +391,7 @@ class Trial:
         n_visitors, n_networks = w.n_visitors + battles, w.n_networks + networks
         was = _padded(previous.visitor, n_visitors)[visitor] | _padded(previous.network, n_networks)[network]
         flags = Flags(np.zeros(n_visitors, dtype=bool), np.zeros(n_networks, dtype=bool))
-        scored = 0
+        judged = [np.zeros(n_visitors, dtype=bool), np.zeros(n_networks, dtype=bool)]
         if self.defences.detector:
             theta = board(a[~was], b[~was], o[~was], self.models)
             by_visitor, by_network = (
@@ -336,11 +399,54 @@ class Trial:
                 for i, (who, count) in enumerate(((visitor, n_visitors), (network, n_networks)))
             )
             flags = Flags(by_visitor.flagged, by_network.flagged)
-            scored = by_visitor.scored[: w.n_visitors].sum() + by_network.scored[: w.n_networks].sum()
+            judged = [by_visitor.scored, by_network.scored]
+        days_flagged = 0.0
+        if self.defences.windows:
+            attack_day = self.attack_days(attack, battles, networks)
+            attack_voted = np.zeros(battles, dtype=bool)
+            attack_voted[attack.battle[:k]] = True
+            battle_a = np.concatenate([w.battle_a, attack.all_a[:battles]])
+            battle_b = np.concatenate([w.battle_b, attack.all_b[:battles]])
+            battle_voted = np.concatenate([w.battle_voted, attack_voted])
+            windows = integrity.score_windows(
+                np.concatenate([w.battle_day, attack_day]),
+                battle_a,
+                battle_b,
+                battle_voted,
+                w.days,
+                self.models,
+            )
+            for i, (who, count, flagged) in enumerate(
+                (
+                    (np.r_[w.battle_visitor, w.n_visitors + np.arange(battles)], n_visitors, flags.visitor),
+                    (
+                        np.r_[w.battle_network, w.n_networks + np.arange(battles) % networks],
+                        n_networks,
+                        flags.network,
+                    ),
+                )
+            ):
+                selective = integrity.score_selective(
+                    who, battle_a, battle_b, battle_voted, count, windows.pull
+                )
+                if i == 0:
+                    crowd_visitors = selective.battles < integrity.MIN_VOTES
+                flagged |= selective.flagged
+                judged[i] = judged[i] | (selective.battles >= integrity.MIN_VOTES)
         excluded = flags.visitor[visitor] | flags.network[network]
+        if self.defences.windows:
+            day = np.concatenate([w.day, attack_day[attack.battle[:k]]])
+            crowd = crowd_visitors[visitor]
+            excluded |= crowd & (windows.flagged[day, a] | windows.flagged[day, b])
+            attacked = np.zeros_like(windows.flagged)
+            attacked[attack_day, attack.all_a[:battles]] = True
+            attacked[attack_day, attack.all_b[:battles]] = True
+            honest_cells = (windows.battles > 0) & ~attacked
+            days_flagged = float(windows.flagged[honest_cells].mean())
         rank = self.rank(a[~excluded], b[~excluded], o[~excluded])
         honest = w.a.size
         flagged = flags.visitor[: w.n_visitors].sum() + flags.network[: w.n_networks].sum()
+        scored = judged[0][: w.n_visitors].sum() + judged[1][: w.n_networks].sum()
         outcome = Outcome(
             battles,
             k,
@@ -348,7 +454,8 @@ class Trial:
             float(excluded[honest:].mean()) if k else 0.0,
             float(flagged / max(scored, 1)),
             float(excluded[:honest].mean()),
-            bool(flags.network[w.n_networks :].any()),
+            bool(flags.network[w.n_networks :].any() or excluded[honest:].any()),
+            days_flagged,
         )
         return outcome, flags
 
@@ -375,7 +482,7 @@ def _padded(flags: np.ndarray, size: int) -> np.ndarray:
 
 def _empty_attack() -> Attack:
     empty = np.zeros(0, dtype=np.int64)
-    return Attack(0, empty, empty, empty, empty)
+    return Attack(0, empty, empty, empty, empty, empty, empty)
 
 
 @dataclass(frozen=True)
@@ -440,15 +547,15 @@ def attacks_on(trial: Trial, ahead: np.ndarray, seed: int, budget: int) -> list[
             strategy,
             lift,
             attack_battles(
-                np.random.default_rng([seed, lift, strategy == "omnipresent"]),
+                np.random.default_rng([seed, lift, STRATEGIES.index(strategy)]),
                 trial.world,
                 ahead[:lift],
                 trial.target,
-                strategy == "omnipresent",
+                strategy,
                 budget,
             ),
         )
-        for strategy in ("target-only", "omnipresent")
+        for strategy in STRATEGIES
         for lift in (1, 5)
     ]
 
@@ -485,6 +592,7 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=50_000, help="honest votes")
     parser.add_argument("--visitors", type=int, default=4000, help="honest visitors")
     parser.add_argument("--networks", type=int, default=400, help="honest networks")
+    parser.add_argument("--votes-per-day", type=int, default=2000, help="honest votes a day")
     parser.add_argument("--attacker-networks", type=int, default=1)
     parser.add_argument(
         "--sweep", default="3,10,30,100", help="attacker networks for the sweep ('' for none)"
@@ -523,10 +631,17 @@ def main() -> None:
 
     rows: list[tuple[Row, Row]] = []
     flagged: list[float] = []
+    honest_votes: list[float] = []
+    honest_days: list[float] = []
     sweep = [int(n) for n in args.sweep.split(",") if n]
     for index, seed in enumerate(int(s) for s in args.seeds.split(",")):
         world = honest_world(
-            np.random.default_rng(seed), args.models, args.votes, args.visitors, args.networks
+            np.random.default_rng(seed),
+            args.models,
+            args.votes,
+            args.visitors,
+            args.networks,
+            args.votes_per_day,
         )
         honest = rating.rate(world.a, world.b, world.outcome, args.models, bootstrap=args.rounds, seed=0)
         target = mid_table_target(honest, args.models)
@@ -539,7 +654,8 @@ def main() -> None:
             f"visitors in {world.n_networks} networks; target at rank {trial.undefended_baseline.rank} "
             f"({trial.baseline.rank} after the detector's exclusions); with no attack "
             f"{100 * trial.baseline.honest_flagged:.2f}% of the honest visitors and networks scored are "
-            f"flagged, {100 * trial.baseline.honest_excluded:.2f}% of honest votes excluded"
+            f"flagged, {100 * trial.baseline.honest_days_flagged:.2f}% of the (day, model) cells flagged, "
+            f"{100 * trial.baseline.honest_excluded:.2f}% of honest votes excluded ({world.days} days)"
         )
         attacks = attacks_on(trial, ahead, seed, args.budget)
         world_rows = []
@@ -550,6 +666,8 @@ def main() -> None:
         print_rows(world_rows)
         rows += world_rows
         flagged += [trial.baseline.honest_flagged] + [on.found.outcome.honest_flagged for _, on in world_rows]
+        honest_votes.append(trial.baseline.honest_excluded)
+        honest_days.append(trial.baseline.honest_days_flagged)
 
         if sweep and index == 0:
             print()
@@ -567,10 +685,15 @@ def main() -> None:
     def weakest(strategy: str) -> str:
         return min((ratio(on, off) for off, on in rows if off.strategy == strategy), key=lambda r: r[0])[1]
 
-    excluded = min(on.found.outcome.excluded for _, on in rows)
+    excluded = min(on.found.outcome.excluded for off, on in rows if off.strategy != "camouflage")
     print()
     print(
         f"({time.perf_counter() - started:.0f} s; the last line takes the weakest lift, world and attacker)"
+    )
+    print(
+        f"camouflage (a vote in every battle, honest where the target is absent): weakest ratio "
+        f"{weakest('camouflage')}; with no attack, honest votes excluded at most "
+        f"{100 * max(honest_votes):.2f}%, (day, model) cells flagged at most {100 * max(honest_days):.2f}%"
     )
     print(
         f"rigging cost ratio: target-only {weakest('target-only')}, omnipresent {weakest('omnipresent')}; "

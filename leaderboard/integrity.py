@@ -195,3 +195,182 @@ def _taste_sd(total: np.ndarray, n: np.ndarray) -> float:
     while excess_median(high) > 0:
         high *= 4.0
     return float(np.sqrt(scipy.optimize.brentq(excess_median, 0.0, high, xtol=1e-8)))
+
+
+# --- Selective voting, judged per model and day --------------------------------------------------
+# Before the vote nobody knows which models answered, so whether a battle gets a vote cannot depend
+# on its models, apart from each model's own lasting pull (one that errors or refuses is voted on
+# less, by everyone). A rigger votes where it recognises its target and walks away from the rest:
+# on the days it works, battles with the target are voted on far more often than that model's usual
+# rate. This is judged on battles, voted or not, pooled over every voter, so it holds however many
+# cookies and networks the rigger spreads over; and since it never looks at who won, excluding a
+# flagged day's votes on the model freezes its rating there without pushing it either way.
+
+# Battles with the model that day below this say too little to risk a day's votes.
+MIN_WINDOW_BATTLES = 20
+# A flagged day sets aside the new voters' votes on the model that day, honest ones with the rest,
+# so it needs stronger evidence than a voter's flag.
+WINDOW_ALPHA = ALPHA / 10
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """One row per window, one column per model."""
+
+    battles: np.ndarray  # int: battles with the model in the window
+    voted: np.ndarray  # int: of those, voted on
+    expected: np.ndarray  # votes expected at the model's usual rate, given the window's votes
+    z: np.ndarray  # over-voting, scaled by the days' dispersion (NaN where no battles)
+    p: np.ndarray  # one-sided, Bonferroni-corrected over the models with battles in the window
+    flagged: np.ndarray  # bool
+    dispersion: float  # variance of honest days relative to the hypergeometric null (>= 1)
+    pull: np.ndarray  # per model: its lasting odds of being voted on against the others (psi)
+
+
+def score_windows(
+    window: np.ndarray,
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    voted: np.ndarray,
+    n_windows: int,
+    n_models: int,
+    *,
+    alpha: float = WINDOW_ALPHA,
+    min_battles: int = MIN_WINDOW_BATTLES,
+) -> WindowScores:
+    """Which (window, model) cells had their battles voted on far beyond the model's usual rate.
+
+    Every battle is given, voted or not. In window d, with B battles of which V were voted, the votes
+    among the T battles with model m follow Fisher's noncentral hypergeometric law with odds psi_m, the
+    model's lasting odds of being voted on against the other models: the median over windows of the
+    window's log odds ratio, so a few attacked days cannot raise their own bar. Honest days vary more
+    than that law says (outages, prompt mixes); the variance factor is the median z^2 over the cells
+    with enough battles, over the chi-squared(1) median, and never below 1.
+    """
+    w = np.asarray(window, dtype=np.int64)
+    a = np.asarray(model_a, dtype=np.int64)
+    b = np.asarray(model_b, dtype=np.int64)
+    v = np.asarray(voted, dtype=bool)
+    if not (w.ndim == 1 and w.shape == a.shape == b.shape == v.shape):
+        raise ValueError("window, model_a, model_b and voted must be 1-D arrays of the same length")
+    if w.size and (w.min() < 0 or w.max() >= n_windows):
+        raise ValueError(f"window indices must lie in [0, {n_windows})")
+    if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_models):
+        raise ValueError(f"model indices must lie in [0, {n_models})")
+    if min_battles < 1 or not 0 < alpha < 1:
+        raise ValueError("min_battles must be >= 1 and alpha in (0, 1)")
+
+    cells = n_windows * n_models
+    per_window = np.bincount(w, minlength=n_windows)
+    votes_window = np.bincount(w, v, minlength=n_windows)
+    ka, kb = w * n_models + a, w * n_models + b
+    t = (np.bincount(ka, minlength=cells) + np.bincount(kb, minlength=cells)).reshape(n_windows, n_models)
+    x = (np.bincount(ka, v, cells) + np.bincount(kb, v, cells)).reshape(n_windows, n_models)
+    big_b = np.broadcast_to(per_window[:, None], t.shape)
+    big_v = np.broadcast_to(votes_window[:, None], t.shape)
+
+    # Each window's 2x2 table (battles with m or without, voted or not), with half a battle added
+    # to each count so an empty one stays finite.
+    log_or = np.log((x + 0.5) * (big_b - t - big_v + x + 0.5) / ((t - x + 0.5) * (big_v - x + 0.5)))
+    present = t > 0
+    psi = np.ones(n_models)
+    for m in range(n_models):
+        if present[:, m].any():
+            psi[m] = np.exp(np.median(log_or[present[:, m], m]))
+
+    testable = present & (big_v > 0) & (big_v < big_b) & (t < big_b)
+    expected = np.full(t.shape, np.nan)
+    var = np.full(t.shape, np.nan)
+    if testable.any():
+        odds = np.broadcast_to(psi[None, :], t.shape)
+        mean, variance = scipy.stats.nchypergeom_fisher.stats(
+            big_b[testable], t[testable], big_v[testable], odds[testable], moments="mv"
+        )
+        expected[testable], var[testable] = mean, variance
+    z = np.full(t.shape, np.nan)
+    ok = testable & (var > 0)
+    z[ok] = (x[ok] - expected[ok]) / np.sqrt(var[ok])
+
+    wide = ok & (t >= min_battles)
+    dispersion = 1.0
+    if wide.any():
+        dispersion = max(1.0, float(np.median(z[wide] ** 2)) / _CHI2_1_MEDIAN)
+    z = z / np.sqrt(dispersion)
+    models_present = present.sum(axis=1, keepdims=True)
+    p = np.where(ok, np.minimum(1.0, scipy.stats.norm.sf(z) * models_present), np.nan)
+    flagged = wide & (p <= alpha)
+    return WindowScores(t, x, expected, z, p, flagged, dispersion, psi)
+
+
+@dataclass(frozen=True)
+class SelectiveScores:
+    """One entry per voter. Voters with fewer than min_battles battles have NaN p and model -1."""
+
+    battles: np.ndarray  # int
+    voted: np.ndarray  # int
+    p: np.ndarray  # one-sided, Bonferroni-corrected over the models the voter voted on
+    model: np.ndarray  # int: the model whose battles the voter voted on most beyond chance
+    flagged: np.ndarray  # bool
+
+
+def score_selective(
+    voter: np.ndarray,
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    voted: np.ndarray,
+    n_voters: int,
+    pull: np.ndarray,
+    *,
+    alpha: float = ALPHA,
+    min_battles: int = MIN_VOTES,
+) -> SelectiveScores:
+    """Which voters vote on the battles of one model far more often than on the others.
+
+    Every battle is given, voted or not. A voter with B battles, V of them voted, T with model m and x
+    of those voted: x follows Fisher's noncentral hypergeometric law with odds pull[m] (the model's
+    lasting pull, `score_windows`) for a voter who cannot see the models before voting. The p-value
+    is exact; the fast central law screens the cells first, since the pull moves it little.
+    """
+    v = np.asarray(voter, dtype=np.int64)
+    a = np.asarray(model_a, dtype=np.int64)
+    b = np.asarray(model_b, dtype=np.int64)
+    d = np.asarray(voted, dtype=bool)
+    pull = np.asarray(pull, dtype=np.float64)
+    if not (v.ndim == 1 and v.shape == a.shape == b.shape == d.shape):
+        raise ValueError("voter, model_a, model_b and voted must be 1-D arrays of the same length")
+    if v.size and (v.min() < 0 or v.max() >= n_voters):
+        raise ValueError(f"voter indices must lie in [0, {n_voters})")
+    n_models = pull.size
+    if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_models):
+        raise ValueError(f"model indices must lie in [0, {n_models}), one pull each")
+
+    battles = np.bincount(v, minlength=n_voters)
+    votes = np.bincount(v, d, minlength=n_voters).astype(np.int64)
+    scored = (battles >= min_battles) & (votes > 0) & (votes < battles)
+    keep = scored[v]
+    # Cells (voter, model) only for the voters scored, and only where the voter voted on the model.
+    key = np.concatenate([v[keep] * n_models + a[keep], v[keep] * n_models + b[keep]])
+    was_voted = np.concatenate([d[keep], d[keep]])
+    cells, inverse = np.unique(key, return_inverse=True)
+    t = np.bincount(inverse, minlength=cells.size)
+    x = np.bincount(inverse, was_voted, minlength=cells.size).astype(np.int64)
+    who, model = cells // n_models, cells % n_models
+    met = np.bincount(who[x > 0], minlength=n_voters)
+
+    big_b, big_v = battles[who], votes[who]
+    p = np.ones(cells.size)
+    screen = (x > 0) & (scipy.stats.hypergeom.sf(x - 1, big_b, t, big_v) * met[who] <= 100 * alpha)
+    p[screen] = scipy.stats.nchypergeom_fisher.sf(
+        x[screen] - 1, big_b[screen], t[screen], big_v[screen], pull[model[screen]]
+    )
+    p = np.minimum(1.0, p * met[who])
+
+    out_p = np.full(n_voters, np.nan)
+    out_model = np.full(n_voters, -1, dtype=np.int64)
+    order = np.lexsort((p, who))  # each voter's cells, smallest p first
+    first = order[np.r_[True, who[order][1:] != who[order][:-1]]] if order.size else order
+    out_p[who[first]], out_model[who[first]] = p[first], model[first]
+    out_p[~scored] = np.nan
+    out_model[~scored] = -1
+    flagged = scored & (np.nan_to_num(out_p, nan=1.0) <= alpha)
+    return SelectiveScores(battles, votes, out_p, out_model, flagged)

@@ -8,7 +8,7 @@ from leaderboard import integrity_service
 
 
 class Command(BaseCommand):
-    help = "Run the integrity sweep now, in this process: duplicate prompts, then anomalous voters."
+    help = "Run the integrity sweep now, in this process: duplicate prompts, anomalous voters, vote surges."
 
     def handle(self, *args: Any, **options: Any) -> None:
         done = integrity_service.sweep()
@@ -16,6 +16,6 @@ class Command(BaseCommand):
             self.stdout.write("Nothing done: a sweep is running.")
             return
         self.stdout.write(
-            f"{done.duplicate_votes} duplicate-prompt votes excluded; {done.flags} voters flagged, "
-            f"{done.anomalous_votes} of their votes excluded."
+            f"{done.duplicate_votes} duplicate-prompt votes excluded; {done.flags} voters and model days "
+            f"flagged, {done.anomalous_votes} anomalous-voter and {done.surge_votes} vote-surge votes excluded."
         )
