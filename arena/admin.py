@@ -72,6 +72,7 @@ class VoterFlagAdmin(admin.ModelAdmin):
         "votes",
         "surprise_p",
         "targeted_z",
+        "selective_p",
         "target_model",
         "updated",
     ]
@@ -84,8 +85,10 @@ class VoterFlagAdmin(admin.ModelAdmin):
         "votes",
         "surprise_p",
         "targeted_z",
+        "selective_p",
         "target_model",
         "cleared_through",
+        "cleared_at",
         "created",
         "updated",
     ]

@@ -16,7 +16,11 @@ Honest history (one world per seed)
     model's strength shifted by N(0, 0.3^2) logits) and an inattention rate (Beta(1, 19): that share
     of their votes is a random click). Ties and both-bad votes come up 40% of the time between equal
     models (a third of them both-bad), less between unequal ones, drawn so that counting them as
-    half a win keeps the expected score.
+    half a win keeps the expected score. Not every battle gets a vote: 60% do, by a chance that
+    depends on the two models' lasting pull (N(0, 0.2^2) logits each: some models error or refuse
+    more) and on nothing else, since nobody knows the models before voting; the unvoted battles
+    belong to the same visitors, in proportion to their votes. The history runs over days of
+    `--votes-per-day` votes.
 
 Attacker
     Wants to lift a mid-table model by 1 and by 5 ranks of the *published* rank, from where the
@@ -32,18 +36,27 @@ Attacker
     target-only   votes for the target whenever it believes the target is in the battle.
     omnipresent   also votes, in battles without the target, against whichever of the `lift` models
                   counted above the target (nearest lower bound first) is there (Min et al., ICML 2025).
+    camouflage    target-only, and in every other battle casts the vote an honest voter would: it
+                  never walks away from a battle, so its choice of battles gives nothing away, and
+                  it pays with a vote for every battle (the caps on votes bind).
     Undefended (before the gate): one address, a new visitor cookie per battle, 30 battles a minute,
     every vote counted. Defended: the platform's settings (config/settings.py, read without a
-    database): every battle pays proof-of-work; caps per visitor and per network; the
-    detector (leaderboard.integrity) scores every visitor and every network with enough votes, and
-    flagged voters' votes are excluded before the board is recomputed. It runs at every step of the
-    attack, each voter judged against the board of the previous step (which leaves out the votes
-    flagged then), as a periodic task would. The attacker owns `--attacker-networks` networks
-    (default 1: one machine, one address, as in the issue), spreads its battles evenly over them,
-    still takes a new cookie per battle (so the per-visitor caps and proof-of-work steps never see it
-    twice), and runs each network as fast as its caps allow: ARENA_BATTLES_PER_NETWORK_HOUR battles
-    an hour, fewer where ARENA_VOTES_PER_NETWORK_DAY binds first (its votes per battle times its
-    battles a day at most the cap).
+    database): every battle pays proof-of-work; caps per visitor and per network; the detector
+    (leaderboard.integrity) scores every visitor and every network with enough votes on its votes
+    (the outcome tests) and on its battles (selective voting: voting where one model answered and
+    walking away from the rest), and every (day, model) on all its battles (a vote surge: the model's
+    battles voted on far beyond its usual rate that day, however many cookies and networks cast
+    them). Flagged voters' votes are excluded, and on a flagged day the votes on the model of the
+    visitors with fewer battles than the detector's minimum; then the board is recomputed. It runs
+    at every step of the attack, each voter judged against the board of the previous step (which
+    leaves out the votes flagged then), as a periodic task would. The attack ends with the history:
+    its battles fall on the last days at the pace below, among that day's honest battles. The
+    attacker owns `--attacker-networks` networks (default 1: one machine, one address, as in the
+    issue), spreads its battles evenly over them, still takes a new cookie per battle (so the
+    per-visitor caps and proof-of-work steps never see it twice), and runs each network as fast as
+    its caps allow: ARENA_BATTLES_PER_NETWORK_HOUR battles an hour, fewer where
+    ARENA_VOTES_PER_NETWORK_DAY binds first (its votes per battle times its battles a day at most
+    the cap).
 
 Proof-of-work
     A battle's challenge has maxNumber = ARENA_POW_BASE * 2**(visitor's battles this hour /
@@ -65,14 +78,19 @@ Cost
     the target within `--budget` battles shows ">budget", and its ratio is a lower bound (">").
 
 Columns
-    "caught at" is the number of attacker votes at the step its first network was flagged;
+    "caught at" is the number of attacker votes at the step its first network, or its first day on
+    a model, was flagged;
     "excluded" the share of its votes excluded where the search stopped (the lift, or the budget);
     "honest flagged" the share of the honest visitors and networks with enough votes to be scored
     that the detector flags there. The sweep (first world) repeats the defended search for attackers
-    with more networks: the detector judges each network alone, so an attacker with enough networks
-    to keep each below detection pays only the caps' address-hours and the proof-of-work. The last
+    with more networks: the voter tests judge each network alone, so an attacker with enough
+    networks keeps each below them; the day test still sees its battles pooled, unless the attack is
+    too small to stand out of a day's honest battles (a few dozen votes can move a published rank
+    where two intervals nearly touch). The last
     line takes, per strategy, the weakest ratio over lifts, worlds and the sweep's attackers, the
-    smallest excluded share and the largest honest share.
+    smallest excluded share (target-only and omnipresent) and the largest honest share; the line
+    above it gives the camouflage attacker's weakest ratio and, with no attack, the largest shares
+    of honest votes excluded and of (day, model) cells flagged.
 """
 
 from __future__ import annotations
@@ -442,7 +460,7 @@ class Trial:
             attacked[attack_day, attack.all_a[:battles]] = True
             attacked[attack_day, attack.all_b[:battles]] = True
             honest_cells = (windows.battles > 0) & ~attacked
-            days_flagged = float(windows.flagged[honest_cells].mean())
+            days_flagged = float(windows.flagged[honest_cells].mean()) if honest_cells.any() else 0.0
         rank = self.rank(a[~excluded], b[~excluded], o[~excluded])
         honest = w.a.size
         flagged = flags.visitor[: w.n_visitors].sum() + flags.network[: w.n_networks].sum()

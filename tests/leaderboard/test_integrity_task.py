@@ -79,13 +79,18 @@ def crowd(make_llm: Callable[..., LLM]) -> tuple[list[LLM], list[Vote]]:
     return models, honest
 
 
+def swept(**changed: int) -> dict[str, int]:
+    """What the sweep task returns: nothing done, but for `changed`."""
+    return {"duplicate_votes": 0, "flags": 0, "anomalous_votes": 0, "surge_votes": 0} | changed
+
+
 def counted() -> int:
     return Vote.objects.filter(excluded="").count()
 
 
 def test_the_sweep_flags_the_rigger_and_no_honest_voter(crowd: tuple[list[LLM], list[Vote]]) -> None:
     models, _ = crowd
-    assert score_voters() == {"duplicate_votes": 0, "flags": 2, "anomalous_votes": RIGGED_VOTES, "surge_votes": 0}
+    assert score_voters() == swept(flags=2, anomalous_votes=RIGGED_VOTES)
     flags = {(f.kind, f.voter_hash): f for f in VoterFlag.objects.all()}
     assert set(flags) == {("visitor", "visitor-rig"), ("network", "net-rig")}
     assert all(
@@ -107,7 +112,7 @@ def test_a_second_sweep_changes_nothing(crowd: tuple[list[LLM], list[Vote]]) -> 
     score_voters()
     before = list(Vote.objects.order_by("id").values_list("id", "excluded"))
     flags = list(VoterFlag.objects.order_by("id").values())
-    assert score_voters() == {"duplicate_votes": 0, "flags": 0, "anomalous_votes": 0, "surge_votes": 0}
+    assert score_voters() == swept()
     assert list(Vote.objects.order_by("id").values_list("id", "excluded")) == before
     assert list(VoterFlag.objects.order_by("id").values()) == flags
 
@@ -144,7 +149,7 @@ def test_flagged_votes_leave_the_board_and_come_back_when_restored(
     assert sorted((a.user, a.votes) for a in restores) == [(operator, 0), (operator, RIGGED_VOTES)]
 
     # The same votes are never judged again.
-    assert score_voters() == {"duplicate_votes": 0, "flags": 0, "anomalous_votes": 0, "surge_votes": 0}
+    assert score_voters() == swept()
 
 
 def test_a_restored_voter_is_judged_again_on_new_votes_only(crowd: tuple[list[LLM], list[Vote]]) -> None:
@@ -152,12 +157,12 @@ def test_a_restored_voter_is_judged_again_on_new_votes_only(crowd: tuple[list[LL
     score_voters()
     VoterFlag.objects.get(kind="visitor").restore(None)
     # The network's flag still holds: its votes go out again, the restored visitor is not judged.
-    assert score_voters() == {"duplicate_votes": 0, "flags": 0, "anomalous_votes": RIGGED_VOTES, "surge_votes": 0}
+    assert score_voters() == swept(anomalous_votes=RIGGED_VOTES)
     # The same script from a new network.
     rows = [(models[-1], models[k % 5], "a", "visitor-rig", "net-new") for k in range(RIGGED_VOTES)]
     cast(rows, start=timezone.now())
     # Flagged again, with the new network, on the new votes alone.
-    assert score_voters() == {"duplicate_votes": 0, "flags": 2, "anomalous_votes": RIGGED_VOTES, "surge_votes": 0}
+    assert score_voters() == swept(flags=2, anomalous_votes=RIGGED_VOTES)
     assert VoterFlag.objects.get(voter_hash="net-new").state == "flagged"
     flag = VoterFlag.objects.get(kind="visitor")
     assert flag.state == "flagged" and flag.votes == RIGGED_VOTES  # judged on the new votes alone

@@ -16,6 +16,7 @@ class Command(BaseCommand):
             self.stdout.write("Nothing done: a sweep is running.")
             return
         self.stdout.write(
-            f"{done.duplicate_votes} duplicate-prompt votes excluded; {done.flags} voters and model days "
-            f"flagged, {done.anomalous_votes} anomalous-voter and {done.surge_votes} vote-surge votes excluded."
+            f"{done.duplicate_votes} duplicate-prompt votes excluded; {done.flags} voters and model "
+            f"days flagged, {done.anomalous_votes} anomalous-voter and {done.surge_votes} vote-surge "
+            "votes excluded."
         )
