@@ -32,7 +32,8 @@ Targeted (Min et al. 2025, arXiv 2501.17858)
     plain excess of wins keep the tail exact where q is near 0 or 1 and a cell has few battles.
 
 A voter is flagged when either test's p-value, doubled (Bonferroni over the two tests), is at most
-`alpha`. All randomness comes from the generator passed in: same generator state, same result.
+`alpha` / STAGES, judged on its first min_votes * 2**k votes (`_stages`: the sweep repeats). All
+randomness comes from the generator passed in: same generator state, same result.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ ALPHA = 0.005
 # Fewer votes than this say too little about a voter to risk excluding them.
 MIN_VOTES = 10
 CHECKPOINTS = 5
+# Looks at a voter as its votes double (10, 20, ... 1280 and beyond), alpha shared evenly among them.
+STAGES = 8
 # Cells with this many battles or more carry the taste dispersion; fewer are mostly sampling noise.
 _TASTE_CELL_BATTLES = 8
 _CHI2_1_MEDIAN = float(scipy.stats.chi2.median(1))
@@ -117,11 +120,40 @@ def score_voters(
 
     votes = np.bincount(v, minlength=n_voters)
     scored = votes >= min_votes
+    w = -scipy.special.ndtri(u)
+    if taste_sd is None:  # a property of the voters, so estimated from all their votes
+        taste_sd = _targeted(v, a, b, w, scored, theta.size, None)[3]
+    judged = _stages(votes, scored, min_votes)
+    keep = _first(v, judged)
+    v, a, b, w, u, q, draws = v[keep], a[keep], b[keep], w[keep], u[keep], q[keep], draws[keep]
     p = np.where(q < 0.5, u, 1.0 - u)
-    surprise = _surprise(v, p, draws[:, 2:], votes, scored, min_votes)
-    z, target, targeted, tau = _targeted(v, a, b, -scipy.special.ndtri(u), scored, theta.size, taste_sd)
-    flagged = scored & (2 * np.fmin(surprise, targeted) <= alpha)
+    surprise = _surprise(v, p, draws[:, 2:], judged, scored, min_votes)
+    z, target, targeted, tau = _targeted(v, a, b, w, scored, theta.size, taste_sd)
+    flagged = scored & (2 * np.fmin(surprise, targeted) <= alpha / STAGES)
     return VoterScores(votes, scored, surprise, z, target, targeted, flagged, tau)
+
+
+def _stages(count: np.ndarray, scored: np.ndarray, minimum: int) -> np.ndarray:
+    """Each voter's count judged: minimum * 2**k <= count at stage k, or all from the last stage.
+
+    A sweep runs again and again while voters keep voting. A voter is judged only at doubling counts
+    (its first minimum * 2**k votes) and each of the STAGES looks gets alpha / STAGES, so a voter
+    spends at most alpha however often the sweep runs (the board moving between sweeps aside; the
+    last stage, which judges everything, is looked at again as votes come). The price: votes cast
+    since the last doubling wait for the next one."""
+    stage = np.zeros(count.size, dtype=np.int64)
+    stage[scored] = np.minimum(STAGES - 1, np.floor(np.log2(count[scored] / minimum)).astype(np.int64))
+    judged = np.where(stage < STAGES - 1, minimum * 2**stage, count)
+    return np.where(scored, judged, 0)
+
+
+def _first(v: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    """Which rows are among their voter's first judged[voter] rows (rows in the order cast)."""
+    order = np.argsort(v, kind="stable")
+    start = np.concatenate(([0], np.cumsum(np.bincount(v, minlength=judged.size))[:-1]))
+    rank = np.empty(v.size, dtype=np.int64)
+    rank[order] = np.arange(v.size) - start[v[order]]
+    return rank < judged[v]
 
 
 def _surprise(
@@ -306,8 +338,8 @@ def score_windows(
 class SelectiveScores:
     """One entry per voter. Voters with fewer than min_battles battles have NaN p and model -1."""
 
-    battles: np.ndarray  # int
-    voted: np.ndarray  # int
+    battles: np.ndarray  # int: all the voter's battles
+    voted: np.ndarray  # int: votes among the battles judged (the first min_battles * 2**k)
     p: np.ndarray  # one-sided, Bonferroni-corrected over the models the voter voted on
     model: np.ndarray  # int: the model whose battles the voter voted on most beyond chance
     flagged: np.ndarray  # bool
@@ -329,7 +361,8 @@ def score_selective(
     Every battle is given, voted or not. A voter with B battles, V of them voted, T with model m and x
     of those voted: x follows Fisher's noncentral hypergeometric law with odds pull[m] (the model's
     lasting pull, `score_windows`) for a voter who cannot see the models before voting. The p-value
-    is exact; the fast central law screens the cells first, since the pull moves it little.
+    is exact; the fast central law screens the cells first, since the pull moves it little. Voters are
+    judged in stages on their first battles, as `score_voters` judges votes.
     """
     v = np.asarray(voter, dtype=np.int64)
     a = np.asarray(model_a, dtype=np.int64)
@@ -344,7 +377,11 @@ def score_selective(
     if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_models):
         raise ValueError(f"model indices must lie in [0, {n_models}), one pull each")
 
-    battles = np.bincount(v, minlength=n_voters)
+    all_battles = np.bincount(v, minlength=n_voters)
+    judged = _stages(all_battles, all_battles >= min_battles, min_battles)
+    first = _first(v, judged)  # staged like `score_voters`, on battles given in the order started
+    v, a, b, d = v[first], a[first], b[first], d[first]
+    battles = judged
     votes = np.bincount(v, d, minlength=n_voters).astype(np.int64)
     scored = (battles >= min_battles) & (votes > 0) & (votes < battles)
     keep = scored[v]
@@ -372,5 +409,5 @@ def score_selective(
     out_p[who[first]], out_model[who[first]] = p[first], model[first]
     out_p[~scored] = np.nan
     out_model[~scored] = -1
-    flagged = scored & (np.nan_to_num(out_p, nan=1.0) <= alpha)
-    return SelectiveScores(battles, votes, out_p, out_model, flagged)
+    flagged = scored & (np.nan_to_num(out_p, nan=1.0) <= alpha / STAGES)
+    return SelectiveScores(all_battles, votes, out_p, out_model, flagged)

@@ -96,7 +96,7 @@ def test_it_flags_a_voter_who_always_votes_for_one_mid_table_model(theta: np.nda
     rng = np.random.default_rng(seed)
     honest = honest_votes(rng, theta, 500)
     target = MODELS // 2
-    voter, a, b, outcome = with_voter(honest, 500, *rigger(rng, theta, target, np.array([]), 100))
+    voter, a, b, outcome = with_voter(honest, 500, *rigger(rng, theta, target, np.array([]), 160))
     scores = integrity.score_voters(voter, a, b, outcome, board(a, b, outcome), 501, rng=rng)
     assert scores.flagged[500]
     assert scores.target_model[500] == target

@@ -28,7 +28,7 @@ from providers.models import LLM
 from tests.leaderboard.test_worker import celery_worker
 
 STRENGTH = [1.0, 0.6, 0.2, -0.2, -0.6, -1.0]
-HONEST_VOTERS = 30
+HONEST_VOTERS = 80
 HONEST_VOTES = 15
 RIGGED_VOTES = 40
 
