@@ -126,7 +126,6 @@ class BattleCreateApi(APIView):
         token = visitor_token(request) or secrets.token_urlsafe(32)
         voter = gate.voter_of(request, services.visitor_hash(token))
         gate.require_challenge(request, request.data, voter)
-        gate.check_open_battles(voter)
         with gate.spending(gate.battle_caps(voter)):
             battle = services.battle_start(
                 visitor=voter.visitor, network=voter.network, **data.validated_data
