@@ -11,14 +11,16 @@ so a solved challenge that is too easy for the voter's present volume is refused
 serves once: its signature is added to the cache until it expires.
 
 Caps: battles per hour, votes per day and battles open at once, per visitor and per network. The
-counters are cache keys per fixed window (Redis when REDIS_URL is set), raised with `incr`, so
-they hold across processes; a refused or failed request gives its count back.
+hourly and daily counters are cache keys per fixed window (Redis when REDIS_URL is set), raised with
+`incr`, so they hold across processes; a refused or failed request gives its count back. Battles
+open at once are counted in the database, in the transaction that opens one, under a lock.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ import altcha
 import orjson
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
@@ -133,7 +136,12 @@ def vote_caps(voter: Voter) -> list[Cap]:
 
 
 def check_open_battles(voter: Voter) -> None:
-    """Refuses a battle while the voter already has as many streaming as they may have at once."""
+    """Refuses a battle while the voter already has as many streaming as they may have at once.
+
+    Call it in the transaction that creates the battle: the count and the insert are one step, so
+    requests sent at once cannot all pass a count that none of them has raised yet.
+    """
+    _lock_open_battles(voter)
     since = timezone.now() - timedelta(seconds=OPEN_SECONDS)
     answering = [Battle.State.PENDING, Battle.State.STREAMING]
     open_ = Battle.objects.filter(state__in=answering, created__gte=since)
@@ -150,6 +158,20 @@ def check_open_battles(voter: Voter) -> None:
                 retry_after=5,
                 code="open_battles_limit",
             )
+
+
+def _lock_open_battles(voter: Voter) -> None:
+    """Holds the visitor's and the network's lock until the transaction ends, taken in that order so
+    that two requests never wait on each other."""
+    # In the database, not the cache: it holds wherever the database is shared, with or without Redis.
+    if connection.vendor != "postgresql":
+        return  # SQLite's IMMEDIATE transactions (config/settings.py) already hold its one write lock
+    with connection.cursor() as cursor:
+        for who, ident in (("visitor", voter.visitor), ("network", voter.network)):
+            if ident:
+                digest = hashlib.blake2b(f"arena.open-battles:{who}:{ident}".encode(), digest_size=8)
+                key = int.from_bytes(digest.digest(), "big", signed=True)
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 # --- proof of work -------------------------------------------------------------------------------

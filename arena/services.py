@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from arena import categories
+from arena import categories, gate
 from arena.models import Battle, Side, Turn, Vote, prompt_hash
 from arena.signals import vote_recorded
 from config.errors import Conflict, DomainError, NotFound, Unavailable
@@ -87,7 +87,7 @@ def battle_start(
     model_b: object = None,
 ) -> Battle:
     """A new battle of the visitor (their `visitor_hash`) from a network (its `network_hash`), its
-    first turn waiting to be streamed."""
+    first turn waiting to be streamed; refused (429) while they have as many open as they may."""
     prompt = clean_prompt(prompt)
     moderation.screen_sync(prompt, visitor=visitor)  # before any model is drawn or called
     if mode == Battle.Mode.ANONYMOUS:
@@ -103,6 +103,7 @@ def battle_start(
     else:
         raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
     with transaction.atomic():
+        gate.check_open_battles(gate.Voter(visitor=visitor, network=network))
         battle = Battle.objects.create(
             mode=mode,
             model_a=a,

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 import orjson
+from csp.decorators import csp_update
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -126,7 +129,6 @@ class BattleCreateApi(APIView):
         token = visitor_token(request) or secrets.token_urlsafe(32)
         voter = gate.voter_of(request, services.visitor_hash(token))
         gate.require_challenge(request, request.data, voter)
-        gate.check_open_battles(voter)
         with gate.spending(gate.battle_caps(voter)):
             battle = services.battle_start(
                 visitor=voter.visitor, network=voter.network, **data.validated_data
@@ -227,21 +229,86 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     return response
 
 
+@dataclass(frozen=True)
+class CaptchaWidget:
+    """A vendor's bot check on the battle pages (arena/captcha.py verifies its token): the script
+    that renders it (the vendor's documented URL), the class that script looks for, and the origins
+    the vendor's documentation asks the Content-Security-Policy to allow."""
+
+    name: str
+    script: str
+    css_class: str
+    csp: dict[str, list[str]]
+
+
+_HCAPTCHA = ["https://hcaptcha.com", "https://*.hcaptcha.com"]
+CAPTCHA_WIDGETS = {
+    "turnstile": CaptchaWidget(
+        name="Cloudflare Turnstile",
+        script="https://challenges.cloudflare.com/turnstile/v0/api.js",
+        css_class="cf-turnstile",
+        csp={
+            "script-src": ["https://challenges.cloudflare.com"],
+            "frame-src": ["https://challenges.cloudflare.com"],
+        },
+    ),
+    "hcaptcha": CaptchaWidget(
+        name="hCaptcha",
+        script="https://js.hcaptcha.com/1/api.js",
+        css_class="h-captcha",
+        csp={
+            "script-src": _HCAPTCHA,
+            "frame-src": _HCAPTCHA,
+            "style-src": _HCAPTCHA,
+            "connect-src": _HCAPTCHA,
+        },
+    ),
+    "recaptcha": CaptchaWidget(
+        name="Google reCAPTCHA",
+        script="https://www.google.com/recaptcha/api.js",
+        css_class="g-recaptcha",
+        csp={
+            "script-src": ["https://www.google.com/recaptcha/", "https://www.gstatic.com/recaptcha/"],
+            "frame-src": ["https://www.google.com/recaptcha/", "https://recaptcha.google.com/recaptcha/"],
+        },
+    ),
+}
+
+
+def captcha_widget() -> CaptchaWidget | None:
+    """The widget of the vendor ARENA_CHALLENGE names; None for the proof-of-work or no check."""
+    return CAPTCHA_WIDGETS.get(settings.ARENA_CHALLENGE)
+
+
+def with_captcha(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Opens the page's Content-Security-Policy to the configured vendor's widget, and only then."""
+
+    @wraps(view)
+    def page(request: HttpRequest) -> HttpResponse:
+        widget = captcha_widget()
+        return csp_update(widget.csp)(view)(request) if widget else view(request)
+
+    return page
+
+
+def battle_context(request: HttpRequest) -> dict[str, Any]:
+    """What both battle pages show: the composer's limit, the consent box, the bot check's widget."""
+    return {
+        "prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS,
+        "captcha": captcha_widget(),
+        "captcha_vendor": settings.ARENA_CHALLENGE,
+        "captcha_site_key": settings.ARENA_CHALLENGE_SITE_KEY,
+        **visitors.consent_context(visitor(request)),
+    }
+
+
+@with_captcha
 def battle_page(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "arena/battle.html",
-        {"prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS, **visitors.consent_context(visitor(request))},
-    )
+    return render(request, "arena/battle.html", battle_context(request))
 
 
+@with_captcha
 def named_page(request: HttpRequest) -> HttpResponse:
     return render(
-        request,
-        "arena/named.html",
-        {
-            "prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS,
-            "models": LLM.objects.public().active(),
-            **visitors.consent_context(visitor(request)),
-        },
+        request, "arena/named.html", {**battle_context(request), "models": LLM.objects.public().active()}
     )

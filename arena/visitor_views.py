@@ -17,7 +17,14 @@ from rest_framework.views import APIView
 
 from arena import services, visitors
 from arena.models import Answer, Battle, Visitor
-from arena.views import VISITOR_COOKIE, battle_models, remember_visitor, visitor, visitor_token
+from arena.views import (
+    VISITOR_COOKIE,
+    battle_models,
+    captcha_widget,
+    remember_visitor,
+    visitor,
+    visitor_token,
+)
 from config.errors import NotFound
 from config.schema import errors
 
@@ -34,6 +41,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
             "terms_version": settings.ARENA_TERMS_VERSION,
             "cookie_days": settings.SESSION_COOKIE_AGE // 86400,
             "has_cookie": visitor(request) is not None,
+            "captcha": captcha_widget(),
         },
     )
 

@@ -235,7 +235,8 @@ ARENA_REQUIRE_CONSENT = env.bool("ARENA_REQUIRE_CONSENT", default=True)
 ARENA_TERMS_VERSION = env.str("ARENA_TERMS_VERSION", default="2026-12-07")
 # The gate in front of a battle (arena/gate.py): a proof-of-work challenge ("altcha") or none ("off").
 # Or a vendor's bot check, verified server-side by its siteverify API (arena/captcha.py): "turnstile",
-# "hcaptcha", "recaptcha", with the vendor's secret key (and its widget's site key for the page).
+# "hcaptcha", "recaptcha", with the vendor's secret key and its widget's site key: the battle pages
+# then load the vendor's widget, and their Content-Security-Policy allows its origins (arena/views.py).
 ARENA_CHALLENGE = env.str("ARENA_CHALLENGE", default="altcha")
 if ARENA_CHALLENGE not in ("altcha", "off", "turnstile", "hcaptcha", "recaptcha"):
     raise ImproperlyConfigured(
@@ -245,6 +246,9 @@ ARENA_CHALLENGE_SECRET = env.str("ARENA_CHALLENGE_SECRET", default="")
 ARENA_CHALLENGE_SITE_KEY = env.str("ARENA_CHALLENGE_SITE_KEY", default="")
 if ARENA_CHALLENGE in ("turnstile", "hcaptcha", "recaptcha") and not ARENA_CHALLENGE_SECRET:
     raise ImproperlyConfigured(f"ARENA_CHALLENGE={ARENA_CHALLENGE} needs ARENA_CHALLENGE_SECRET")
+if ARENA_CHALLENGE in ("turnstile", "hcaptcha", "recaptcha") and not ARENA_CHALLENGE_SITE_KEY:
+    # Without it the page shows no widget, so no battle could ever open.
+    raise ImproperlyConfigured(f"ARENA_CHALLENGE={ARENA_CHALLENGE} needs ARENA_CHALLENGE_SITE_KEY")
 # The vendor's siteverify URL (default: the vendor's documented one) and seconds to wait for it.
 ARENA_CHALLENGE_VERIFY_URL = env.str("ARENA_CHALLENGE_VERIFY_URL", default="")
 ARENA_CHALLENGE_VERIFY_TIMEOUT = env_float("ARENA_CHALLENGE_VERIFY_TIMEOUT", default=5.0)

@@ -183,19 +183,21 @@
     openStream();
   }
 
-  // A new battle carries a solved proof-of-work (static/arena/pow.js), solved while the person typed.
+  // A new battle carries a solved proof-of-work (static/arena/pow.js), solved while the person typed,
+  // or the token of the vendor's bot check when the page shows one (static/arena/captcha.js).
   // A challenge refused (expired, used, too easy for the visitor's volume) is solved anew once.
   async function openBattle(body) {
+    const check = window.arenaCaptcha || window.arenaPow;
     for (let attempt = 0; ; attempt++) {
       setComposerBusy(true, "Checking…");
-      const challenge = window.arenaPow ? await window.arenaPow.take() : null;
+      const challenge = check ? await check.take() : null;
       setComposerBusy(true);
       try {
         return await post(API, challenge ? { ...body, challenge } : body);
       } catch (error) {
         if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
       } finally {
-        if (window.arenaPow) window.arenaPow.refresh();
+        if (check) check.refresh();
       }
     }
   }

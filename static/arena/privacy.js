@@ -16,7 +16,8 @@
   button.addEventListener("click", async () => {
     const sure = window.confirm(
       "Delete your data? Battles without a vote are deleted; in voted battles your prompts and the " +
-        "answers are erased and the anonymous vote is kept. This cannot be undone.",
+        "answers are erased and the anonymous vote is kept, as is a voter flag if the integrity check " +
+        "raised one. This cannot be undone.",
     );
     if (!sure) return;
     button.disabled = true;

@@ -5,10 +5,15 @@ answered `{"success": ..., "error-codes": [...]}` with the vendor's own fields a
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +24,7 @@ from django.test import Client
 from arena.models import Battle
 from providers.models import LLM
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "0x-the-operators-secret"
 PATHS = {
     "turnstile": "/turnstile/v0/siteverify",
@@ -188,3 +194,109 @@ def test_verification_runs_inside_the_asgi_server(siteverify: FakeSiteverify, li
     with httpx.Client(base_url=live_asgi, timeout=30) as web:
         response = web.post("/api/v1/battles/", json={"prompt": "Hi", "challenge": "token-1"})
     assert response.status_code == 201, response.text
+
+
+# --- the widget on the page -----------------------------------------------------------------------
+
+# Each vendor's widget as its documentation gives it: the class its script renders into, the script's
+# URL, and what its Content-Security-Policy page asks to allow.
+WIDGETS: dict[str, dict[str, Any]] = {
+    "turnstile": {
+        "class": "cf-turnstile",
+        "script": "https://challenges.cloudflare.com/turnstile/v0/api.js",
+        "csp": {
+            "script-src": ["https://challenges.cloudflare.com"],
+            "frame-src": ["https://challenges.cloudflare.com"],
+        },
+    },
+    "hcaptcha": {
+        "class": "h-captcha",
+        "script": "https://js.hcaptcha.com/1/api.js",
+        "csp": {
+            name: ["https://hcaptcha.com", "https://*.hcaptcha.com"]
+            for name in ("script-src", "frame-src", "style-src", "connect-src")
+        },
+    },
+    "recaptcha": {
+        "class": "g-recaptcha",
+        "script": "https://www.google.com/recaptcha/api.js",
+        "csp": {
+            "script-src": ["https://www.google.com/recaptcha/", "https://www.gstatic.com/recaptcha/"],
+            "frame-src": ["https://www.google.com/recaptcha/", "https://recaptcha.google.com/recaptcha/"],
+        },
+    },
+}
+VENDOR_HOSTS = ("cloudflare.com", "hcaptcha.com", "google.com", "gstatic.com")
+# The site's own policy for each directive a vendor adds to (frame-src is default-src's 'self' otherwise).
+OWN = {"script-src": ["'self'"], "style-src": ["'self'"], "connect-src": ["'self'"], "frame-src": []}
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    return {name: values for name, *values in (part.split() for part in policy.split(";") if part.strip())}
+
+
+@pytest.mark.parametrize("path", ["/", "/named/"])
+def test_the_battle_pages_show_the_vendors_widget_and_allow_only_its_origins(
+    siteverify: FakeSiteverify, path: str
+) -> None:
+    widget = WIDGETS[siteverify.vendor]
+    response = Client().get(path)
+    assert response.status_code == 200
+    page = response.content.decode()
+    box = re.search(r'<div class="composer__captcha ([^"]+)" id="captcha"([^>]*)>', page)
+    assert box and box.group(1) == widget["class"]
+    assert 'data-sitekey="the-site-key"' in box.group(2)
+    assert 'data-callback="arenaCaptchaSolved"' in box.group(2)
+    scripts = re.findall(r'<script src="([^"]+)" defer></script>', page)
+    # Ours first, so that the callbacks exist when the vendor's script calls them; no proof-of-work.
+    assert scripts == ["/static/arena/captcha.js", widget["script"], "/static/arena/battle.js"]
+
+    policy = directives(response["Content-Security-Policy"])
+    for name, origins in widget["csp"].items():
+        assert policy[name] == OWN[name] + origins
+    others = {name: values for name, values in policy.items() if name not in widget["csp"]}
+    assert not any(host in value for values in others.values() for value in values for host in VENDOR_HOSTS)
+    assert policy["object-src"] == ["'none'"] and "'unsafe-inline'" not in policy["script-src"]
+
+
+def test_only_the_battle_pages_allow_the_vendor(siteverify: FakeSiteverify) -> None:
+    for path in ("/leaderboard/", "/privacy/", "/terms/"):
+        policy = Client().get(path)["Content-Security-Policy"]
+        assert not any(host in policy for host in VENDOR_HOSTS), path
+
+
+@pytest.mark.parametrize("challenge", ["altcha", "off"])
+def test_without_a_vendor_the_page_solves_the_proof_of_work_and_allows_no_vendor(
+    settings: Any, db: None, challenge: str
+) -> None:
+    settings.ARENA_CHALLENGE = challenge
+    settings.ARENA_CHALLENGE_SITE_KEY = "the-site-key"
+    response = Client().get("/")
+    page = response.content.decode()
+    assert 'id="captcha"' not in page and "the-site-key" not in page
+    assert re.findall(r'<script src="([^"]+)"', page) == ["/static/arena/pow.js", "/static/arena/battle.js"]
+    policy = response["Content-Security-Policy"]
+    assert not any(host in policy for host in VENDOR_HOSTS)
+    assert directives(policy)["script-src"] == ["'self'"] and "frame-src" not in directives(policy)
+
+
+def test_the_privacy_page_names_the_vendor_only_when_one_is_configured(
+    siteverify: FakeSiteverify, settings: Any
+) -> None:
+    name = {"turnstile": "Cloudflare Turnstile", "hcaptcha": "hCaptcha", "recaptcha": "Google reCAPTCHA"}
+    page = " ".join(Client().get("/privacy/").content.decode().split())
+    assert f"one third-party script: {name[siteverify.vendor]}’s bot check" in page
+    assert "no third-party scripts" not in page
+    settings.ARENA_CHALLENGE = "altcha"
+    page = " ".join(Client().get("/privacy/").content.decode().split())
+    assert "no third-party scripts" in page and name[siteverify.vendor] not in page
+
+
+def test_a_vendor_without_a_site_key_refuses_to_start() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_CHALLENGE")}
+    env |= {"ARENA_CHALLENGE": "turnstile", "ARENA_CHALLENGE_SECRET": SECRET}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "ARENA_CHALLENGE=turnstile needs ARENA_CHALLENGE_SITE_KEY" in result.stderr

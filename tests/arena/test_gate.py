@@ -10,13 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import altcha
 import httpx
 import pytest
+from django.db import connection
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
 from django.utils import timezone
@@ -24,6 +28,7 @@ from django.utils import timezone
 from arena import gate, services
 from arena.models import Answer, Battle, Side, Vote
 from arena.solve_challenge import solve, solved_payload
+from arena.views import VISITOR_COOKIE
 from config.errors import TooMany
 from leaderboard.services import excluded_counts
 from providers.models import LLM, Organization
@@ -225,6 +230,61 @@ def test_open_battles_at_once_are_capped(gated: Any) -> None:
     assert response["Retry-After"]
     Battle.objects.update(state=Battle.State.READY)  # their answers ended
     assert open_battle(web).status_code == 201
+
+
+RACERS = 8
+
+
+@pytest.mark.parametrize("who", ["visitor", "network"])
+def test_battles_sent_at_once_never_open_more_than_may_be_open_at_once(
+    gated: Any, transactional_db: None, monkeypatch: pytest.MonkeyPatch, who: str
+) -> None:
+    gated.ARENA_CHALLENGE = "off"
+    setattr(gated, f"ARENA_OPEN_BATTLES_PER_{who.upper()}", 3)
+    # Widen the race as far as it goes: every request has its pair drawn before any inserts, and each
+    # insert's transaction stays open while the others would count.
+    together = threading.Barrier(RACERS, timeout=30)
+    draw, open_turn = services.draw_pair, Battle.open_turn
+
+    def draw_together() -> tuple[LLM, LLM]:
+        pair = draw()
+        together.wait()
+        return pair
+
+    def open_turn_slowly(battle: Battle, index: int, prompt: str) -> Any:
+        time.sleep(0.2)
+        return open_turn(battle, index, prompt)
+
+    monkeypatch.setattr(services, "draw_pair", draw_together)
+    monkeypatch.setattr(Battle, "open_turn", open_turn_slowly)
+    cookie = (
+        client()
+        .post(
+            "/api/v1/visitor/consent",
+            {"terms_version": gated.ARENA_TERMS_VERSION},
+            content_type="application/json",
+        )
+        .cookies[VISITOR_COOKIE]
+        .value
+    )
+
+    def racer(n: int) -> Any:
+        try:
+            if who == "visitor":  # one cookie, each request from another network
+                web = client(f"198.51.{n}.7")
+                web.cookies[VISITOR_COOKIE] = cookie
+            else:  # one network, each request a new visitor
+                web = client(f"203.0.113.{n + 1}")
+            return open_battle(web)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        responses = list(pool.map(racer, range(RACERS)))
+    assert sorted(r.status_code for r in responses) == [201] * 3 + [429] * (RACERS - 3)
+    for refused in (r for r in responses if r.status_code == 429):
+        assert_refused(refused, 429, "open_battles_limit")
+    assert Battle.objects.count() == 3
 
 
 def test_battles_with_a_private_variant_count_against_the_same_caps(

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from django.test import Client
 
-from arena.models import Answer, Battle, Turn, Visitor, Vote
+from arena.models import Answer, Battle, Turn, Visitor, Vote, VoterFlag
 from leaderboard.dumps import export_lines
 from providers.models import LLM, FlaggedPrompt
 from tests.arena.test_api import assert_error, stream, text_of
@@ -239,3 +240,29 @@ def test_without_a_cookie_there_is_no_data_to_read_or_delete(web: httpx.Client, 
     for response in (web.get("/api/v1/visitor/data"), web.delete("/api/v1/visitor/data")):
         assert_error(response, 404, "no visitor cookie")
         assert response.json()["code"] == "no_visitor"
+
+
+def test_the_privacy_page_says_what_deleting_keeps_as_deleting_keeps_it(client: Client, db: None) -> None:
+    consent = {"terms_version": "v1"}
+    assert client.post("/api/v1/visitor/consent", consent, content_type="application/json").status_code == 200
+    mine = Visitor.objects.get().pk
+    flags = [
+        VoterFlag.objects.create(kind=VoterFlag.Kind.VISITOR, voter_hash=mine, votes=40),
+        VoterFlag.objects.create(kind=VoterFlag.Kind.NETWORK, voter_hash="n" * 64, votes=90),
+    ]
+    FlaggedPrompt.objects.create(prompt="A refused prompt", backend="local", visitor=mine)
+    page = " ".join(client.get("/privacy/").content.decode().split())
+    deleting = page.split("<h2>What deleting does</h2>")[1].split('id="kept-after-deleting"')[0]
+    kept = page.split('id="kept-after-deleting"')[1]
+
+    assert client.delete("/api/v1/visitor/data").status_code == 200
+
+    # A refused prompt goes with the visitor's data, and the page says so.
+    assert not FlaggedPrompt.objects.exists()
+    assert "Prompts that moderation refused, stored under your cookie’s hash, are deleted." in deleting
+    # A voter flag stays, on the visitor's hash or the network's, and the page says why and for how long.
+    assert list(VoterFlag.objects.order_by("pk")) == flags
+    assert "A voter flag</strong> on your cookie’s hash or your network’s hash" in kept
+    assert "so that votes found anomalous stay out of the board and the abuse can still be reviewed" in kept
+    assert "kept until an operator removes it: nothing deletes it on a schedule" in kept
+    assert "refused" not in kept
