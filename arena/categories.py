@@ -6,7 +6,8 @@ public votes (`manage.py retag_votes` applies the current rules to the stored vo
 set of prompts in many languages, tests/data/prompts_labelled.jsonl, holds their accuracy.
 
 - language: py3langid (Lui & Baldwin's langid.py, its model data shipped in the package), restricted
-  to LANGUAGES and run on the first prompt without its code (fenced or inline). The code is kept
+  to LANGUAGES and run on the first prompt without its code (fenced or inline), first also without
+  its quotations (the words a request asks about are often in another language). A code is kept
   only when py3langid's probability, normalised over those languages, is at least
   LANGUAGE_MIN_CONFIDENCE: the language is more likely than all the others together. Otherwise, as
   for a prompt too short or too ambiguous to tell ("hi", "12345", a bare code block), it is ""
@@ -49,12 +50,15 @@ HARD_LENGTH_TOKENS = 80
 # The languages with a board of their own (leaderboard.boards.LANGUAGE_NAMES), then neighbours the
 # detector must be able to name so that their prompts are not filed under a board language
 # (Ukrainian under Russian, Polish or Swedish under a Germanic or Romance one).
-LANGUAGES = ("en fr de es it pt nl ru zh ja ko ar hi el he th pl uk cs ro hu sv da fi tr vi id fa").split()
+LANGUAGES = "en fr de es it pt nl ru zh ja ko ar hi el he th pl uk cs ro hu sv da fi tr vi id fa".split()
 LANGUAGE_MIN_CONFIDENCE = 0.5
 # The detector's cost grows with the text; the opening of a long paste tells its language.
 LANGUAGE_MAX_CHARS = 4000
 
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)
+# Quoted words, which a request often asks about in another language ("What does 'je ne sais quoi'
+# mean?"); an apostrophe inside a word (l'automne) opens no quotation.
+_QUOTED = re.compile(r"""(?<!\w)['‘"“«„][^\n'‘’"“”«»„]{1,200}?['’"”»“](?!\w)""")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
@@ -64,7 +68,7 @@ _LETTER = r"A-Za-z0-9_\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
 
 
 def _signal(words: str, unspaced: str = "") -> re.Pattern[str]:
-    """Whole words and stems (`\\w*`) of space-separated scripts, or terms of Chinese and Japanese."""
+    """Whole words and stems (`\\w*`) of scripts that space their words, or terms of those that don't."""
     pattern = rf"(?<![{_LETTER}])(?:{words})(?![{_LETTER}])"
     if unspaced:
         pattern += f"|{unspaced}"
@@ -89,7 +93,7 @@ _CODE_STRONG = [
     _signal(
         r"python|javascript|typescript|c\+\+|c#|sql|postgres(ql)?|mysql|sqlite|bash|regex|html|css|kotlin|"
         r"golang|php|numpy|pandas|django|flask|node\.js|git|docker|kubernetes|redis|kafka|json|yaml|jquery|"
-        r"webpack|pytorch|tensorflow|powershell|haskell|matlab|fortran|cobol|파이썬|بايثون|पायथन|פייתון"
+        r"webpack|pytorch|tensorflow|powershell|haskell|matlab|fortran|cobol|파이썬|자바스크립트|بايثون|पायथन|פייתון"
     )
 ]
 _CODE_WEAK = [
@@ -195,12 +199,18 @@ def _identifier() -> LanguageIdentifier:
 
 
 def language(text: str) -> str:
-    """The prompt's language code, or "" when it cannot be told with confidence."""
+    """The prompt's language code, or "" when it cannot be told with confidence.
+
+    The words around quotations decide first; the whole prose when they alone are not enough.
+    """
     prose = _CODE.sub(" ", text)[:LANGUAGE_MAX_CHARS]
     if not any(c.isalpha() for c in prose):
         return ""
-    code, confidence = _identifier().classify(prose)
-    return code if confidence >= LANGUAGE_MIN_CONFIDENCE else ""
+    for candidate in dict.fromkeys((_QUOTED.sub(" ", prose), prose)):
+        code, confidence = _identifier().classify(candidate)
+        if confidence >= LANGUAGE_MIN_CONFIDENCE:
+            return code
+    return ""
 
 
 def tokens(text: str) -> float:

@@ -33,7 +33,7 @@ def test_it_retags_stored_votes_with_the_current_rules_and_counts_each_field(
     haiku = _vote(a, b, ["Write a haiku about autumn"], language="pt")
     code = _vote(a, b, ["Comment inverser une liste en Python ?"], language="other")
     chinese = _vote(a, b, ["为什么天空是蓝色的？" * 60], language="zh")
-    turns = _vote(a, b, ["Tell me a joke about cats", "Another one about dogs please"], language="en", coding=True)
+    turns = _vote(a, b, ["Tell me a joke about cats", "One about dogs"], language="en", coding=True)
     right = _vote(a, b, ["Warum ist der Himmel blau und wie entsteht das Abendrot?"], language="de")
 
     out = _retag("--batch-size", "2")
