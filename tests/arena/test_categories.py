@@ -16,7 +16,14 @@ from arena import categories
         ("为什么天空是蓝色的？", "zh"),
         ("なぜ空は青いのですか？", "ja"),
         ("하늘은 왜 파란가요?", "ko"),
-        ("12345 !!!", "other"),
+        ("Write a haiku about autumn", "en"),
+        ("Tell me a joke about cats", "en"),
+        ("Fix this:\n```python\nprint(1\n```", "en"),
+        ("Explique ce code :\n```python\nfor i in range(3):\n    print(i)\n```", "fr"),
+        ("Напиши короткий вірш про осінь у Києві", "uk"),
+        ("12345 !!!", ""),
+        ("hi", ""),
+        ("```python\nprint(1)\n```", ""),
     ],
 )
 def test_it_tells_the_language_of_a_prompt(prompt: str, expected: str) -> None:
@@ -41,6 +48,11 @@ def test_it_calls_a_query_long_from_500_tokens() -> None:
     assert categories.tags(["x" * 1999]).long_query is False
     assert categories.tags(["x" * 2000]).long_query is True
     assert categories.tags(["x" * 1000, "y" * 1000]).long_query is True
+
+
+def test_it_counts_a_chinese_japanese_or_korean_character_as_a_token() -> None:
+    assert categories.tags(["字" * 499]).long_query is False
+    assert categories.tags(["字" * 250 + "かな" * 100 + "한국" * 25]).long_query is True
 
 
 def test_it_marks_battles_of_several_turns() -> None:

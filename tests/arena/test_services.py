@@ -110,7 +110,7 @@ def test_it_takes_one_vote_per_battle_with_its_tags_and_style_counts(make_llm: C
     vote = services.battle_vote(battle=battle, winner="tie")
     assert Battle.objects.get(pk=battle.pk).state == Battle.State.VOTED
     stored = Vote.objects.get(battle=battle)
-    assert (stored.winner, stored.language, stored.anonymous) == ("tie", "other", True)
+    assert (stored.winner, stored.language, stored.anonymous) == ("tie", "", True)
     assert stored.length_a == stored.length_b == 2.0  # "An answer." is ten characters: 2 tokens each
     with pytest.raises(Conflict, match="already has a vote"):
         services.battle_vote(battle=battle, winner="a")
