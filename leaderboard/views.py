@@ -8,6 +8,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
@@ -46,7 +47,12 @@ def board_page(request: HttpRequest) -> HttpResponse:
 
 def board_context(spec: boards.Board) -> dict[str, Any]:
     snapshot = latest_snapshot(spec.slug)
-    published = set(Snapshot.objects.values_list("board", flat=True).distinct())
+    # A tab for each board whose latest snapshot counts a vote: a board emptied by a rule change
+    # (votes re-tagged to another language) drops out instead of showing nothing.
+    latest = Snapshot.objects.of_board(OuterRef("board")).latest_first().values("pk")[:1]
+    published = set(
+        Snapshot.objects.filter(pk=Subquery(latest), votes__gt=0).values_list("board", flat=True)
+    ) | {"overall"}
     tabs = [
         b for b in boards.all_boards({s.removeprefix("language-") for s in published}) if b.slug in published
     ]

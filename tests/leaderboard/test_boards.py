@@ -178,3 +178,14 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
     assert len(lines) == snapshot.votes == 18
     assert [json.loads(line)["model_a"] for line in lines] == [json.loads(line)["model_a"] for line in read]
     assert sent[0][1] < snapshot.votes  # sent while most votes were still unread
+
+
+def test_a_board_emptied_by_retagging_loses_its_tab(models: list[LLM], client: Client) -> None:
+    """Votes filed under the wrong language and re-tagged: that board's newest snapshot counts none."""
+    battles(models, language="pt")
+    services.recompute_all()
+    assert '?board=language-pt"' in client.get("/leaderboard/").content.decode()
+    Vote.objects.update(language="en")
+    services.recompute_all()
+    page = client.get("/leaderboard/").content.decode()
+    assert '?board=language-pt"' not in page and '?board=language-en"' in page
