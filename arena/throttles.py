@@ -1,4 +1,4 @@
-"""Rate limits of the battle API, per client address (config.clients.client_address)."""
+"""Rate limits of the battle API, per client network (config.clients: a keyed hash of its prefix)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from config.clients import client_address
+from config.clients import client_address, network_hash, network_of
 
 
 class TurnCreateThrottle(SimpleRateThrottle):
-    """Follow-up turns per client address: each calls both models again, as a new battle does.
+    """Follow-up turns per client network: each calls both models again, as a new battle does.
 
-    Counted per address, not per visitor: a script can start with a new cookie at every battle.
+    Counted per network, not per visitor: a script can start with a new cookie at every battle. The
+    cache key holds the network's keyed hash, never the address, as the privacy page promises.
     """
 
     scope = "battle_turn"
@@ -22,4 +23,5 @@ class TurnCreateThrottle(SimpleRateThrottle):
         return settings.ARENA_TURN_RATE  # read per request, so an operator's change applies at once
 
     def get_cache_key(self, request: Request, view: APIView) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+        network = network_hash(network_of(client_address(request)))
+        return self.cache_format % {"scope": self.scope, "ident": network}

@@ -42,6 +42,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
             "cookie_days": settings.SESSION_COOKIE_AGE // 86400,
             "has_cookie": visitor(request) is not None,
             "captcha": captcha_widget(),
+            "moderation_vendor": settings.ARENA_MODERATION == "openai",
         },
     )
 

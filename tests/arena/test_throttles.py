@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 from arena.models import Turn
 from providers.models import LLM
 
-addresses = (f"198.51.100.{i}" for i in itertools.count(1))
+addresses = (f"198.{18 + i // 256}.{i % 256}.1" for i in itertools.count(1))  # a network each
 
 
 @pytest.fixture
@@ -80,3 +80,17 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_count(web: httpx.Client,
 
     first, second = next(addresses), next(addresses)
     assert [turn(first), turn(second), turn(first)] == [201, 201, 429]
+
+
+def test_the_turn_limit_keys_on_the_networks_hash_never_the_address(rf: Any, settings: Any) -> None:
+    """The privacy page says raw addresses are never stored: the limiter's cache key holds neither
+    the address nor its prefix, and two addresses of one /24 share a count."""
+    from rest_framework.request import Request
+
+    from arena.throttles import TurnCreateThrottle
+
+    def key(address: str) -> str:
+        return TurnCreateThrottle().get_cache_key(Request(rf.post("/", REMOTE_ADDR=address)), None)
+
+    assert "203.0.113" not in key("203.0.113.9")
+    assert key("203.0.113.9") == key("203.0.113.200") != key("203.0.114.9")

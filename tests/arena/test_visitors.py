@@ -266,3 +266,11 @@ def test_the_privacy_page_says_what_deleting_keeps_as_deleting_keeps_it(client: 
     assert "so that votes found anomalous stay out of the board and the abuse can still be reviewed" in kept
     assert "kept until an operator removes it: nothing deletes it on a schedule" in kept
     assert "refused" not in kept
+
+
+def test_the_privacy_page_names_the_moderation_vendor_only_when_prompts_go_to_it(
+    client: Client, db: None, settings: Any
+) -> None:
+    assert "moderation service" not in client.get("/privacy/").content.decode()
+    settings.ARENA_MODERATION = "openai"
+    assert "OpenAI’s moderation service" in client.get("/privacy/").content.decode()
