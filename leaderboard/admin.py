@@ -24,6 +24,7 @@ class SnapshotAdmin(admin.ModelAdmin):
         "method",
         "params",
         "excluded",
+        "excluded_votes",
         "duration_ms",
     ]
     inlines = [RatingInline]

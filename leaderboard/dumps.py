@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from arena.models import Battle, Vote, VoteMetadata
+from leaderboard.models import Snapshot
 from leaderboard.rating import WINNER_NAMES, BattleFileError, iter_records, read_battle
-from leaderboard.votes import OUTCOME
+from leaderboard.votes import OUTCOME, Filters, filtered_votes
 from providers.models import LLM
 
 WINNER_OUT = {winner: WINNER_NAMES[code] for winner, code in OUTCOME.items()}
@@ -73,15 +75,53 @@ def export_record(vote: Vote) -> dict[str, Any]:
     }
 
 
-def export_lines(votes: QuerySet[Vote]) -> Iterator[str]:
-    """JSON lines of the votes, in id order, streamed from the database in chunks."""
+def export_lines(votes: QuerySet[Vote], *, skip: frozenset[int] = frozenset()) -> Iterator[str]:
+    """JSON lines of the votes, in id order, less those with an id in `skip`, streamed from the
+    database in chunks."""
     rows = (
         votes.select_related("battle__model_a", "battle__model_b", "metadata")
         .annotate(turn_count=Count("battle__turns"))
         .order_by("id")
     )
     for vote in rows.iterator(chunk_size=2000):
-        yield json.dumps(export_record(vote), ensure_ascii=False) + "\n"
+        if vote.pk not in skip:
+            yield json.dumps(export_record(vote), ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class SnapshotVotes:
+    """The votes a snapshot counted, as far as they are still stored: `export_lines(votes, skip=skip)`.
+
+    `votes` is every vote the snapshot's filters select; `skip`, those of them its recorded exclusions
+    left out. A vote deleted since (with its battle, in the admin) cannot be exported: `missing` says
+    how many. A snapshot from before exclusions were recorded (`exact` false) is exported with the
+    flags as they stand now, so its votes may differ from those it counted.
+    """
+
+    votes: QuerySet[Vote]
+    skip: frozenset[int]
+    counted: int  # the snapshot's votes
+    found: int  # the votes exported
+    exact: bool
+
+    @property
+    def missing(self) -> int:
+        return self.counted - self.found if self.exact else 0
+
+
+def snapshot_votes(snapshot: Snapshot) -> SnapshotVotes:
+    """The snapshot's votes for export (its params must hold its filters)."""
+    filters = Filters.from_json(snapshot.params["filters"])
+    if snapshot.excluded_votes is None:
+        votes = filtered_votes(filters, count=False)[0]
+        return SnapshotVotes(votes, frozenset(), snapshot.votes, votes.count(), exact=False)
+    votes = filtered_votes(filters, count=False, flagged=True)[0]
+    # The ids alone, as one array, so the count of what is still there is known before the first
+    # line is sent; the recorded exclusions are far too many for an SQL `IN`.
+    with transaction.atomic():  # PostgreSQL streams a server-side cursor only in a transaction
+        ids = np.fromiter(votes.values_list("id", flat=True).iterator(chunk_size=20_000), dtype=np.int64)
+    skip = ids[np.isin(ids, snapshot.excluded_votes.ids(), assume_unique=True)]
+    return SnapshotVotes(votes, frozenset(skip.tolist()), snapshot.votes, ids.size - skip.size, exact=True)
 
 
 def import_battles(path: str | Path) -> ImportReport:

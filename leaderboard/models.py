@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+import zlib
 from typing import Any
 
+import numpy as np
 from django.db import models
 
 from providers.models import LLM
@@ -15,6 +18,51 @@ class SnapshotQuerySet(models.QuerySet["Snapshot"]):
         return self.order_by("-created", "-id")
 
 
+class ExcludedVotes(models.Model):
+    """The votes a recompute left out for a reason of their own (`Vote.excluded`), by id, as they
+    stood when it counted.
+
+    The snapshots of that recompute (and of later ones, while the set is the same) point here, so a
+    snapshot's vote export leaves out exactly these votes whatever a later sweep or restore did.
+    Stored as the ids' gaps (sorted, little-endian uint64), zlib-compressed: most gaps fit in one
+    byte, so 60,000 ids take about 80 kB.
+    """
+
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the stored bytes.")
+    count = models.PositiveIntegerField()
+    packed = models.BinaryField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "excluded votes"
+
+    def __str__(self) -> str:
+        return f"{self.count} votes excluded ({self.digest[:12]})"
+
+    @classmethod
+    def record(cls, ids: np.ndarray) -> ExcludedVotes:
+        """The stored set of these ids (sorted, distinct), created unless an equal one is stored."""
+        packed = pack_ids(ids)
+        digest = hashlib.sha256(packed).hexdigest()
+        row, _ = cls.objects.get_or_create(digest=digest, defaults={"count": len(ids), "packed": packed})
+        return row
+
+    def ids(self) -> np.ndarray:
+        return unpack_ids(self.packed)
+
+
+def pack_ids(ids: np.ndarray) -> bytes:
+    """Sorted, distinct ids as compressed gaps (`unpack_ids` reads them back)."""
+    gaps = np.diff(np.asarray(ids, dtype=np.int64), prepend=0)
+    if gaps.size and gaps.min() <= 0:
+        raise ValueError("ids must be positive, sorted and distinct")
+    return zlib.compress(gaps.astype("<u8").tobytes(), 9)
+
+
+def unpack_ids(packed: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(packed), dtype="<u8").astype(np.int64))
+
+
 class Snapshot(models.Model):
     """One computed board. Written with its ratings in one transaction, so readers see all or none."""
 
@@ -25,6 +73,11 @@ class Snapshot(models.Model):
     method = models.CharField(max_length=64, default="bradley-terry")
     params = models.JSONField(default=dict)
     excluded = models.JSONField(default=dict, help_text="Votes left out, counted by reason.")
+    # The flagged votes it left out, by id (null on snapshots published before they were kept: their
+    # export leaves out the votes flagged at download time).
+    excluded_votes = models.ForeignKey(
+        ExcludedVotes, on_delete=models.PROTECT, null=True, blank=True, related_name="snapshots"
+    )
     duration_ms = models.FloatField(default=0)
     # Plots and side figures: heatmap matrices, style coefficients, per-model latency.
     details = models.JSONField(default=dict, blank=True)

@@ -13,14 +13,22 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
 from leaderboard import boards, integrity_service, rating, testing
-from leaderboard.models import Rating, Snapshot
-from leaderboard.votes import OUTCOME_OF, BoardCounts, Filters, board_counts, current_filters, style_rows
+from leaderboard.models import ExcludedVotes, Rating, Snapshot
+from leaderboard.votes import (
+    OUTCOME_OF,
+    BoardCounts,
+    Exclusions,
+    Filters,
+    board_counts,
+    current_filters,
+    exclusions,
+    style_rows,
+)
 
 LOCK_KEY = "leaderboard:recompute:lock"
 LOCK_SECONDS = 15 * 60  # longer than any recompute; a crashed worker's lock expires by itself
@@ -36,13 +44,16 @@ class VoteArrays:
     features: np.ndarray | None = None  # style control: (votes, 4) style_delta, one vote per row
 
 
-def vote_arrays(counts: BoardCounts, filters: Filters, *, style: bool = False) -> VoteArrays:
+def vote_arrays(
+    counts: BoardCounts, filters: Filters, *, style: bool = False, excluded: np.ndarray | None = None
+) -> VoteArrays:
     """A board's votes as index arrays for the rating engine: its cells with their counts, or for
-    style control one row per vote with that vote's style features."""
+    style control one row per vote with that vote's style features (leaving out the `excluded` ids
+    the counts were taken without, if given, rather than the votes flagged now)."""
     if not style:
         return cell_arrays(counts)
     model_ids = np.union1d(counts.model_a, counts.model_b)
-    rows = style_rows(filters)
+    rows = style_rows(filters, excluded)
     return VoteArrays(
         model_ids=model_ids.tolist(),
         model_a=np.searchsorted(model_ids, rows.model_a),
@@ -66,14 +77,32 @@ def cell_arrays(counts: BoardCounts) -> VoteArrays:
 
 
 def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
-    excluded = left_out | {
-        row["excluded"]: row["n"]
-        for row in Vote.objects.exclude(excluded="").values("excluded").annotate(n=Count("id"))
-    }
-    named = Vote.objects.filter(anonymous=False).count()
-    if named:
-        excluded["named_mode"] = named
-    return excluded
+    """`left_out` with every vote flagged now and the named-mode votes, counted by reason."""
+    last = Vote.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return left_out | exclusions(last=last).counts
+
+
+COUNT_TRIES = 3  # counts taken again while a sweep or a restore keeps changing the flags under them
+
+
+def counts_and_exclusions(
+    filters: Filters, every: list[boards.Board]
+) -> tuple[dict[str, BoardCounts], Exclusions] | None:
+    """Every board's counts, and the flagged votes they were taken without.
+
+    The flags are read before and after the counts (they are separate statements, which PostgreSQL
+    does not read from one moment): if a sweep or a restore changed them in between, the counts are
+    taken again, so the exclusions a snapshot records are those its counts left out. None if the flags
+    never held still; the next recompute tries again.
+    """
+    before = exclusions(last=filters.last_vote_id)
+    for _ in range(COUNT_TRIES):
+        counts = board_counts(filters, every)
+        after = exclusions(last=filters.last_vote_id)
+        if after.same_votes(before):
+            return counts, after
+        before = after
+    return None
 
 
 def recompute(*, board: str = "overall") -> Snapshot | None:
@@ -97,8 +126,10 @@ def recompute_all() -> list[Snapshot]:
     try:
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
-        counts = board_counts(filters, every)
-        flagged = excluded_counts({})  # the same for every board: counted once, not per board
+        counted = counts_and_exclusions(filters, every)
+        if counted is None:
+            return []
+        counts, flagged = counted  # the flags are the same for every board: read once, not per board
         # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
         # its board is prepared, the longest (style) first; the database work stays in this thread.
         # A fit's bootstrap rounds are shared with the pool's threads that are free (see
@@ -113,7 +144,10 @@ def recompute_all() -> list[Snapshot]:
                 job = _prepare(board, replace(filters, board=board.slug), counts[board.slug], flagged)
                 if job is not None:
                     jobs.append((job, pool.submit(_fit, job, pool, threads)))
-            published = [_publish(job, *fit.result(), provisional) for job, fit in jobs]
+            # One record of the exclusions for every board published now, and for later recomputes
+            # while it does not change.
+            recorded = ExcludedVotes.record(flagged.ids) if jobs else None
+            published = [_publish(job, *fit.result(), provisional, recorded) for job, fit in jobs]
         testing.record_figures(filters, counts["overall"])
     finally:
         if cache.get(LOCK_KEY) == token:
@@ -150,12 +184,10 @@ class _Job:
     seconds: float  # spent on this board so far (not waiting for a thread)
 
 
-def _prepare(
-    board: boards.Board, filters: Filters, counts: BoardCounts, flagged: dict[str, int]
-) -> _Job | None:
+def _prepare(board: boards.Board, filters: Filters, counts: BoardCounts, flagged: Exclusions) -> _Job | None:
     """The board's job, or None when there is nothing to publish."""
     started = time.perf_counter()
-    excluded = counts.left_out | flagged
+    excluded = counts.left_out | flagged.counts
     latest = latest_snapshot(board.slug)
     if board.category and not counts.votes and latest is None:
         return None  # a category nobody voted in yet: no empty board to show
@@ -176,7 +208,7 @@ def _prepare(
         "integrity_rules": integrity_service.rules_digest(),
         "code_version": CODE_VERSION,
     }
-    arrays = vote_arrays(counts, filters, style=board.style)
+    arrays = vote_arrays(counts, filters, style=board.style, excluded=flagged.ids)
     return _Job(board, counts, digest, excluded, arrays, params, time.perf_counter() - started)
 
 
@@ -231,7 +263,11 @@ def _fit(
 
 
 def _publish(
-    job: _Job, result: rating.Ratings | None, details: dict[str, Any], provisional: frozenset[int]
+    job: _Job,
+    result: rating.Ratings | None,
+    details: dict[str, Any],
+    provisional: frozenset[int],
+    excluded_votes: ExcludedVotes | None,
 ) -> Snapshot:
     """Write the board's snapshot and its ratings in one transaction."""
     started = time.perf_counter()
@@ -263,6 +299,7 @@ def _publish(
             method=board.method,
             params=job.params,
             excluded=job.excluded,
+            excluded_votes=excluded_votes,
             details=details,
             duration_ms=(job.seconds + time.perf_counter() - started) * 1000,
         )

@@ -21,11 +21,10 @@ from rest_framework.views import APIView
 
 from config.errors import error_body
 from config.schema import errors
-from leaderboard import boards
+from leaderboard import boards, dumps
 from leaderboard.dumps import export_lines
 from leaderboard.models import Snapshot, SnapshotQuerySet
 from leaderboard.services import generation, latest_snapshot
-from leaderboard.votes import Filters, filtered_votes
 from providers.models import LLM
 
 
@@ -108,17 +107,26 @@ def _heatmaps(matrices: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
-    """Exactly the votes behind a snapshot, in the public battle format (JSON lines)."""
-    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    """Exactly the votes behind a snapshot, in the public battle format (JSON lines).
+
+    The headers say how many votes the snapshot counted and how many of them are no longer stored
+    (deleted since, so not in the file); the body is left as the rating command line reads it."""
+    snapshot = Snapshot.objects.select_related("excluded_votes").filter(pk=snapshot_id).first()
     if snapshot is None or "filters" not in snapshot.params:
         return JsonResponse(
             error_body("No such snapshot, or it predates vote export.", "not_found"), status=404
         )
-    votes, _ = filtered_votes(Filters.from_json(snapshot.params["filters"]))
-    response = StreamingHttpResponse(sent_as_read(export_lines(votes)), content_type="application/x-ndjson")
+    export = dumps.snapshot_votes(snapshot)
+    lines = export_lines(export.votes, skip=export.skip)
+    response = StreamingHttpResponse(sent_as_read(lines), content_type="application/x-ndjson")
     response["Content-Disposition"] = (
         f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}-votes.jsonl"'
     )
+    response["X-Snapshot-Votes"] = str(export.counted)
+    response["X-Snapshot-Votes-Exported"] = str(export.found)
+    # Absent for a snapshot from before its exclusions were recorded: what it counted is not known.
+    if export.exact:
+        response["X-Snapshot-Votes-Missing"] = str(export.missing)
     return response
 
 

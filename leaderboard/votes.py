@@ -2,7 +2,8 @@
 
 `filtered_votes` is the queryset of a board's votes under a snapshot's filters (exports and the
 style board read it); `board_counts` counts every board in one SQL aggregation, and `style_rows`
-reads the style board's per-vote features as columns.
+reads the style board's per-vote features as columns. `exclusions` reads the votes flagged with a
+reason, which a recompute records with its snapshots (leaderboard.models.ExcludedVotes).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -93,16 +95,49 @@ def _stale(filters: Filters) -> Q:
     return stale
 
 
-def counted_votes(*, last: int) -> QuerySet[Vote]:
-    """Votes any board may count: anonymous, not flagged, with ids up to `last`."""
-    return Vote.objects.filter(anonymous=True, excluded="", id__lte=last)
+def counted_votes(*, last: int, flagged: bool = False) -> QuerySet[Vote]:
+    """Votes any board may count: anonymous, not flagged (unless `flagged`), with ids up to `last`."""
+    votes = Vote.objects.filter(anonymous=True, id__lte=last)
+    return votes if flagged else votes.filter(excluded="")
 
 
-def filtered_votes(filters: Filters, *, count: bool = True) -> tuple[QuerySet[Vote], dict[str, int]]:
+@dataclass(frozen=True)
+class Exclusions:
+    """The votes up to a last id that no board counts for a reason of their own (`Vote.excluded`: the
+    vote gate's and the integrity sweep's), read in one query: their ids in order with their
+    reasons; and the number of named-mode votes, which no board counts either."""
+
+    ids: np.ndarray
+    reasons: np.ndarray
+    named: int
+
+    @cached_property  # read by every board of a recompute
+    def counts(self) -> dict[str, int]:
+        reasons, n = np.unique(self.reasons, return_counts=True)
+        counts = {str(reason): int(k) for reason, k in zip(reasons, n, strict=True)}
+        return counts | ({"named_mode": self.named} if self.named else {})
+
+    def same_votes(self, other: Exclusions) -> bool:
+        return np.array_equal(self.ids, other.ids) and np.array_equal(self.reasons, other.reasons)
+
+
+def exclusions(*, last: int) -> Exclusions:
+    """The flagged votes up to `last` (the partial index `vote_flagged` finds them; sorted here)."""
+    rows = list(Vote.objects.filter(id__lte=last).exclude(excluded="").values_list("id", "excluded"))
+    ids, reasons = zip(*rows, strict=True) if rows else ((), ())
+    ids, reasons = np.array(ids, dtype=np.int64), np.array(reasons, dtype=str)
+    order = np.argsort(ids)
+    return Exclusions(ids[order], reasons[order], Vote.objects.filter(anonymous=False, id__lte=last).count())
+
+
+def filtered_votes(
+    filters: Filters, *, count: bool = True, flagged: bool = False
+) -> tuple[QuerySet[Vote], dict[str, int]]:
     """The votes a board counts under these filters, and (`count`) those the testing rules left out,
-    by reason."""
+    by reason. With `flagged`, the votes flagged now are kept in, for a caller that leaves out a
+    snapshot's own record of its exclusions (`ExcludedVotes`) instead."""
     spec = boards.board(filters.board)
-    votes = counted_votes(last=filters.last_vote_id)
+    votes = counted_votes(last=filters.last_vote_id, flagged=flagged)
     if spec is not None:
         votes = votes.filter(spec.votes)
     left_out: dict[str, int] = {}
@@ -184,22 +219,32 @@ class StyleRows:
     features: np.ndarray  # (votes, features) rating.style_delta of the two answers' style counts
 
 
-def style_rows(filters: Filters) -> StyleRows:
-    """The board's votes with their style features, read as columns in one query."""
+def style_rows(filters: Filters, excluded: np.ndarray | None = None) -> StyleRows:
+    """The board's votes with their style features, read as columns in one query.
+
+    With `excluded` (sorted vote ids), those votes are left out instead of the votes flagged now: the
+    rows are then the votes a recompute's counts were taken over, whatever a sweep did since."""
     sides = Vote.STYLE_COLUMNS
-    columns = ["model_a", "model_b", "winner", *sides[0], *sides[1]]
-    rows = filtered_votes(filters, count=False)[0].order_by("id").values_list(*columns)
-    dtype = [("model_a", np.int64), ("model_b", np.int64), ("winner", f"U{max(map(len, WINNERS))}")]
-    dtype += [(column, np.float64) for column in columns[3:]]
+    columns = ["id", "model_a", "model_b", "winner", *sides[0], *sides[1]]
+    votes = filtered_votes(filters, count=False, flagged=excluded is not None)[0]
+    rows = votes.order_by("id").values_list(*columns)
+    dtype = [("id", np.int64), ("model_a", np.int64), ("model_b", np.int64)]
+    dtype += [("winner", f"U{max(map(len, WINNERS))}")]
+    dtype += [(column, np.float64) for column in columns[4:]]
     # Streamed into one array as they arrive: millions of rows are never held as Python tuples. In a
     # transaction PostgreSQL streams a server-side cursor; outside one it copies the result aside first.
     with transaction.atomic():
         table = np.fromiter(rows.iterator(chunk_size=STYLE_CHUNK), dtype=dtype)
-    winner = np.searchsorted(WINNERS, table["winner"])
-    if table.size and not np.array_equal(np.take(WINNERS, winner, mode="clip"), table["winner"]):
+    # Each column is masked as it is used, never the whole table copied.
+    keep = slice(None) if excluded is None else ~np.isin(table["id"], excluded, assume_unique=True)
+    winners = table["winner"][keep]
+    winner = np.searchsorted(WINNERS, winners)
+    if winners.size and not np.array_equal(np.take(WINNERS, winner, mode="clip"), winners):
         raise ValueError("a counted vote has a winner outside Vote.Winner")
-    counts = [np.stack([table[column] for column in side], axis=1) for side in sides]
-    return StyleRows(table["model_a"], table["model_b"], OUTCOME_OF[winner], rating.style_delta(*counts))
+    counts = [np.stack([table[column][keep] for column in side], axis=1) for side in sides]
+    return StyleRows(
+        table["model_a"][keep], table["model_b"][keep], OUTCOME_OF[winner], rating.style_delta(*counts)
+    )
 
 
 STYLE_CHUNK = 20_000  # rows fetched at a time by style_rows

@@ -152,8 +152,8 @@ def test_under_asgi_a_download_starts_before_its_last_vote_is_read(
     read: list[str] = []
     export = views.export_lines
 
-    def counted(votes: Any) -> Iterator[str]:
-        for line in export(votes):
+    def counted(votes: Any, **kwargs: Any) -> Iterator[str]:
+        for line in export(votes, **kwargs):
             read.append(line)
             yield line
 
