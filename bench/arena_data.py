@@ -51,7 +51,9 @@ METADATA = (
     '"header_count_b": {{"h1": {}, "h2": {}, "h3": {}, "h4": {}, "h5": {}, "h6": {}}}, '
     '"list_count_b": {{"ordered": {}, "unordered": {}}}, "bold_count_b": {{"**": {}, "__": {}}}}}'
 )
-BATTLE_COLUMNS = "id, mode, state, visitor_hash, created, updated, model_a_id, model_b_id"
+BATTLE_COLUMNS = (
+    "id, mode, state, visitor_hash, network_hash, prompt_hash, created, updated, model_a_id, model_b_id"
+)
 VOTE_COLUMNS = (
     "id, winner, excluded, created, battle_id, coding, hard, long_query, multi_turn, language, "
     "anonymous, model_a_id, model_b_id, length_a, headers_a, lists_a, bold_a, length_b, headers_b, lists_b, "
@@ -191,7 +193,9 @@ def chunk_rows(
 
     model_a, model_b = llm_ids[a].tolist(), llm_ids[b].tolist()
     battles = "".join(
-        f"{ids[i]}\tanonymous\tvoted\t{visitors[visitor[i]]}\t{battle_at[i]}\t{battle_at[i]}\t"
+        # A visitor's network: one of 5,000, as ten visitors share one on average.
+        f"{ids[i]}\tanonymous\tvoted\t{visitors[visitor[i]]}\t{visitors[visitor[i] % 5000]}\t\t"
+        f"{battle_at[i]}\t{battle_at[i]}\t"
         f"{model_a[i]}\t{model_b[i]}\n"
         for i in range(n)
     )

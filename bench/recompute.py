@@ -107,10 +107,10 @@ STAGES = {
     "current_filters": "filters",
     "board_counts": "boards",
     "vote_arrays": "read",
-    "excluded_counts": "excluded",
+    "exclusions": "excluded",
     "_fit": "fit",
 }
-SHARED = ("current_filters", "board_counts", "excluded_counts")  # once per recompute, for every board
+SHARED = ("current_filters", "board_counts", "exclusions")  # once per recompute, for every board
 
 
 def clear_snapshots() -> None:
@@ -146,7 +146,7 @@ def time_stages() -> dict[str, dict[str, float]]:
         return prepare(board, *args)
 
     services._prepare = prepare_wrapper
-    for name in ("current_filters", "board_counts", "vote_arrays", "excluded_counts"):
+    for name in ("current_filters", "board_counts", "vote_arrays", "exclusions"):
         setattr(services, name, timed(name, getattr(services, name)))
     record = services.testing.record_figures
 
