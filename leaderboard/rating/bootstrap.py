@@ -1,4 +1,10 @@
-"""Ratings with bootstrap intervals and ranks: `rate`.
+"""Ratings with 95% intervals, ranks and rank ranges: `rate`.
+
+Intervals
+    intervals="bootstrap" (the default of `rate`, as the live board publishes) as below;
+    intervals="sandwich" the closed-form robust intervals of `sandwich`, same point estimate. Both
+    take per-battle weights (see `weights`); weighted votes are resampled as rows of identical
+    (pair, outcome, weight) battles (`_WeightedRows`).
 
 Bootstrap
     Poisson bootstrap over battles: every battle gets an independent Poisson(1) weight in each round.
@@ -34,7 +40,14 @@ Anchor
 
 Rank
     1 + the number of models whose interval lies wholly above this model's (lower bound greater than
-    this model's upper bound), among all models passed in.
+    this model's upper bound), among all models passed in (among the rated ones with `min_votes`).
+    That is also the best plausible rank, `rank_lower`; the worst, `rank_upper`, counts the models
+    not wholly below (upper bound at or above this model's lower bound), itself included.
+
+Models not yet rated
+    With `min_votes` (see `rated`), models with fewer battles or an unidentified strength keep their
+    votes in the fit but get NaN for rating and bounds and 0 for ranks; the published scale (mean
+    1000) and the ranks are over the rated models. Without it every model is rated, as before.
 
 Models without votes
     Their theta is 0 (the centre, 1000 before anchoring) with a zero-width interval; they count in the

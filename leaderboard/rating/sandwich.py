@@ -83,7 +83,7 @@ def centred_variance(cov: np.ndarray, rated: np.ndarray | None = None) -> np.nda
     rated, a bool mask, defaults to every model (the mean-centred scale of `fit`).
     """
     m = cov.shape[0]
-    u = np.full(m, 1.0 / m) if rated is None else rated / max(int(np.count_nonzero(rated)), 1)
+    u = np.full(m, 1.0 / max(m, 1)) if rated is None else rated / max(int(np.count_nonzero(rated)), 1)
     cu = cov @ u
     variance: np.ndarray = np.diag(cov) - 2.0 * cu + float(u @ cu)
     return np.maximum(variance, 0.0)

@@ -3,11 +3,13 @@
 The log-odds that A beats B are theta_A - theta_B + beta . x, where x holds, per style feature,
 (a - b)/(a + b + 1) of the two answers' counts (`style_delta`), standardised over the battles. The
 ratings are then the strengths with style held equal, and beta says how much a standard deviation of
-each feature moves the log-odds (the ridge applies to beta too). Continuous covariates do not reduce
-to pair counts, so this fit and its bootstrap run over battles: O(battles) per step, each battle with
-a Poisson(1) weight per round. The point fit is Newton warm-started from the plain pair-count fit; the
-rounds use the same chord iteration as `bootstrap` (`_StyleChord`), whose steps need the gradient
-only. The tests hold its rounds to 1e-3 display points and 1e-5 in the coefficients of exact refits.
+each feature moves the log-odds (a ridge, STYLE_RIDGE, holds it to sane values on a young board).
+Continuous covariates do not reduce to pair counts, so this fit and its bootstrap run over battles:
+O(battles) per step, each battle with a Poisson(1) weight per round. The point fit is Newton
+warm-started from the plain pair-count fit; the rounds use the same chord iteration as `bootstrap`
+(`_StyleChord`), whose steps need the gradient only. Sandwich intervals (`_style_covariance`) sum
+the Hessian and the score outer products over battles once. The tests hold the rounds to 1e-3
+display points and 1e-5 in the coefficients of exact refits.
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ from leaderboard.rating.weights import _normalised
 
 STYLE_FEATURES = ("length", "headers", "lists", "bold")
 # Ridge on the style coefficients: a Gaussian prior with a standard deviation of 1 logit per
-# standard deviation of a feature (real boards measure 0.05 to 0.3). On a board of thousands of
-# battles it moves a coefficient by about 1/(0.2 battles) of itself, nothing; on a young board whose
-# feature barely varies it keeps the coefficient, and the strengths confounded with it, from running
-# off to absurd values.
+# standard deviation of a feature (real boards measure 0.05 to 0.3), as strong as FastChat's style
+# control (scikit-learn's C = 1) and far milder than arena-rank's. On a young board whose feature
+# barely varies it keeps the coefficient, and the strengths confounded with it, from running off to
+# thousands of points; a weaker one (0.1) still let them reach 5,000. Where styles go with models
+# (bench/rating.py's arenas) it moves ratings by at most 0.03 points at 1M battles, 0.3 at 100k.
 STYLE_RIDGE = 1.0
 
 # The chord iteration's error estimate is less reliable here than on pair counts: a tighter bound.
