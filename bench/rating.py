@@ -4,6 +4,7 @@
     python bench/rating.py --full    # 3M votes / 200 models + 1000 rounds; style 1M / 50 and 3M / 200 + 100
     python bench/rating.py --scenario bt --votes 500000 --models 100 --bootstrap 1000 --baseline-rounds 20
     python bench/rating.py --scenario cli --base /tmp/rating-base   # the command line on a 2M-battle CSV
+    python bench/rating.py --scenario sandwich   # sandwich beside the bootstrap on the --full scenarios
 
 Data come from a seeded synthetic generator: Bradley-Terry strengths, ties (drawn so that a tie as half
 a win keeps the expected score), and for style scenarios per-model answer length and markdown habits
@@ -16,6 +17,8 @@ Engines
     ours-2t     leaderboard.rating with workers=2 (it holds BLAS to one thread itself: no
                 OPENBLAS_NUM_THREADS needed)
     ours-1t     the same with workers=1: one core
+    sandwich    leaderboard.rating with intervals="sandwich": closed-form robust intervals, no rounds
+                (one core; --scenario sandwich runs it beside ours-2t's bootstrap, with no baseline)
     fastchat    FastChat's published method (fastchat/serve/monitor/elo_analysis.py and
                 rating_systems.py): compute_mle_elo builds win pivot tables (ties one win each way,
                 wins counted twice), a dense design matrix with two rows per ordered pair of models
@@ -226,20 +229,21 @@ def run_fastchat(data: dict[str, np.ndarray], scenario: Scenario) -> dict[str, A
 # --- Our engine ----------------------------------------------------------------------------------------
 
 
-def run_ours(data: dict[str, np.ndarray], scenario: Scenario, workers: int) -> dict[str, Any]:
+def run_ours(
+    data: dict[str, np.ndarray], scenario: Scenario, workers: int, intervals: str = "bootstrap"
+) -> dict[str, Any]:
     a, b, outcome = data["model_a"], data["model_b"], data["outcome"]
     m = int(data["n_models"])
+    options: dict[str, Any] = {"bootstrap": scenario.bootstrap, "workers": workers, "intervals": intervals}
     started = time.perf_counter()
     if scenario.kind == "bt":
-        result = rate(a, b, outcome, m, bootstrap=scenario.bootstrap, workers=workers)
+        result = rate(a, b, outcome, m, **options)
     else:
-        result = rate_style(
-            a, b, outcome, data["features"], m, bootstrap=scenario.bootstrap, workers=workers
-        ).ratings
+        result = rate_style(a, b, outcome, data["features"], m, **options).ratings
     return {
         "seconds": time.perf_counter() - started,
         "fit_seconds": None,
-        "rounds": scenario.bootstrap,
+        "rounds": result.bootstrap,
         "rating": result.rating.tolist(),
     }
 
@@ -255,6 +259,8 @@ def worker(args: argparse.Namespace) -> None:
     base = peak_mb()
     if args.worker == "fastchat":
         report = run_fastchat(data, scenario)
+    elif args.worker == "sandwich":
+        report = run_ours(data, scenario, workers=1, intervals="sandwich")
     else:
         report = run_ours(data, scenario, workers=1 if args.worker == "ours-1t" else 2)
     report["base_mb"] = base
@@ -383,7 +389,7 @@ def cli_scenario(args: argparse.Namespace) -> None:
             for name, checkout in checkouts.items():
                 runs[name].append(run_cli(checkout, csv, scenario.bootstrap))
         reports = {name: min(done, key=lambda report: report["seconds"]) for name, done in runs.items()}
-        if "fastchat" in args.engines.split(",") and baseline.baseline_rounds:
+        if "fastchat" in (args.engines or "fastchat").split(",") and baseline.baseline_rounds:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", "fastchat-csv"]
             command += ["--data", str(csv), "--scenario-json", json.dumps(baseline.__dict__)]
             started = time.perf_counter()
@@ -427,14 +433,19 @@ def main() -> None:
     )
     parser.add_argument("--full", action="store_true", help="the full-size scenarios")
     parser.add_argument(
-        "--scenario", choices=["bt", "style", "cli"], help="one custom scenario of this kind (cli: see above)"
+        "--scenario",
+        choices=["bt", "style", "cli", "sandwich"],
+        help="one custom scenario of this kind (cli, sandwich: see above)",
     )
     parser.add_argument("--votes", type=int, default=None, help="default 300000; cli 2000000")
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--bootstrap", type=int, default=None, help="our rounds (default 1000 bt, 100 style)")
     parser.add_argument("--baseline-rounds", type=int, default=None, help="the baseline's rounds")
     parser.add_argument(
-        "--engines", default="ours-2t,ours-1t,fastchat", help="comma-separated engines to run"
+        "--engines",
+        default=None,
+        help="comma-separated engines to run (default ours-2t,ours-1t,fastchat; ours-2t,sandwich for "
+        "--scenario sandwich)",
     )
     parser.add_argument(
         "--repeat",
@@ -457,7 +468,10 @@ def main() -> None:
         cli_scenario(args)
         return
 
-    if args.scenario:
+    if args.scenario == "sandwich":
+        scenarios = list(FULL)
+        args.engines = args.engines or "ours-2t,sandwich"
+    elif args.scenario:
         bootstrap = args.bootstrap or (1000 if args.scenario == "bt" else 100)
         votes = args.votes or 300_000
         name = f"{args.scenario} {votes} votes / {args.models} models"
@@ -468,7 +482,7 @@ def main() -> None:
             scenarios = [
                 Scenario(**{**s.__dict__, "baseline_rounds": args.baseline_rounds}) for s in scenarios
             ]
-    engines = args.engines.split(",")
+    engines = (args.engines or "ours-2t,ours-1t,fastchat").split(",")
 
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {cores()} usable cores")
     header = (

@@ -7,7 +7,10 @@ line (`python -m leaderboard.rating FILE`, see `__main__`).
     bradley_terry  votes to pair counts, the maximum-likelihood fit, display matrices
     newton         batched, line-searched Newton shared by the fits
     poisson        the table sampler of the bootstrap's Poisson draws
-    bootstrap      `rate`: ratings with bootstrap intervals and ranks
+    bootstrap      `rate`: ratings with bootstrap or sandwich intervals, ranks and rank ranges
+    sandwich       closed-form robust (sandwich) covariance of the (weighted) fit
+    weights        per-battle weights: inverse propensity, inverse pair frequency
+    rated          which models a young board can rate yet (`min_votes`)
     style          `rate_style`: style-controlled ratings and coefficients
     records        battle files record by record (imports, and naming a bad line)
     reader         battle files to arrays, column by column (`load_battles`; needs pyarrow, so it is
@@ -16,7 +19,7 @@ line (`python -m leaderboard.rating FILE`, see `__main__`).
 
 from __future__ import annotations
 
-from leaderboard.rating.bootstrap import INTERVAL, Ratings, rank_from_intervals, rate
+from leaderboard.rating.bootstrap import INTERVAL, INTERVALS, Ratings, rank_from_intervals, rank_range, rate
 from leaderboard.rating.bradley_terry import (
     CENTRE,
     RIDGE,
@@ -29,8 +32,16 @@ from leaderboard.rating.bradley_terry import (
     win_rate_matrix,
 )
 from leaderboard.rating.outcomes import A_WINS, B_WINS, BOTH_BAD, TIE, WINNER_NAMES, WINNERS
+from leaderboard.rating.rated import MIN_VOTES, rated_models
 from leaderboard.rating.records import STYLE_KEYS, BattleFileError, iter_records, read_battle, style_counts
-from leaderboard.rating.style import STYLE_FEATURES, StyleRatings, rate_style, style_delta
+from leaderboard.rating.sandwich import centred_variance, sandwich_covariance
+from leaderboard.rating.style import STYLE_FEATURES, STYLE_RIDGE, StyleRatings, rate_style, style_delta
+from leaderboard.rating.weights import (
+    PAIR_FREQUENCY_FLOOR,
+    WEIGHTINGS,
+    pair_frequency_weights,
+    propensity_weights,
+)
 
 __all__ = [
     "A_WINS",
@@ -38,11 +49,16 @@ __all__ = [
     "B_WINS",
     "CENTRE",
     "INTERVAL",
+    "INTERVALS",
+    "MIN_VOTES",
+    "PAIR_FREQUENCY_FLOOR",
     "RIDGE",
     "SCALE",
     "STYLE_FEATURES",
     "STYLE_KEYS",
+    "STYLE_RIDGE",
     "TIE",
+    "WEIGHTINGS",
     "WINNERS",
     "WINNER_NAMES",
     "BattleFileError",
@@ -51,13 +67,19 @@ __all__ = [
     "StyleRatings",
     "aggregate",
     "battle_count_matrix",
+    "centred_variance",
     "fit",
     "iter_records",
+    "pair_frequency_weights",
     "predicted_win_matrix",
+    "propensity_weights",
     "rank_from_intervals",
+    "rank_range",
     "rate",
     "rate_style",
+    "rated_models",
     "read_battle",
+    "sandwich_covariance",
     "style_counts",
     "style_delta",
     "win_rate_matrix",

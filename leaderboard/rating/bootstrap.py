@@ -1,4 +1,10 @@
-"""Ratings with bootstrap intervals and ranks: `rate`.
+"""Ratings with 95% intervals, ranks and rank ranges: `rate`.
+
+Intervals
+    intervals="bootstrap" (the default of `rate`, as the live board publishes) as below;
+    intervals="sandwich" the closed-form robust intervals of `sandwich`, same point estimate. Both
+    take per-battle weights (see `weights`); weighted votes are resampled as rows of identical
+    (pair, outcome, weight) battles (`_WeightedRows`).
 
 Bootstrap
     Poisson bootstrap over battles: every battle gets an independent Poisson(1) weight in each round.
@@ -34,7 +40,14 @@ Anchor
 
 Rank
     1 + the number of models whose interval lies wholly above this model's (lower bound greater than
-    this model's upper bound), among all models passed in.
+    this model's upper bound), among all models passed in (among the rated ones with `min_votes`).
+    That is also the best plausible rank, `rank_lower`; the worst, `rank_upper`, counts the models
+    not wholly below (upper bound at or above this model's lower bound), itself included.
+
+Models not yet rated
+    With `min_votes` (see `rated`), models with fewer battles or an unidentified strength keep their
+    votes in the fit but get NaN for rating and bounds and 0 for ranks; the published scale (mean
+    1000) and the ranks are over the rated models. Without it every model is rated, as before.
 
 Models without votes
     Their theta is 0 (the centre, 1000 before anchoring) with a zero-width interval; they count in the
@@ -53,6 +66,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 import scipy.sparse.csgraph
+import scipy.special
 from threadpoolctl import threadpool_limits
 
 from leaderboard.rating.bradley_terry import (
@@ -63,16 +77,25 @@ from leaderboard.rating.bradley_terry import (
     _check_count,
     _check_votes,
     _counts_from_cells,
+    _fit_scores,
     _Graph,
     _pair_outcome_cells,
     _PairProblem,
     _votes_per_model,
+    _weighted_cells,
     fit,
 )
 from leaderboard.rating.newton import _newton
+from leaderboard.rating.outcomes import B_WINS, TIE
 from leaderboard.rating.poisson import _PoissonTable
+from leaderboard.rating.rated import rated_models
+from leaderboard.rating.sandwich import _pair_covariance, centred_variance
+from leaderboard.rating.weights import _normalised
 
 INTERVAL = (2.5, 97.5)
+INTERVALS = ("bootstrap", "sandwich")
+# Half-width of a 95% normal interval in standard errors (1.96), for the sandwich.
+Z = float(scipy.special.ndtri(INTERVAL[1] / 100.0))
 
 # Bootstrap rounds that the chord iteration leaves unsettled are refitted by Newton, which stops
 # earlier than a point fit: the error left is far below the Monte Carlo error of a percentile.
@@ -91,13 +114,17 @@ _CHORD_SLOW = 0.5
 
 @dataclass(frozen=True)
 class Ratings:
-    rating: np.ndarray  # (n_models,) display scale
-    ci_lower: np.ndarray  # 95% percentile bootstrap interval, display scale
+    rating: np.ndarray  # (n_models,) display scale; NaN for a model not yet rated
+    ci_lower: np.ndarray  # 95% interval (percentile bootstrap or sandwich), display scale
     ci_upper: np.ndarray
-    rank: np.ndarray  # int: 1 + number of models whose ci_lower > this model's ci_upper
+    rank: np.ndarray  # int: 1 + number of models whose ci_lower > this model's ci_upper (= rank_lower)
     votes: np.ndarray  # int: battles each model took part in
-    bootstrap: int  # rounds used
+    bootstrap: int  # rounds used (0 for sandwich intervals)
     seed: int
+    rank_lower: np.ndarray  # int: best plausible rank (the rank above); 0 for a model not yet rated
+    rank_upper: np.ndarray  # int: worst plausible rank: rated models whose ci_upper >= this ci_lower
+    rated: np.ndarray  # bool: False where `min_votes` (see `rated`) held the model back
+    intervals: str  # "bootstrap" or "sandwich"
 
 
 def _chunks(rounds: int, per_round_bytes: int) -> list[int]:
@@ -322,7 +349,14 @@ def _summarise(
     anchor: int | None,
     anchor_rating: float,
     seed: int,
+    rated: np.ndarray | None = None,
 ) -> Ratings:
+    """Ratings from the point estimate and bootstrap rounds (rounds, n_models), both mean-centred."""
+    if rated is not None and not rated.all():
+        # Re-centred on the rated models, in the point estimate and in every round alike.
+        theta = theta - (theta[rated].mean() if rated.any() else 0.0)
+        if rated.any():
+            rounds = rounds - rounds[:, rated].mean(axis=1, keepdims=True)
     rating = CENTRE + SCALE * theta
     if rounds.shape[0]:
         lower, upper = CENTRE + SCALE * np.percentile(rounds, INTERVAL, axis=0)
@@ -330,19 +364,65 @@ def _summarise(
         upper = np.maximum(upper, rating)
     else:
         lower, upper = rating.copy(), rating.copy()
+    return _published(
+        rating, lower, upper, votes, rated, anchor, anchor_rating, int(rounds.shape[0]), seed, "bootstrap"
+    )
+
+
+def _summarise_sandwich(
+    theta: np.ndarray,
+    cov: np.ndarray,
+    votes: np.ndarray,
+    anchor: int | None,
+    anchor_rating: float,
+    seed: int,
+    rated: np.ndarray | None = None,
+) -> Ratings:
+    """Ratings with sandwich intervals from the strengths' covariance (see `sandwich`)."""
+    if rated is not None and not rated.all():
+        theta = theta - (theta[rated].mean() if rated.any() else 0.0)
+    half = Z * SCALE * np.sqrt(centred_variance(cov, rated))
+    rating = CENTRE + SCALE * theta
+    return _published(
+        rating, rating - half, rating + half, votes, rated, anchor, anchor_rating, 0, seed, "sandwich"
+    )
+
+
+def _published(
+    rating: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    votes: np.ndarray,
+    rated: np.ndarray | None,
+    anchor: int | None,
+    anchor_rating: float,
+    rounds: int,
+    seed: int,
+    intervals: str,
+) -> Ratings:
+    """The anchor's shift, models not yet rated blanked out, and ranks among the rated."""
     if anchor is not None:
-        if not 0 <= anchor < theta.size:
-            raise ValueError(f"anchor {anchor} is not a model index below {theta.size}")
+        if not 0 <= anchor < rating.size:
+            raise ValueError(f"anchor {anchor} is not a model index below {rating.size}")
         shift = anchor_rating - rating[anchor]
         rating, lower, upper = rating + shift, lower + shift, upper + shift
+    if rated is None:
+        rated = np.ones(rating.size, dtype=bool)
+    elif not rated.all():
+        rating, lower, upper = (np.where(rated, x, np.nan) for x in (rating, lower, upper))
+    rank_lower, rank_upper = rank_range(lower, upper, rated)
     return Ratings(
         rating=rating,
         ci_lower=lower,
         ci_upper=upper,
-        rank=rank_from_intervals(lower, upper),
+        rank=rank_lower,
         votes=votes,
-        bootstrap=int(rounds.shape[0]),
+        bootstrap=rounds,
         seed=seed,
+        rank_lower=rank_lower,
+        rank_upper=rank_upper,
+        rated=rated,
+        intervals=intervals,
     )
 
 
@@ -350,6 +430,27 @@ def rank_from_intervals(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """1 + the number of models whose lower bound is above this model's upper bound."""
     above = lower.size - np.searchsorted(np.sort(lower), upper, side="right")
     return (1 + above).astype(np.int64)
+
+
+def rank_range(
+    lower: np.ndarray, upper: np.ndarray, rated: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best and worst plausible rank of each model from its interval, among the rated models.
+
+    Best: 1 + the models surely above (lower bound above this upper bound), `rank_from_intervals`.
+    Worst: the rated models not surely below (upper bound at or above this lower bound), itself
+    included. A model whose interval overlaps no other's has best == worst. Unrated models: 0, 0.
+    """
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    if rated is None:
+        rated = np.ones(lower.size, dtype=bool)
+    best = np.zeros(lower.size, dtype=np.int64)
+    worst = np.zeros(lower.size, dtype=np.int64)
+    lo, hi = lower[rated], upper[rated]
+    best[rated] = rank_from_intervals(lo, hi)
+    below = np.searchsorted(np.sort(hi), lo, side="left")  # rated models whose upper < this lower
+    worst[rated] = lo.size - below
+    return best, worst
 
 
 def rate(
@@ -365,11 +466,21 @@ def rate(
     workers: int = 1,
     count: np.ndarray | None = None,
     pool: Executor | None = None,
+    intervals: str = "bootstrap",
+    weights: np.ndarray | None = None,
+    min_votes: int | None = None,
 ) -> Ratings:
-    """Ratings with 95% bootstrap intervals and ranks for votes given as model indices and outcomes.
+    """Ratings with 95% intervals and ranks for votes given as model indices and outcomes.
 
     count, if given, is each row's multiplicity (see `aggregate`): identical output, intervals
     included, to passing every row `count` times, without building the repeats.
+
+    intervals: "bootstrap" (`bootstrap` rounds, see above) or "sandwich" (closed form, see
+    `sandwich`; `bootstrap`, `workers` and `pool` then go unused). weights, one positive number per
+    row (see `weights`: `propensity_weights`, `pair_frequency_weights`), weigh each vote's
+    log-likelihood in the fit and in both kinds of interval; None (the default) weighs every vote
+    alike. min_votes, if given, reports models with fewer battles, or whose strength the votes do
+    not identify, as not yet rated (see `rated`); None rates every model, as before.
 
     workers > 1 refits bootstrap chunks in that many threads, the calling one included; the result is
     identical for any value. The others come from `pool` if given (a pool shared with other work,
@@ -378,16 +489,127 @@ def rate(
     """
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
+    if intervals not in INTERVALS:
+        raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, not {intervals!r}")
     a, b, o = _check_votes(model_a, model_b, outcome, n_models)
     weight = _check_count(count, a.size)
-    keys, cells = _pair_outcome_cells(a, b, o, n_models, weight)
+    battle_weight = _normalised(weights, weight, a.size)
+    votes = _votes_per_model(a, b, n_models, weight)
+    if battle_weight is None:
+        keys, cells = _pair_outcome_cells(a, b, o, n_models, weight)
+        sums = squares = cells.astype(np.float64)
+    else:
+        keys, cells, sums, squares = _weighted_cells(a, b, o, n_models, weight, battle_weight)
     counts = _counts_from_cells(keys, cells, n_models)
+    rated = None
+    if min_votes is not None:
+        rated = rated_models(counts.i, counts.j, counts.wins_i, counts.wins_j, votes, n_models, min_votes)
     with _one_blas_thread():
-        theta = fit(counts, n_models)
-        rounds = _bootstrap_pairs(
-            counts, n_models, theta, bootstrap, np.random.default_rng(seed), workers, pool
-        )
-    return _summarise(theta, rounds, _votes_per_model(a, b, n_models, weight), anchor, anchor_rating, seed)
+        if battle_weight is None:
+            theta = fit(counts, n_models)
+        else:
+            theta = _fit_scores(counts.i, counts.j, sums[:, 0] + 0.5 * sums[:, 2], sums.sum(axis=1), n_models)
+        if intervals == "sandwich":
+            cov = _pair_covariance(counts.i, counts.j, theta, sums, squares, n_models)
+            return _summarise_sandwich(theta, cov, votes, anchor, anchor_rating, seed, rated)
+        rng = np.random.default_rng(seed)
+        if battle_weight is None:
+            rounds = _bootstrap_pairs(counts, n_models, theta, bootstrap, rng, workers, pool)
+        else:
+            rows = _WeightedRows.of(a, b, o, weight, battle_weight, counts, n_models)
+            rounds = _bootstrap_weighted_pairs(
+                rows, counts, sums.sum(axis=1), n_models, theta, bootstrap, rng, workers, pool
+            )
+    return _summarise(theta, rounds, votes, anchor, anchor_rating, seed, rated)
+
+
+@dataclass(frozen=True)
+class _WeightedRows:
+    """Weighted votes for the bootstrap: one row per (pair, outcome class, weight) with its battles.
+
+    A battle's Poisson(1) bootstrap weight summed over the c identical battles of a row is
+    Poisson(c), as for unweighted cells: one draw per row resamples battles exactly. Weights constant
+    per pair (pair-frequency) give one row per cell; propensities that change with every draw give
+    up to one row per vote, and the bootstrap then costs what the style board's does.
+    """
+
+    pair: np.ndarray  # index into the PairCounts rows
+    cls: np.ndarray  # 0 the pair's i wins, 1 its j wins, 2 half-half
+    weight: np.ndarray
+    count: np.ndarray  # int64 battles
+
+    @classmethod
+    def of(
+        cls,
+        a: np.ndarray,
+        b: np.ndarray,
+        o: np.ndarray,
+        count: np.ndarray | None,
+        weight: np.ndarray,
+        counts: PairCounts,
+        n_models: int,
+    ) -> _WeightedRows:
+        outcome_class = ((a < b) == (o == B_WINS)).astype(np.int64)
+        outcome_class[o >= TIE] = 2
+        key = np.minimum(a, b).astype(np.int64) * n_models + np.maximum(a, b)
+        pair_keys = counts.i * n_models + counts.j
+        cell = np.searchsorted(pair_keys, key) * 3 + outcome_class
+        order = np.lexsort((weight, cell))
+        cell, w = cell[order], weight[order]
+        c = np.ones(cell.size, dtype=np.int64) if count is None else count[order].astype(np.int64)
+        new = np.ones(cell.size, dtype=bool)
+        new[1:] = (cell[1:] != cell[:-1]) | (w[1:] != w[:-1])
+        starts = np.flatnonzero(new)
+        battles = np.add.reduceat(c, starts) if starts.size else np.zeros(0, dtype=np.int64)
+        kept = battles > 0
+        cell, w, battles = cell[starts][kept], w[starts][kept], battles[kept]
+        return cls(cell // 3, cell % 3, w, battles)
+
+
+def _bootstrap_weighted_pairs(
+    rows: _WeightedRows,
+    counts: PairCounts,
+    weighted_n: np.ndarray,
+    n_models: int,
+    theta: np.ndarray,
+    rounds: int,
+    rng: np.random.Generator,
+    workers: int,
+    pool: Executor | None = None,
+) -> np.ndarray:
+    """`_bootstrap_pairs` for weighted votes: (rounds, n_models) mean-centred refits.
+
+    Each round draws Poisson(battles) per row and sums weight x draw per pair into the weighted
+    battles and scores that the chord refits take; orientation and chord as `_bootstrap_pairs`.
+    """
+    pairs = counts.i.size
+    if rounds == 0 or pairs == 0:
+        return np.zeros((rounds, n_models))
+    diff = theta[counts.i] - theta[counts.j]
+    flip = diff < 0
+    first, second = np.where(flip, counts.j, counts.i), np.where(flip, counts.i, counts.j)
+    # Score of the pair's first (stronger) model in each row: 1, 0 or 1/2.
+    score_i = np.array([1.0, 0.0, 0.5])[rows.cls]
+    score_first = np.where(flip[rows.pair], 1.0 - score_i, score_i)
+    columns = np.arange(rows.pair.size)
+    shape = (pairs, rows.pair.size)
+    to_n = scipy.sparse.csr_matrix((rows.weight.astype(np.float32), (rows.pair, columns)), shape=shape)
+    to_score = scipy.sparse.csr_matrix(
+        ((rows.weight * score_first).astype(np.float32), (rows.pair, columns)), shape=shape
+    )
+    table = _PoissonTable(rows.count)
+    chord = _Chord(_Graph.build(first, second, n_models), np.abs(diff), weighted_n, theta)
+
+    def work(child: np.random.Generator, size: int) -> np.ndarray:
+        draws = np.ascontiguousarray(table.draw(child, size).T)  # (rows, rounds)
+        n = np.ascontiguousarray(to_n @ draws, dtype=np.float32)
+        score = np.ascontiguousarray(to_score @ draws, dtype=np.float32)
+        fitted = chord.solve(n, score)
+        centred: np.ndarray = fitted - fitted.mean(axis=1, keepdims=True)
+        return centred
+
+    per_round = 16 * rows.pair.size + 192 * pairs
+    return _run_chunks(rng, _chunks(rounds, per_round), work, workers, pool)
 
 
 def _one_blas_thread() -> threadpool_limits:

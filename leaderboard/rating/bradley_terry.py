@@ -166,6 +166,36 @@ def aggregate(
     return _counts_from_cells(keys, cells, n_models)
 
 
+def _weighted_cells(
+    a: np.ndarray,
+    b: np.ndarray,
+    o: np.ndarray,
+    n_models: int,
+    count: np.ndarray | None,
+    weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_pair_outcome_cells` with per-vote weights: keys, battles (pairs, 3), and per cell the sum of
+    the weights and of their squares (each row counted `count` times), both (pairs, 3) float64.
+
+    The fit needs the sums, the sandwich's score variance the sums of squares.
+    """
+    cls = ((a < b) == (o == B_WINS)).astype(np.int64)
+    cls[o >= TIE] = 2
+    key = np.minimum(a, b).astype(np.int64) * n_models + np.maximum(a, b)
+    if n_models * n_models <= _DENSE_PAIRS_PER_VOTE * a.size + 65536:
+        cell, length, keys = key * 3 + cls, 3 * n_models * n_models, None
+    else:
+        keys, inverse = np.unique(key, return_inverse=True)
+        cell, length = inverse * 3 + cls, 3 * keys.size
+    battles = _bincount(cell, count, length).reshape(-1, 3)
+    per_row = weight if count is None else weight * count
+    sums = np.bincount(cell, weights=per_row, minlength=length).reshape(-1, 3)
+    squares = np.bincount(cell, weights=per_row * weight, minlength=length).reshape(-1, 3)
+    seen = np.flatnonzero(battles.any(axis=1))
+    pair_keys = seen if keys is None else keys[seen]
+    return pair_keys, battles[seen], sums[seen], squares[seen]
+
+
 def _counts_from_cells(keys: np.ndarray, cells: np.ndarray, n_models: int) -> PairCounts:
     ties = cells[:, 2]
     return PairCounts(
@@ -301,11 +331,25 @@ def fit(
         if w.shape != score.shape:
             raise ValueError(f"weights has shape {w.shape}, expected one per pair row {score.shape}")
         score, n = score * w, n * w
+    return _fit_scores(counts.i, counts.j, score, n, n_models, init=init, ridge=ridge)
+
+
+def _fit_scores(
+    i: np.ndarray,
+    j: np.ndarray,
+    score: np.ndarray,
+    n: np.ndarray,
+    n_models: int,
+    *,
+    init: np.ndarray | None = None,
+    ridge: float = RIDGE,
+) -> np.ndarray:
+    """`fit` on per-pair rows given as (weighted) score of i and (weighted) battles, float64."""
     start = np.zeros(n_models) if init is None else np.asarray(init, dtype=np.float64)
     if start.shape != (n_models,):
         raise ValueError(f"init has shape {start.shape}, expected ({n_models},)")
     start = start - start.mean() if n_models else start
-    problem = _PairProblem(_Graph.build(counts.i, counts.j, n_models), score[:, None], n[:, None], ridge)
+    problem = _PairProblem(_Graph.build(i, j, n_models), score[:, None], n[:, None], ridge)
     theta = _newton(problem, start[:, None])[:, 0]
     return theta - theta.mean() if n_models else theta
 

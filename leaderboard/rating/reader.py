@@ -19,7 +19,7 @@ import pyarrow.csv
 import pyarrow.json
 
 from leaderboard.rating.outcomes import WINNERS
-from leaderboard.rating.records import STYLE_KEYS, Battles, load_records
+from leaderboard.rating.records import STYLE_KEYS, Battles, load_propensity_records, load_records
 from leaderboard.rating.style import style_delta
 
 _FIELDS = ("model_a", "model_b", "winner")
@@ -48,6 +48,54 @@ def load_battles(path: str | Path, *, style: bool = False) -> Battles:
     # pyarrow's allocator keeps the pages of the parsed file for reuse; nothing here needs them again.
     pa.default_memory_pool().release_unused()
     return battles
+
+
+def load_propensity(path: str | Path) -> np.ndarray:
+    """Each battle's `propensity` field (JSON) or column (CSV), in the order `load_battles` reads them.
+
+    The probability with which the battle's pair was drawn, for `--weights propensity`. Read as a
+    column; a file where that fails, or with a value outside (0, 1], is read again record by record
+    (`records.load_propensity_records`), which raises BattleFileError naming the first bad record.
+    """
+    try:
+        column = _propensity_column(Path(path))
+    except (_Refused, OSError, pa.ArrowException, orjson.JSONDecodeError):
+        return load_propensity_records(path)
+    if column.null_count:
+        return load_propensity_records(path)
+    values = np.from_dlpack(column.combine_chunks()) if len(column) else np.zeros(0)
+    if not ((values > 0.0) & (values <= 1.0)).all():
+        return load_propensity_records(path)
+    return values.astype(np.float64)
+
+
+def _propensity_column(path: Path) -> pa.ChunkedArray:
+    with open(path, "rb") as f:
+        start = f.read(1 << 16).removeprefix(_BOM).lstrip(_WHITESPACE)[:1]
+    if start == b"[":
+        records = orjson.loads(path.read_bytes().removeprefix(_BOM))
+        try:
+            values = [r["propensity"] for r in records]
+        except (TypeError, KeyError) as exc:
+            raise _Refused(exc) from None
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise _Refused("a propensity that is not a number")
+        return pa.chunked_array([pa.array(values, pa.float64())])
+    if start == b"{":
+        parse = pyarrow.json.ParseOptions(
+            explicit_schema=pa.schema([("propensity", pa.float64())]), unexpected_field_behavior="ignore"
+        )
+        return pyarrow.json.read_json(path, parse_options=parse).column("propensity")
+    if not start:
+        raise _Refused("empty")
+    table = pyarrow.csv.read_csv(
+        path,
+        parse_options=pyarrow.csv.ParseOptions(newlines_in_values=True),
+        convert_options=pyarrow.csv.ConvertOptions(
+            column_types={"propensity": pa.float64()}, include_columns=["propensity"]
+        ),
+    )
+    return table.column("propensity")
 
 
 def _columns(path: Path, style: bool) -> tuple[list[pa.ChunkedArray], pa.ChunkedArray | None]:

@@ -140,6 +140,35 @@ def read_battle(record: Any) -> tuple[str, str, int]:
     return names[0], names[1], WINNERS[winner]
 
 
+def load_propensity_records(path: str | Path) -> np.ndarray:
+    """Each record's `propensity` (the probability its pair was drawn with), in file order.
+
+    Raises BattleFileError at the first record without one or with one outside (0, 1].
+    """
+    values = []
+    for where, record in iter_records(path):
+        try:
+            values.append(read_propensity(record))
+        except BattleFileError as exc:
+            raise BattleFileError(f"{path}, {where}: {exc}") from None
+    return np.array(values, dtype=np.float64)
+
+
+def read_propensity(record: Any) -> float:
+    value = record.get("propensity") if isinstance(record, dict) else None
+    if value is None or value == "":
+        raise BattleFileError("missing field 'propensity' (needed for --weights propensity)")
+    number = value
+    if isinstance(value, str):  # a CSV cell
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0.0 < number <= 1.0:
+        raise BattleFileError(f"propensity must be a probability in (0, 1], got {value!r}")
+    return float(number)
+
+
 def style_counts(metadata: Any) -> list[list[float]]:
     """[a-side, b-side] counts of STYLE_FEATURES from a conv_metadata dict; missing counts are 0."""
     metadata = metadata if isinstance(metadata, dict) else {}

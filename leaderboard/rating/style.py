@@ -3,11 +3,13 @@
 The log-odds that A beats B are theta_A - theta_B + beta . x, where x holds, per style feature,
 (a - b)/(a + b + 1) of the two answers' counts (`style_delta`), standardised over the battles. The
 ratings are then the strengths with style held equal, and beta says how much a standard deviation of
-each feature moves the log-odds (the ridge applies to beta too). Continuous covariates do not reduce
-to pair counts, so this fit and its bootstrap run over battles: O(battles) per step, each battle with
-a Poisson(1) weight per round. The point fit is Newton warm-started from the plain pair-count fit; the
-rounds use the same chord iteration as `bootstrap` (`_StyleChord`), whose steps need the gradient
-only. The tests hold its rounds to 1e-3 display points and 1e-5 in the coefficients of exact refits.
+each feature moves the log-odds (a ridge, STYLE_RIDGE, holds it to sane values on a young board).
+Continuous covariates do not reduce to pair counts, so this fit and its bootstrap run over battles:
+O(battles) per step, each battle with a Poisson(1) weight per round. The point fit is Newton
+warm-started from the plain pair-count fit; the rounds use the same chord iteration as `bootstrap`
+(`_StyleChord`), whose steps need the gradient only. Sandwich intervals (`_style_covariance`) sum
+the Hessian and the score outer products over battles once. The tests hold the rounds to 1e-3
+display points and 1e-5 in the coefficients of exact refits.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 
 from leaderboard.rating.bootstrap import (
     _BOOTSTRAP_STEP_TOL,
     INTERVAL,
+    INTERVALS,
     Ratings,
+    Z,
     _chord_refits,
     _chunks,
     _one_blas_thread,
     _Parts,
     _run_chunks,
     _summarise,
+    _summarise_sandwich,
 )
 from leaderboard.rating.bradley_terry import (
     RIDGE,
@@ -43,8 +49,18 @@ from leaderboard.rating.bradley_terry import (
 from leaderboard.rating.newton import _newton
 from leaderboard.rating.outcomes import A_WINS, B_WINS
 from leaderboard.rating.poisson import _PoissonTable
+from leaderboard.rating.rated import rated_models
+from leaderboard.rating.sandwich import _components, _robust_covariance
+from leaderboard.rating.weights import _normalised
 
 STYLE_FEATURES = ("length", "headers", "lists", "bold")
+# Ridge on the style coefficients: a Gaussian prior with a standard deviation of 1 logit per
+# standard deviation of a feature (real boards measure 0.05 to 0.3), as strong as FastChat's style
+# control (scikit-learn's C = 1) and far milder than arena-rank's. On a young board whose feature
+# barely varies it keeps the coefficient, and the strengths confounded with it, from running off to
+# thousands of points; a weaker one (0.1) still let them reach 5,000. Where styles go with models
+# (bench/rating.py's arenas) it moves ratings by at most 0.03 points at 1M battles, 0.3 at 100k.
+STYLE_RIDGE = 1.0
 
 # The chord iteration's error estimate is less reliable here than on pair counts: a tighter bound.
 _STYLE_CHORD_TOL = 1e-6
@@ -105,6 +121,7 @@ class _StyleDesign:
     # fixed point comes from the float64 gradient), and it halves the memory traffic of the costliest
     # pass of a round.
     with_one_32: np.ndarray
+    order: np.ndarray  # the battles as given, in this order (to put per-battle weights in it)
 
     @property
     def x(self) -> np.ndarray:  # (k, battles)
@@ -156,7 +173,7 @@ class _StyleDesign:
         seg_len = np.diff(np.concatenate([seg_start, [key.size]]))
         pair = key[seg_start]
         graph = _Graph.build(pair // n_models, pair % n_models, n_models)
-        return cls(graph, seg_start, seg_len, y, with_one, with_one_32)
+        return cls(graph, seg_start, seg_len, y, with_one, with_one_32, order)
 
 
 class _StyleProblem:
@@ -167,12 +184,15 @@ class _StyleProblem:
     fastest loops.
     """
 
-    def __init__(self, design: _StyleDesign, weight: np.ndarray | None, ridge: float) -> None:
+    def __init__(self, design: _StyleDesign, weight: np.ndarray | None, ridge: float | np.ndarray) -> None:
         self.design = design
         self.m = design.graph.n_models
-        self.weight = weight  # (battles,) bootstrap weights, None for all ones
+        self.weight = weight  # (battles,) battle times bootstrap weights, None for all ones
         self.wy = design.y if weight is None else weight * design.y
-        self.ridge = ridge
+        # Per parameter (a scalar: the same for all), as a column to scale (m + k, 1) parameters.
+        self.ridge = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (self.m + design.x.shape[0],))[
+            :, None
+        ]
 
     def logits(self, params: np.ndarray) -> np.ndarray:
         d = self.design
@@ -203,7 +223,7 @@ class _StyleProblem:
         per_pair = np.add.reduceat(resid, d.seg_start) if resid.size else np.zeros(0)
         grad = np.concatenate([d.graph.incidence @ per_pair, d.x @ resid])[:, None]
         grad += self.ridge * params
-        loss += 0.5 * self.ridge * float(params[:, 0] @ params[:, 0])
+        loss += 0.5 * float((self.ridge * params)[:, 0] @ params[:, 0])
         return np.array([loss]), grad, curv[:, None]
 
     def hessian(self, curv: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -218,7 +238,7 @@ class _StyleProblem:
         hess[:m, m:] = cross
         hess[m:, :m] = cross.T
         hess[m:, m:] = weighted[1:] @ d.with_one_32[1:].T
-        hess[np.diag_indices(m + k)] += self.ridge
+        hess[np.diag_indices(m + k)] += self.ridge[:, 0]
         return hess[None]
 
 
@@ -237,6 +257,7 @@ class _StyleChord:
     def __init__(self, design: _StyleDesign, point: _StyleProblem, params: np.ndarray) -> None:
         self.design = design
         self.params = params
+        self.ridge = point.ridge
         self.m = design.graph.n_models
         z0 = point.logits(params)
         _, p, pq = _softplus_terms(z0)
@@ -281,7 +302,8 @@ class _StyleChord:
                     # -(logit), then exp(-logit), then weight * (sigmoid(logit) - y).
                     resid = np.repeat(pair_move[:, first:last], d.seg_len[first:last], axis=1)
                     resid -= move @ self.features[:, start:end]
-                    np.exp(resid, out=resid)
+                    with np.errstate(over="ignore"):  # exp -> inf: the sigmoid is 0 in float32, rightly
+                        np.exp(resid, out=resid)
                     resid += 1.0
                     np.reciprocal(resid, out=resid)
                     resid -= self.y[start:end]
@@ -291,13 +313,13 @@ class _StyleChord:
             grad = np.concatenate(
                 [self.parts.project(graph.incidence @ per_pair.T.astype(np.float64)), beta]
             ).astype(np.float64)
-            grad += RIDGE * (self.params[:, None] if delta is None else self.params[:, None] + delta)
+            grad += self.ridge * (self.params[:, None] if delta is None else self.params[:, None] + delta)
             return grad
 
         delta, settled = _chord_refits(self.factor, gradient, _STYLE_CHORD_TOL)
         fitted = (self.params[:, None] + delta).T
         for r in np.flatnonzero(~settled):
-            problem = _StyleProblem(d, weights[r].astype(np.float64), RIDGE)
+            problem = _StyleProblem(d, weights[r].astype(np.float64), self.ridge[:, 0])
             fitted[r] = _newton(problem, self.params[:, None], _BOOTSTRAP_STEP_TOL)[:, 0]
         fitted[:, :m] -= fitted[:, :m].mean(axis=1, keepdims=True)
         return fitted
@@ -316,17 +338,23 @@ def rate_style(
     anchor_rating: float = 1000.0,
     workers: int = 1,
     pool: Executor | None = None,
+    intervals: str = "bootstrap",
+    weights: np.ndarray | None = None,
+    min_votes: int | None = None,
 ) -> StyleRatings:
     """Style-controlled ratings: Bradley-Terry with per-battle covariates, bootstrapped over battles.
 
     features is (battles, k), each column already (a - b)/(a + b + 1) (see `style_delta`); it is
     standardised here (a column without spread is left at zero and gets a zero coefficient).
-    Ratings, scale, anchor, intervals, ranks, workers and pool follow `rate`; the bootstrap gives
-    every battle a Poisson(1) weight per round, like `rate`, and refits warm-started from the point
-    estimate.
+    Ratings, scale, anchor, intervals, weights, min_votes, ranks, workers and pool follow `rate`;
+    the bootstrap gives every battle a Poisson(1) weight per round (times its own weight), like
+    `rate`, and refits warm-started from the point estimate. With min_votes given, a coefficient
+    whose feature has no spread is reported as NaN (not identified) rather than 0.
     """
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
+    if intervals not in INTERVALS:
+        raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, not {intervals!r}")
     a, b, o = _check_votes(model_a, model_b, outcome, n_models)
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != a.size:
@@ -334,41 +362,64 @@ def rate_style(
     k = x.shape[1]
     if not all(np.isfinite(x[:, j]).all() for j in range(k)):
         raise ValueError("features must be finite")
+    battle_weight = _normalised(weights, None, a.size)
     # Column by column, without a transposed copy: numpy sums a strided column in the same order as
     # a contiguous one, so these are the same numbers.
     mean = np.array([x[:, j].mean() for j in range(k)]) if a.size else np.zeros(k)
     std = np.array([x[:, j].std() for j in range(k)]) if a.size else np.ones(k)
-    std = np.where(std > 0, std, 1.0)
+    spread = std > 0
+    std = np.where(spread, std, 1.0)
 
     design = _StyleDesign.build(a, b, o, x, mean, std, n_models)
-    point = _StyleProblem(design, None, RIDGE)
+    weight = None if battle_weight is None else battle_weight[design.order]
+    ridge = np.concatenate([np.full(n_models, RIDGE), np.full(k, STYLE_RIDGE)])
+    point = _StyleProblem(design, weight, ridge)
     # Warm start from the plain fit on pair counts (cheap): Newton over battles then needs fewer steps.
     keys, cells = _pair_outcome_cells(a, b, o, n_models)
+    counts = _counts_from_cells(keys, cells, n_models)
+    votes = _votes_per_model(a, b, n_models)
+    rated = None
+    if min_votes is not None:
+        rated = rated_models(counts.i, counts.j, counts.wins_i, counts.wins_j, votes, n_models, min_votes)
     with _one_blas_thread():
-        start = np.concatenate([fit(_counts_from_cells(keys, cells, n_models), n_models), np.zeros(k)])
+        start = np.concatenate([fit(counts, n_models), np.zeros(k)])
         params = _newton(point, start[:, None])[:, 0]
         params[:n_models] -= params[:n_models].mean()
-        if bootstrap and a.size:
+        if intervals == "sandwich":
+            cov = _style_covariance(point, params)
+            rounds = np.zeros((0, n_models + k))
+        elif bootstrap and a.size:
             chord = _StyleChord(design, point, params)
             table = _PoissonTable(np.ones(1, dtype=np.int64))
+            scale = None if weight is None else weight.astype(np.float32)
 
             def work(child: np.random.Generator, size: int) -> np.ndarray:
-                return chord.solve(table.draw(child, size * a.size).reshape(size, a.size))
+                draws = table.draw(child, size * a.size).reshape(size, a.size)
+                return chord.solve(draws if scale is None else draws * scale)
 
             # About ten float32 values per battle and round are alive at once.
             sizes = _chunks(bootstrap, a.size * 40)
             rounds = _run_chunks(np.random.default_rng(seed), sizes, work, workers, pool)
         else:
             rounds = np.zeros((bootstrap, n_models + k))  # without battles every round is all zeros
-    ratings = _summarise(
-        params[:n_models], rounds[:, :n_models], _votes_per_model(a, b, n_models), anchor, anchor_rating, seed
-    )
     coef = params[n_models:]
-    if rounds.shape[0]:
-        coef_lower, coef_upper = np.percentile(rounds[:, n_models:], INTERVAL, axis=0)
-        coef_lower, coef_upper = np.minimum(coef_lower, coef), np.maximum(coef_upper, coef)
+    if intervals == "sandwich":
+        ratings = _summarise_sandwich(
+            params[:n_models], cov[:n_models, :n_models], votes, anchor, anchor_rating, seed, rated
+        )
+        half = Z * np.sqrt(np.maximum(np.diag(cov)[n_models:], 0.0))
+        coef_lower, coef_upper = coef - half, coef + half
     else:
-        coef_lower, coef_upper = coef.copy(), coef.copy()
+        ratings = _summarise(
+            params[:n_models], rounds[:, :n_models], votes, anchor, anchor_rating, seed, rated
+        )
+        if rounds.shape[0]:
+            coef_lower, coef_upper = np.percentile(rounds[:, n_models:], INTERVAL, axis=0)
+            coef_lower, coef_upper = np.minimum(coef_lower, coef), np.maximum(coef_upper, coef)
+        else:
+            coef_lower, coef_upper = coef.copy(), coef.copy()
+    if min_votes is not None and not spread.all():
+        coef, coef_lower, coef_upper = (np.where(spread, c, np.nan) for c in (coef, coef_lower, coef_upper))
     return StyleRatings(
         ratings=ratings,
         coef=coef,
@@ -377,3 +428,40 @@ def rate_style(
         feature_mean=mean,
         feature_std=std,
     )
+
+
+def _style_outer(design: _StyleDesign, per_battle: np.ndarray) -> np.ndarray:
+    """sum_b per_battle_b u_b u_b' over battles, u_b = (e_i - e_j, x_b) its parameter direction.
+
+    (m + k, m + k), float64 throughout (the point Hessian of `_StyleProblem` rounds in float32,
+    harmless for a search direction, not for a covariance).
+    """
+    graph, m = design.graph, design.graph.n_models
+    k = design.with_one.shape[0] - 1
+    weighted = design.with_one * per_battle
+    per_pair = (
+        np.add.reduceat(weighted, design.seg_start, axis=1) if per_battle.size else np.zeros((k + 1, 0))
+    )
+    outer = graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
+    cross = graph.incidence @ per_pair[1:].T
+    outer[:m, m:] = cross
+    outer[m:, :m] = cross.T
+    outer[m:, m:] = weighted[1:] @ design.with_one[1:].T
+    return outer
+
+
+def _style_covariance(point: _StyleProblem, params: np.ndarray) -> np.ndarray:
+    """Sandwich covariance H^-1 J H^-1 of (theta, beta) at the point estimate (see `sandwich`)."""
+    design, m = point.design, point.m
+    z = point.logits(params)
+    p = scipy.special.expit(z)
+    curvature = p * scipy.special.expit(-z)
+    resid = p - design.y  # a battle's score is -(y - p) u_b: the sign goes in the square
+    w = point.weight
+    if w is not None:
+        curvature *= w
+        resid *= w
+    hessian = _style_outer(design, curvature)
+    hessian[np.diag_indices(hessian.shape[0])] += point.ridge[:, 0]
+    outer = _style_outer(design, resid * resid)
+    return _robust_covariance(hessian, outer, _components(design.graph.i, design.graph.j, m))

@@ -40,7 +40,16 @@ def test_the_cli_gives_the_same_ratings_from_json_json_lines_and_csv(tmp_path: P
     assert outputs[0] == outputs[1] == outputs[2]
     result = outputs[0]
     assert result["models"][0]["model"] == "alpha"
-    assert set(result["models"][0]) == {"model", "rating", "ci_lower", "ci_upper", "rank", "votes"}
+    assert set(result["models"][0]) == {
+        "model",
+        "rating",
+        "ci_lower",
+        "ci_upper",
+        "rank",
+        "rank_lower",
+        "rank_upper",
+        "votes",
+    }
     ratings = [row["rating"] for row in result["models"]]
     assert ratings == sorted(ratings, reverse=True)
     assert [c["feature"] for c in result["style"]["coefficients"]] == list(STYLE_FEATURES)

@@ -14,6 +14,7 @@ from leaderboard.rating import (
     B_WINS,
     RIDGE,
     SCALE,
+    STYLE_RIDGE,
     TIE,
     bootstrap,
     newton,
@@ -101,7 +102,7 @@ def test_style_bootstrap_rounds_match_exact_refits_of_the_same_weights(
     def checked(chord: Any, weights: np.ndarray) -> np.ndarray:
         fast = fast_solve(chord, weights)
         for r in range(weights.shape[0]):
-            problem = style._StyleProblem(chord.design, weights[r].astype(float), RIDGE)
+            problem = style._StyleProblem(chord.design, weights[r].astype(float), chord.ridge[:, 0])
             exact = newton._newton(problem, chord.params[:, None], 1e-10)[:, 0]
             exact[: chord.m] -= exact[: chord.m].mean()
             gap = np.abs(fast[r] - exact)
@@ -117,8 +118,8 @@ def test_style_bootstrap_rounds_match_exact_refits_of_the_same_weights(
 
 
 def test_style_control_point_estimate_agrees_with_a_general_purpose_optimiser() -> None:
-    """The same penalised likelihood (ties half a win, ridge on strengths and coefficients) handed
-    to scipy's L-BFGS with a tight tolerance: the two optima agree to 1e-5 logits."""
+    """The same penalised likelihood (ties half a win, RIDGE on strengths, STYLE_RIDGE on
+    coefficients) handed to scipy's L-BFGS with a tight tolerance: the two optima agree to 1e-5 logits."""
     rng = np.random.default_rng(11)
     theta = np.array([0.8, 0.3, 0.0, -0.4, -0.9])
     beta = np.array([0.6, -0.3, 0.2])
@@ -127,14 +128,15 @@ def test_style_control_point_estimate_agrees_with_a_general_purpose_optimiser() 
     m, k = theta.size, beta.size
     z = (x - x.mean(axis=0)) / x.std(axis=0)
     y = np.where(outcome == A_WINS, 1.0, np.where(outcome == B_WINS, 0.0, 0.5))
+    ridge = np.concatenate([np.full(m, RIDGE), np.full(k, STYLE_RIDGE)])
 
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
         t, c = params[:m], params[m:]
         d = t[a] - t[b] + z @ c
         p = expit(d)
-        loss = np.sum(np.logaddexp(0, d) - y * d) + 0.5 * RIDGE * np.sum(params**2)
+        loss = np.sum(np.logaddexp(0, d) - y * d) + 0.5 * np.sum(ridge * params**2)
         r = p - y
-        grad = np.concatenate([np.bincount(a, r, m) - np.bincount(b, r, m), z.T @ r]) + RIDGE * params
+        grad = np.concatenate([np.bincount(a, r, m) - np.bincount(b, r, m), z.T @ r]) + ridge * params
         return float(loss), grad
 
     reference = minimize(
