@@ -289,6 +289,13 @@ ARENA_PACED_RELAY = env.bool("ARENA_PACED_RELAY", default=True)
 ARENA_PACED_TICK = env_float("ARENA_PACED_TICK", default=0.05)  # seconds between two releases
 # Recompute the board right after each vote (debounced by the recompute lock); beat covers the rest.
 LEADERBOARD_RECOMPUTE_ON_VOTE = env.bool("LEADERBOARD_RECOMPUTE_ON_VOTE", default=not REDIS_URL)
+# Sandwich (robust, closed-form) intervals by default, as LMArena's board since 2025; "bootstrap"
+# for the percentile bootstrap with the rounds below.
+LEADERBOARD_INTERVALS = env.str("LEADERBOARD_INTERVALS", default="sandwich")
+if LEADERBOARD_INTERVALS not in ("sandwich", "bootstrap"):
+    raise ImproperlyConfigured(
+        f'LEADERBOARD_INTERVALS must be "sandwich" or "bootstrap", not {LEADERBOARD_INTERVALS!r}'
+    )
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
 LEADERBOARD_SEED = env.int("LEADERBOARD_SEED", default=42)
 LEADERBOARD_STYLE_BOOTSTRAP = env.int("LEADERBOARD_STYLE_BOOTSTRAP", default=100)

@@ -41,14 +41,15 @@ class Board:
 
 
 FIXED = [
-    Board("overall", "Overall", "Every counted anonymous vote."),
+    # Style control first, as the default view: a model should not climb by writing longer.
     Board(
         "style",
         "Style control",
-        "The same votes, with answer length, headers, lists and bold as covariates: ratings as if "
-        "both answers had the same style.",
+        "Every counted anonymous vote, with answer length, headers, lists and bold as covariates: "
+        "ratings as if both answers had the same style.",
         style=True,
     ),
+    Board("overall", "Overall (raw)", "Every counted anonymous vote, without style control."),
     Board("coding", "Coding", "Prompts with code or programming terms.", Q(coding=True), category=True),
     Board(
         "hard", "Hard prompts", "Specific, constrained, problem-solving prompts.", Q(hard=True), category=True

@@ -107,7 +107,8 @@ class Rating(models.Model):
     rating = models.FloatField()
     ci_lower = models.FloatField()
     ci_upper = models.FloatField()
-    rank = models.PositiveIntegerField()
+    rank = models.PositiveIntegerField()  # the best rank its interval allows
+    rank_upper = models.PositiveIntegerField(null=True, blank=True)  # the worst; null on older snapshots
     votes = models.PositiveIntegerField()
     # A published variant with fewer fresh votes (collected after publication) than the rule asks
     # for: its rating rests on few votes (leaderboard.votes, fresh-vote rule).
@@ -119,6 +120,13 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.llm} at {self.rating:.0f}"
+
+    @property
+    def rank_range(self) -> str:
+        """ "3" when the intervals pin the rank, "3–7" when they allow a range (Compar:IA shows it so)."""
+        if self.rank_upper is None or self.rank_upper == self.rank:
+            return str(self.rank)
+        return f"{self.rank}–{self.rank_upper}"
 
     @property
     def shown(self) -> dict[str, int]:

@@ -194,8 +194,10 @@ def _prepare(board: boards.Board, filters: Filters, counts: BoardCounts, flagged
     digest = counts.digest()
     if latest and latest.votes_digest == digest and latest.excluded == excluded:
         return None
+    intervals = settings.LEADERBOARD_INTERVALS
     params = {
-        "bootstrap": bootstrap_rounds(board),
+        "intervals": intervals,
+        "bootstrap": bootstrap_rounds(board) if intervals == "bootstrap" else 0,
         "seed": settings.LEADERBOARD_SEED,
         "scale": 400,
         "base": 10,
@@ -232,6 +234,7 @@ def _fit(
             seed=params["seed"],
             workers=workers,
             pool=pool,
+            intervals=params["intervals"],
         )
         result = styled.ratings
         details["style"] = {
@@ -253,6 +256,7 @@ def _fit(
             seed=params["seed"],
             workers=workers,
             pool=pool,
+            intervals=params["intervals"],
         )
     if result is not None:
         # From the cells, not a style board's rows: the same counts, without a pass over every vote.
@@ -285,6 +289,7 @@ def _publish(
                     ci_lower=float(result.ci_lower[i]),
                     ci_upper=float(result.ci_upper[i]),
                     rank=int(result.rank[i]),
+                    rank_upper=int(result.rank_upper[i]),
                     votes=votes_i,
                     provisional=pk in provisional or votes_i < settings.LEADERBOARD_MIN_VOTES,
                 )
@@ -315,7 +320,7 @@ def bootstrap_rounds(board: boards.Board) -> int:
     return settings.LEADERBOARD_CATEGORY_BOOTSTRAP if board.category else settings.LEADERBOARD_BOOTSTRAP
 
 
-CODE_VERSION = "rating-2"  # bump when a change to the engine can move published numbers
+CODE_VERSION = "rating-3"  # bump when a change to the engine can move published numbers
 HEATMAP_MODELS = 20  # the heatmaps show the top models; beyond that a person cannot read them
 
 

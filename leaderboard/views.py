@@ -30,7 +30,7 @@ from providers.models import LLM
 
 def board_page(request: HttpRequest) -> HttpResponse:
     """The board page, rendered once per board and snapshot generation, then served from the cache."""
-    spec = boards.board(request.GET.get("board", "overall"))
+    spec = boards.board(request.GET.get("board") or default_board())
     if spec is None:
         raise Http404("No such board.")
     # The newest snapshot's id (an indexed lookup) keys the page; the generation, bumped on every
@@ -42,6 +42,12 @@ def board_page(request: HttpRequest) -> HttpResponse:
         html = render_to_string("leaderboard/board.html", board_context(spec), request=request)
         cache.set(key, html, timeout=24 * 3600)
     return HttpResponse(html)
+
+
+def default_board() -> str:
+    """The style-controlled board once it has a snapshot; the raw board before (a board with no
+    style counts yet)."""
+    return "style" if Snapshot.objects.of_board("style").exists() else "overall"
 
 
 def board_context(spec: boards.Board) -> dict[str, Any]:
@@ -150,7 +156,18 @@ def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}.csv"'
     writer = csv.writer(response)
     writer.writerow(
-        ["rank", "model", "rating", "ci_lower", "ci_upper", "votes", "provisional", "organization", "license"]
+        [
+            "rank",
+            "model",
+            "rating",
+            "ci_lower",
+            "ci_upper",
+            "votes",
+            "provisional",
+            "organization",
+            "license",
+            "rank_upper",
+        ]
     )
     for r in snapshot.ratings.select_related("llm"):
         writer.writerow(
@@ -164,6 +181,7 @@ def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
                 r.provisional,
                 spreadsheet_safe(r.llm.organization),
                 spreadsheet_safe(r.llm.license),
+                "" if r.rank_upper is None else r.rank_upper,
             ]
         )
     return response
@@ -183,13 +201,15 @@ def spreadsheet_safe(text: str) -> str:
 
 
 class BoardQuerySerializer(serializers.Serializer):
-    board = serializers.CharField(max_length=64, required=False, default="overall")
+    board = serializers.CharField(
+        max_length=64, required=False, help_text="A board's slug; the style-controlled board by default."
+    )
 
 
 def board_of(request: Request) -> str:
     query = BoardQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
-    return query.validated_data["board"]
+    return query.validated_data.get("board") or default_board()
 
 
 class LeaderboardApi(APIView):
@@ -206,7 +226,10 @@ class LeaderboardApi(APIView):
             excluded = serializers.DictField(child=serializers.IntegerField())
 
         class RatingSerializer(serializers.Serializer):
-            rank = serializers.IntegerField()
+            rank = serializers.IntegerField(help_text="The best rank the intervals allow.")
+            rank_upper = serializers.IntegerField(
+                allow_null=True, help_text="The worst rank the intervals allow (null on older snapshots)."
+            )
             name = serializers.CharField()
             label = serializers.CharField()
             organization = serializers.CharField()
@@ -245,6 +268,7 @@ class LeaderboardApi(APIView):
                 "models": [
                     {
                         "rank": r.rank,
+                        "rank_upper": r.rank_upper,
                         "name": r.llm.name,
                         "label": r.llm.label,
                         "organization": r.llm.organization,

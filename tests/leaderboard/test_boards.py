@@ -189,3 +189,44 @@ def test_a_board_emptied_by_retagging_loses_its_tab(models: list[LLM], client: C
     services.recompute_all()
     page = client.get("/leaderboard/").content.decode()
     assert '?board=language-pt"' not in page and '?board=language-en"' in page
+
+
+def test_the_board_has_sandwich_intervals_and_rank_ranges_that_its_export_reproduces(
+    models: list[LLM], client: Client, tmp_path: Path
+) -> None:
+    battles(models, n=12)
+    services.recompute_all()
+    snapshot = Snapshot.objects.of_board("overall").latest_first().first()
+    assert snapshot.params["intervals"] == "sandwich" and snapshot.params["bootstrap"] == 0
+    ratings = list(snapshot.ratings.select_related("llm"))
+    assert all(r.rank <= r.rank_upper for r in ratings)
+    assert any(r.rank < r.rank_upper for r in ratings)  # 12 rounds leave neighbours overlapping
+    api = client.get("/api/v1/leaderboard/").json()["models"]
+    assert {m["name"]: (m["rank"], m["rank_upper"]) for m in api} == {
+        r.llm.name: (r.rank, r.rank_upper) for r in ratings
+    }
+    page = client.get("/leaderboard/?board=overall").content.decode()
+    assert "sandwich (robust)" in page and next(r.rank_range for r in ratings if "–" in r.rank_range) in page
+
+    path = tmp_path / "votes.jsonl"
+    path.write_bytes(b"".join(client.get(f"/api/v1/leaderboard/snapshots/{snapshot.pk}/votes")))
+    result = subprocess.run(
+        [sys.executable, "-m", "leaderboard.rating", str(path), "--json", "--min-votes", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cli = {m["model"]: m for m in json.loads(result.stdout)["models"]}
+    for r in ratings:
+        assert cli[r.llm.name]["ci_lower"] == pytest.approx(r.ci_lower, abs=0.01)
+        assert cli[r.llm.name]["ci_upper"] == pytest.approx(r.ci_upper, abs=0.01)
+        assert (cli[r.llm.name]["rank_lower"], cli[r.llm.name]["rank_upper"]) == (r.rank, r.rank_upper)
+
+
+def test_an_operator_can_keep_bootstrap_intervals(models: list[LLM], settings: Any) -> None:
+    settings.LEADERBOARD_INTERVALS = "bootstrap"
+    battles(models, n=12)
+    services.recompute_all()
+    snapshot = Snapshot.objects.of_board("overall").latest_first().first()
+    assert snapshot.params["intervals"] == "bootstrap" and snapshot.params["bootstrap"] == 50

@@ -32,7 +32,7 @@ def test_cells_that_would_run_as_formulas_are_quoted(make_llm: Callable[..., LLM
         )
     _, *body = rows(client, snapshot)
     assert len(body) == len(FORMULAS)
-    for (_, name, rating, *_, organization, license_), text in zip(body, FORMULAS, strict=True):
+    for (_, name, rating, *_, organization, license_, _), text in zip(body, FORMULAS, strict=True):
         assert name == organization == license_ == f"'{text}"
         assert float(rating) > 1000  # figures stay figures
 
@@ -44,4 +44,15 @@ def test_ordinary_names_are_written_as_they_are(make_llm: Callable[..., LLM], cl
         snapshot=snapshot, llm=llm, rating=1012.5, ci_lower=-3.25, ci_upper=1020, rank=1, votes=5
     )
     [_, row] = rows(client, snapshot)
-    assert row == ["1", "alpha-chat", "1012.50", "-3.25", "1020.00", "5", "False", "Alpha Labs", "Apache-2.0"]
+    assert row == [
+        "1",
+        "alpha-chat",
+        "1012.50",
+        "-3.25",
+        "1020.00",
+        "5",
+        "False",
+        "Alpha Labs",
+        "Apache-2.0",
+        "",
+    ]
