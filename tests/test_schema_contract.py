@@ -9,6 +9,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,3 +228,15 @@ def test_a_real_stream_and_real_downloads_are_what_the_schema_says(live: tuple[h
             snapshot_id=10**9,
         )
     conforms(api, "/healthz", web.get("/healthz"))
+
+
+def test_the_readme_client_finds_the_vote_operation_in_the_schema(live_asgi: str, capsys: Any) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = (
+        readme.split("A client can find each operation", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    )
+    exec(compile(example.replace("http://127.0.0.1:8000", live_asgi), "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == [
+        "POST /api/v1/battles/{battle_id}/vote/ #/components/schemas/VoteInputRequest",
+        "['a', 'b', 'tie', 'bothbad']",
+    ]
