@@ -31,7 +31,7 @@ health = plain_view_schema(
     operation_id="healthz",
     summary="Health check",
     description="For load balancers and container health checks: whether the database and the "
-    "cache both answer. Not cached; no authentication.",
+    "cache both answer. No authentication.",
     responses={
         200: OpenApiResponse(HEALTH, description="Both answer."),
         503: OpenApiResponse(HEALTH, description="One does not: its entry names the error."),
