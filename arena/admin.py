@@ -1,10 +1,31 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from arena.models import Answer, Battle, Turn, Visitor, Vote, VoterFlag, VoterFlagAction
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """Shown, never added, changed or deleted: what the arena recorded as it happened.
+
+    Battles, their turns, answers and votes are what published snapshots were computed from; an
+    edit here would rewrite the history behind them without a trace. What the board counts changes
+    only through logged actions (a flag's confirm or restore, below), and a visitor's own deletion.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class TurnInline(admin.TabularInline):
@@ -12,32 +33,39 @@ class TurnInline(admin.TabularInline):
     extra = 0
     fields = ["index", "prompt", "created"]
     readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Battle)
-class BattleAdmin(admin.ModelAdmin):
+class BattleAdmin(RecordAdmin):
     list_display = ["id", "mode", "model_a", "model_b", "state", "created"]
     list_filter = ["mode", "state", "created"]
     list_select_related = ["model_a", "model_b"]
-    readonly_fields = ["id", "visitor_hash", "created", "updated"]
     inlines = [TurnInline]
 
 
 @admin.register(Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(RecordAdmin):
     """Operators read upstream errors here; they may name the model, so they stay out of the API."""
 
     list_display = ["turn", "side", "status", "ttft_ms", "duration_ms", "output_tokens", "finish_reason"]
     list_filter = ["status", "finish_reason"]
     search_fields = ["error"]
-    readonly_fields = ["turn", "side", "params", "started", "finished"]
 
 
 @admin.register(Vote)
-class VoteAdmin(admin.ModelAdmin):
+class VoteAdmin(RecordAdmin):
+    """Each vote with the reason the boards leave it out, if any: set by the integrity rules when
+    it is cast or by the detector's flags, and changed only by a flag's logged review."""
+
     list_display = ["battle", "winner", "excluded", "created"]
     list_filter = ["winner", "excluded"]
-    readonly_fields = ["battle", "created"]
 
 
 @admin.register(Visitor)
@@ -58,6 +86,16 @@ class VoterFlagActionInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(VoterFlagAction)
+class VoterFlagActionAdmin(RecordAdmin):
+    """Every flag raised and every review, newest first: the exclusions' audit trail."""
+
+    list_display = ["created", "action", "flag", "user", "votes"]
+    list_filter = ["action", "created"]
+    list_select_related = ["flag", "user"]
+    ordering = ["-created"]
 
 
 @admin.register(VoterFlag)
@@ -98,6 +136,9 @@ class VoterFlagAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # flags come from the detector
 
+    def has_delete_permission(self, request: HttpRequest, obj: VoterFlag | None = None) -> bool:
+        return False  # its actions are the audit trail of the votes it excluded or restored
+
     @admin.action(description="Confirm: keep their votes excluded")
     def confirm(self, request: HttpRequest, queryset: QuerySet[VoterFlag]) -> None:
         flags = list(queryset.exclude(state=VoterFlag.State.CONFIRMED))
@@ -112,3 +153,15 @@ class VoterFlagAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{len(flags)} flag(s) restored, {votes} vote(s) counted again.", messages.SUCCESS
         )
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(RecordAdmin):
+    """The admin's own log of every change an operator made here (a model's state, visibility or
+    weight among them, with the values before and after): one list, newest first."""
+
+    list_display = ["action_time", "user", "content_type", "object_repr", "action_flag", "change_message"]
+    list_filter = ["action_flag", "content_type", "action_time"]
+    list_select_related = ["user", "content_type"]
+    search_fields = ["object_repr", "change_message", "user__username"]
+    date_hierarchy = "action_time"

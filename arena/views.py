@@ -12,13 +12,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import gate, services, streaming, visitors
+from arena import api_schema, gate, services, streaming, visitors
 from arena.models import Battle
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, error_body
@@ -102,7 +102,7 @@ class ChallengeApi(APIView):
     """A proof-of-work challenge to solve before opening a battle (arena/gate.py); 204 when none is
     asked; the vendor and its widget's site key when a vendor's bot check is (arena/captcha.py)."""
 
-    @extend_schema(operation_id="challenge_create", responses={200: dict, 204: None})
+    @api_schema.challenge
     def get(self, request: Request) -> Response:
         if settings.ARENA_CHALLENGE == "off":
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -122,6 +122,7 @@ class BattleCreateApi(APIView):
         model_a = serializers.CharField(required=False)
         model_b = serializers.CharField(required=False)
 
+    @api_schema.battle_create
     def post(self, request: Request) -> Response:
         visitors.require_consent(visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
@@ -140,6 +141,7 @@ class BattleCreateApi(APIView):
 
 
 class BattleDetailApi(APIView):
+    @api_schema.battle_detail
     def get(self, request: Request, battle_id: str) -> Response:
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         turns = []
@@ -168,6 +170,7 @@ class BattleTurnCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
 
+    @api_schema.battle_turn
     def post(self, request: Request, battle_id: str) -> Response:
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
@@ -181,6 +184,7 @@ class BattleVoteApi(APIView):
         # Validated by the service, so the message names the accepted values.
         winner = serializers.JSONField()
 
+    @api_schema.battle_vote
     def post(self, request: Request, battle_id: str) -> Response:
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
@@ -197,7 +201,13 @@ class ModelListApi(APIView):
         class Meta(ModelOutputSerializer.Meta):
             fields = [*ModelOutputSerializer.Meta.fields, "backend", "temperature", "max_tokens"]
 
-    @extend_schema(operation_id="models_list", responses=OutputSerializer(many=True))
+    @extend_schema(
+        operation_id="models_list",
+        summary="The models a visitor may pick",
+        description="Models a visitor may pick in named mode: public ones in service, never an "
+        "address or a key.",
+        responses=OpenApiResponse(OutputSerializer(many=True), description="The models."),
+    )
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(LLM.objects.public().active(), many=True).data)
 
@@ -206,6 +216,7 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
+@api_schema.battle_stream
 @require_GET
 async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     """Both answers of the latest turn as one server-sent event stream."""

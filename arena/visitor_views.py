@@ -50,7 +50,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
 class ConsentOutputSerializer(serializers.Serializer):
     accepted = serializers.BooleanField(help_text="Whether this visitor accepted the terms in force.")
     required = serializers.BooleanField(
-        help_text="Whether a battle needs the acceptance (ARENA_REQUIRE_CONSENT)."
+        help_text="Whether this site asks for the acceptance before a battle."
     )
     terms_version = serializers.CharField(help_text="The version of the terms in force.")
     accepted_version = serializers.CharField(
@@ -80,15 +80,26 @@ class VisitorConsentApi(APIView):
     class InputSerializer(serializers.Serializer):
         terms_version = serializers.CharField(help_text="The version of the terms read and accepted.")
 
-    @extend_schema(operation_id="visitor_consent_read", responses=ConsentOutputSerializer)
+    @extend_schema(
+        operation_id="visitor_consent_read",
+        summary="The terms in force, and this visitor's acceptance",
+        description="The version of the terms a visitor must accept before their first battle "
+        "(where the site asks for it), and whether this visitor (their `arena_visitor` cookie) did.",
+        responses=OpenApiResponse(ConsentOutputSerializer, description="The terms and the acceptance."),
+    )
     def get(self, request: Request) -> Response:
         return Response(ConsentOutputSerializer(consent_state(visitor(request))).data)
 
     @extend_schema(
         operation_id="visitor_consent_accept",
         request=InputSerializer,
-        responses={200: ConsentOutputSerializer, **errors(400, 409)},
-        description="Accept the terms in force (sets the visitor cookie if absent).",
+        summary="Accept the terms in force",
+        description="Records this visitor's acceptance of the version read; sets the `arena_visitor` "
+        "cookie if absent. A version other than the one in force is a 409: read the terms again.",
+        responses={
+            200: OpenApiResponse(ConsentOutputSerializer, description="The acceptance, recorded."),
+            **errors(400, 409, 413),
+        },
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -132,6 +143,10 @@ class VisitorDataApi(APIView):
 
     @extend_schema(
         operation_id="visitor_data_download",
+        summary="Download everything stored under this visitor's cookie",
+        description="The acceptance of the terms and every battle of this visitor (the "
+        "`arena_visitor` cookie), as a JSON attachment: prompts, answers, votes, and the models where "
+        "they were shown.",
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The visitor's data, as a JSON file."),
             **errors(404),
@@ -153,7 +168,14 @@ class VisitorDataApi(APIView):
             help_text="Voted battles: prompts and answers erased, unlinked from you, the vote kept."
         )
 
-    @extend_schema(operation_id="visitor_data_delete", responses={200: DeletedSerializer, **errors(404)})
+    @extend_schema(
+        operation_id="visitor_data_delete",
+        summary="Delete everything stored under this visitor's cookie",
+        description="Battles without a vote are deleted whole; a voted battle keeps its anonymous "
+        "vote (boards were computed from it) with its prompts and answers erased and its link to "
+        "this visitor removed. The cookie is cleared.",
+        responses={200: OpenApiResponse(DeletedSerializer, description="What was deleted."), **errors(404)},
+    )
     def delete(self, request: Request) -> Response:
         forgotten = visitors.forget_visitor(visitor=self._visitor(request))
         response = Response(self.DeletedSerializer(forgotten).data)

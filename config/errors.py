@@ -91,3 +91,11 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if isinstance(exception, RequestDataTooBig):
         return JsonResponse(error_body(*TOO_LARGE), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     return JsonResponse(error_body("Bad request.", "bad_request"), status=status.HTTP_400_BAD_REQUEST)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 (handler404): JSON under /api/, where a path matched no route (an id that is
+    not a number, say); the HTML page elsewhere."""
+    if not request.path_info.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body("No such resource.", "not_found"), status=status.HTTP_404_NOT_FOUND)

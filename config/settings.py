@@ -374,12 +374,18 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1/",
     "COMPONENT_SPLIT_REQUEST": True,
+    # What a caller reads is written for them in extend_schema; docstrings are for this code's readers.
+    "DISABLE_DOCSTRING_DESCRIPTIONS": True,
+    # The stream, the downloads and the health check are plain Django views (config.schema).
+    "PREPROCESSING_HOOKS": ["config.schema.plain_views"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "BackendEnum": "providers.models.LLM.Backend",
         "RemoteBackendEnum": "providers.api.BACKENDS",
+        "StateEnum": "providers.models.LLM.State",
+        "BattleStateEnum": "arena.models.Battle.State",
     },
 }
 

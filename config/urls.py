@@ -4,20 +4,43 @@ from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from rest_framework import serializers
 
 from config.health import healthz
+from config.schema import plain_view_schema
 
 handler400 = "config.errors.bad_request"
+handler404 = "config.errors.not_found"
 
 # Swagger UI and Redoc set styles from their scripts (Redoc's styled-components write <style>
 # elements), and Redoc's search runs in a worker made from a blob. Their scripts still come from
 # this site's files only: the split Swagger view serves its start-up script as a file of its own.
 docs_policy = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})
 
+HEALTH = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "unhealthy"]),
+        "database": serializers.CharField(help_text="ok, or the name of the error it raised."),
+        "cache": serializers.CharField(help_text="ok, stale, or the name of the error it raised."),
+    },
+)
+health = plain_view_schema(
+    operation_id="healthz",
+    summary="Health check",
+    description="For load balancers and container health checks: whether the database and the "
+    "cache both answer. No authentication.",
+    responses={
+        200: OpenApiResponse(HEALTH, description="Both answer."),
+        503: OpenApiResponse(HEALTH, description="One does not: its entry names the error."),
+    },
+)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health(healthz), name="healthz"),
     path("", include("arena.urls")),
     path("", include("leaderboard.urls")),
     path("", include("providers.urls")),

@@ -28,3 +28,6 @@ class SnapshotAdmin(admin.ModelAdmin):
         "duration_ms",
     ]
     inlines = [RatingInline]
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # a published snapshot is history: its downloads must keep answering

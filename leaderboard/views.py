@@ -11,7 +11,8 @@ from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
@@ -20,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import error_body
-from config.schema import errors
+from config.schema import errors, plain_view_schema
 from leaderboard import boards, dumps
 from leaderboard.dumps import export_lines
 from leaderboard.models import Snapshot, SnapshotQuerySet
@@ -112,6 +113,40 @@ def _heatmaps(matrices: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
+SNAPSHOT_ID = OpenApiParameter(
+    "snapshot_id",
+    int,
+    OpenApiParameter.PATH,
+    description="The snapshot's id, from the board or the snapshot list.",
+)
+
+
+@plain_view_schema(
+    operation_id="leaderboard_snapshots_votes",
+    summary="Download the votes behind a snapshot (JSON lines)",
+    description="Exactly the votes the snapshot counted, one JSON object a line, in the public "
+    "battle format (`question_id`, `model_a`, `model_b`, `winner`, `tstamp`, `anony`, `language`, "
+    "`turn`, `is_code`, `hard`, `long_query`, `conv_metadata`): its ratings can be recomputed from "
+    "them and checked against its `votes_digest`. No prompts, no answers, no voters.",
+    parameters=[SNAPSHOT_ID],
+    responses={
+        (200, "application/x-ndjson"): OpenApiResponse(
+            OpenApiTypes.STR,
+            description="An attachment, `arena-<board>-<id>-votes.jsonl`.",
+            examples=[
+                OpenApiExample(
+                    "One vote",
+                    media_type="application/x-ndjson",
+                    value='{"question_id": "0b6f…", "model_a": "alpha-chat", "model_b": "beta-chat", '
+                    '"winner": "model_a", "tstamp": 1767225600.0, "anony": true, "language": "en", '
+                    '"turn": 1, "is_code": false, "hard": false, "long_query": false, '
+                    '"conv_metadata": {"sum_assistant_a_tokens": 120}}\n',
+                )
+            ],
+        ),
+        **errors(404),
+    },
+)
 def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     """Exactly the votes behind a snapshot, in the public battle format (JSON lines).
 
@@ -148,6 +183,32 @@ async def sent_as_read(lines: Iterator[str]) -> AsyncIterator[str]:
         yield "".join(batch)
 
 
+@plain_view_schema(
+    operation_id="leaderboard_snapshots_csv",
+    summary="Download a snapshot's ratings (CSV)",
+    description="The snapshot's board as a spreadsheet: a header row, then one row per model in "
+    "rank order. Columns: rank, model, rating, ci_lower, ci_upper (its 95% interval), votes, "
+    "provisional, organization, license, rank_upper (the worst rank the intervals allow). A text "
+    "cell that would start a formula begins with `'`.",
+    parameters=[SNAPSHOT_ID],
+    responses={
+        (200, "text/csv"): OpenApiResponse(
+            OpenApiTypes.STR,
+            description="An attachment, `arena-<board>-<id>.csv`.",
+            examples=[
+                OpenApiExample(
+                    "Two models",
+                    media_type="text/csv",
+                    value="rank,model,rating,ci_lower,ci_upper,votes,provisional,organization,license,"
+                    "rank_upper\r\n"
+                    "1,alpha-chat,1040.00,1021.50,1058.20,812,False,Alpha Labs,Apache-2.0,1\r\n"
+                    "2,beta-chat,960.00,941.30,979.90,812,False,Beta Inc,MIT,2\r\n",
+                )
+            ],
+        ),
+        **errors(404),
+    },
+)
 def snapshot_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
@@ -202,7 +263,10 @@ def spreadsheet_safe(text: str) -> str:
 
 class BoardQuerySerializer(serializers.Serializer):
     board = serializers.CharField(
-        max_length=64, required=False, help_text="A board's slug; the style-controlled board by default."
+        max_length=64,
+        required=False,
+        help_text="The board: style (the default once it has a snapshot), overall, coding, hard, "
+        "long-query, multi-turn, or language-<code> (language-en, language-zh, ...).",
     )
 
 
@@ -214,8 +278,6 @@ def board_of(request: Request) -> str:
 
 class LeaderboardApi(APIView):
     class OutputSerializer(serializers.Serializer):
-        """Describes the response for the OpenAPI schema."""
-
         class SnapshotSerializer(serializers.Serializer):
             id = serializers.IntegerField()
             created = serializers.DateTimeField()
@@ -247,8 +309,13 @@ class LeaderboardApi(APIView):
 
     @extend_schema(
         operation_id="leaderboard",
+        summary="A board: the newest snapshot and its ranked models",
+        description="The newest published snapshot of a board (`overall` by default; others by "
+        "category, such as `coding` or `language-en`) and each model's rank, rating and 95% "
+        "interval. `excluded` counts the votes it left out, by reason. Without a snapshot yet, "
+        "`snapshot` is null and `models` empty.",
         parameters=[BoardQuerySerializer],
-        responses={200: OutputSerializer, **errors(400)},
+        responses={200: OpenApiResponse(OutputSerializer, description="The board."), **errors(400)},
     )
     def get(self, request: Request) -> Response:
         snapshot = latest_snapshot(board_of(request))
@@ -309,8 +376,15 @@ class SnapshotListApi(ListAPIView):
 
     @extend_schema(
         operation_id="leaderboard_snapshots_list",
+        summary="Every published snapshot, newest first",
+        description="Every snapshot ever published (one board with `board`), newest first, a page "
+        "at a time. Its `digest` identifies the votes it counted; its ratings are at "
+        "`/api/v1/leaderboard/snapshots/{snapshot_id}/csv` and its votes at `…/votes`.",
         parameters=[BoardQuerySerializer],
-        responses={200: OutputSerializer(many=True), **errors(400)},
+        responses={
+            200: OpenApiResponse(OutputSerializer(many=True), description="A page of snapshots."),
+            **errors(400),
+        },
     )
     def get(self, request: Request) -> Response:
         return super().get(request)

@@ -80,10 +80,31 @@ class LLMAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        """The admin's log line, with each changed field's value before and after: a model's
+        state, visibility or weight decides what is drawn and what the board counts."""
+        if add or not form.changed_data:
+            return super().construct_change_message(request, form, formsets, add)
+        changes = [
+            f"{name}: {form.initial.get(name)!r} → {form.cleaned_data.get(name)!r}"
+            for name in form.changed_data
+        ]
+        return "Changed " + "; ".join(changes) + "."
+
     @admin.action(description="Return to service (state active, reason cleared)")
     def return_to_service(self, request: HttpRequest, queryset: QuerySet[LLM]) -> None:
-        count = queryset.update(state=LLM.State.ACTIVE, state_reason="")
-        self.message_user(request, f"{count} model(s) back in service.")
+        # Models in outage only: a retired one left the draw for good.
+        outages = list(queryset.filter(state=LLM.State.OUTAGE))
+        for llm in outages:
+            LLM.objects.filter(pk=llm.pk).update(state=LLM.State.ACTIVE, state_reason="")
+            self.log_change(
+                request,
+                llm,
+                f"Returned to service: state 'outage' → 'active'; reason {llm.state_reason!r} cleared.",
+            )
+        self.message_user(request, f"{len(outages)} model(s) back in service.")
 
 
 class MembershipInline(admin.TabularInline):

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import URLValidator
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -195,13 +195,22 @@ class ProviderApi(APIView):
 
 
 VARIANT_ID = OpenApiParameter("variant_id", int, OpenApiParameter.PATH, description="The variant's id.")
+KEYED = (
+    " Authenticated by an organisation's key (`Authorization: Api-Key <key>`), throttled per key; "
+    "the key sees its own organisation's variants only."
+)
 
 
 class VariantListApi(ProviderApi):
     @extend_schema(
         operation_id="provider_variants_list",
         summary="Your organisation's variants",
-        responses={200: VariantOutputSerializer(many=True), **errors(401, 429)},
+        description="Every variant your organisation submitted, newest first, each with its "
+        "status, votes, battles and private result." + KEYED,
+        responses={
+            200: OpenApiResponse(VariantOutputSerializer(many=True), description="The variants."),
+            **errors(401, 429),
+        },
     )
     def get(self, request: Request) -> Response:
         variants = list(
@@ -247,8 +256,16 @@ class VariantCreateApi(ProviderApi):
     @extend_schema(
         operation_id="provider_variants_create",
         summary="Submit a private variant (its endpoint is probed first)",
+        description="A new variant under test: it joins the anonymous draw under its codename, "
+        "seen by your organisation only, until it is published or retired or its vote budget is "
+        "spent. Its endpoint is probed at once with a tiny request; one that cannot be reached or "
+        "does not answer in the backend's wire format is refused with the reason. Unknown fields "
+        "are refused, not ignored." + KEYED,
         request=InputSerializer,
-        responses={201: VariantOutputSerializer, **errors(400, 401, 409, 429)},
+        responses={
+            201: OpenApiResponse(VariantOutputSerializer, description="The variant, in testing."),
+            **errors(400, 401, 409, 413, 429),
+        },
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -278,8 +295,14 @@ class VariantDetailApi(ProviderApi):
     @extend_schema(
         operation_id="provider_variants_retrieve",
         summary="One of your variants, with its private result",
+        description="The variant and, once it has votes, its private result: rating and 95% "
+        "interval on the public board's scale, the rank it would have, its record against each "
+        "public opponent, and how concentrated its voters are." + KEYED,
         parameters=[VARIANT_ID],
-        responses={200: VariantOutputSerializer, **errors(401, 404, 429)},
+        responses={
+            200: OpenApiResponse(VariantOutputSerializer, description="The variant."),
+            **errors(401, 404, 429),
+        },
     )
     def get(self, request: Request, variant_id: str) -> Response:
         return Response(variant_output([self.variant(variant_id)])[0])
@@ -297,9 +320,16 @@ class VariantPublishApi(ProviderApi):
     @extend_schema(
         operation_id="provider_variants_publish",
         summary="Publish a variant under a public name (owners only)",
+        description="The variant goes public under `name` (its codename if left out). On the "
+        "public board it counts only votes cast after publication, and is provisional until it has "
+        "enough of them. Only an owner's key may publish; a name taken, or too like another model's, "
+        "is a 409." + KEYED,
         parameters=[VARIANT_ID],
         request=InputSerializer,
-        responses={200: VariantOutputSerializer, **errors(400, 401, 403, 404, 409, 429)},
+        responses={
+            200: OpenApiResponse(VariantOutputSerializer, description="The variant, published."),
+            **errors(400, 401, 403, 404, 409, 413, 429),
+        },
     )
     def post(self, request: Request, variant_id: str) -> Response:
         variant = self.variant(variant_id)
@@ -317,9 +347,14 @@ class VariantRetireApi(ProviderApi):
     @extend_schema(
         operation_id="provider_variants_retire",
         summary="Retire a variant: it leaves the draw for good, its record stays (owners only)",
+        description="The variant is drawn into no more battles; its votes and the testing "
+        "ledger's record of it stay. Only an owner's key may retire; it cannot be undone." + KEYED,
         parameters=[VARIANT_ID],
         request=InputSerializer,
-        responses={200: VariantOutputSerializer, **errors(400, 401, 403, 404, 409, 429)},
+        responses={
+            200: OpenApiResponse(VariantOutputSerializer, description="The variant, retired."),
+            **errors(400, 401, 403, 404, 409, 413, 429),
+        },
     )
     def post(self, request: Request, variant_id: str) -> Response:
         variant = self.variant(variant_id)
@@ -378,7 +413,11 @@ class TestingLedgerApi(APIView):
     @extend_schema(
         operation_id="testing_ledger",
         summary="Every organisation's tested variants",
-        responses=OutputSerializer,
+        description="The public record of provider testing: the rules in force, and for each "
+        "organisation the variants whose testing ended, their votes and share of all anonymous votes, and "
+        "once disclosed each variant's codename and final result (with enough votes: once its "
+        "organisation publishes a later variant, or after the disclosure delay). No key needed.",
+        responses=OpenApiResponse(OutputSerializer, description="The ledger."),
     )
     def get(self, request: Request) -> Response:
         body = {"rules": ledger_rules(), "organizations": testing_ledger()}

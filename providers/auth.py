@@ -131,5 +131,5 @@ class APIKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key <key>`; keys come from `manage.py create_api_key` or the admin.",
+            "description": "`Api-Key <key>`: an organisation's key, issued by the arena's operators.",
         }

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from arena.models import Battle, Vote, VoteMetadata
+from arena.models import Battle, Vote, VoteMetadata, VoterFlag
 from leaderboard import boards, rating, services, votes
 from leaderboard.models import Snapshot
 from providers.models import LLM
@@ -209,20 +209,26 @@ def test_a_vote_flagged_by_a_queryset_update_leaves_the_next_board(voted: list[L
     assert not votes.filtered_votes(filters)[0].filter(pk__in=flagged).exists()
 
 
-def test_a_vote_changed_in_the_admin_is_seen_by_the_next_recompute(
+def test_votes_restored_in_the_admin_are_seen_by_the_next_recompute(
     voted: list[LLM], admin_client: Any
 ) -> None:
+    # Votes are read-only in the admin: what it changes in the count goes through a flag's review.
+    rigged = list(
+        Vote.objects.filter(anonymous=True, excluded="").order_by("id").values_list("id", flat=True)[:5]
+    )
+    Battle.objects.filter(votes__in=rigged).update(visitor_hash="rigger")
+    Vote.objects.filter(pk__in=rigged).update(excluded=Vote.Exclusion.ANOMALOUS_VOTER)
+    flag = VoterFlag.objects.create(kind=VoterFlag.Kind.VISITOR, voter_hash="rigger", votes=5)
     before = board_now()
-    vote = Vote.objects.filter(anonymous=True, excluded="").order_by("id").first()
-    form = admin_client.get(f"/admin/arena/vote/{vote.pk}/change/").context["adminform"].form
-    data = {name: value for name, value in form.initial.items() if value is not None and value is not False}
-    data["excluded"] = Vote.Exclusion.IDENTITY_LEAK
 
-    assert admin_client.post(f"/admin/arena/vote/{vote.pk}/change/", data).status_code == 302
+    response = admin_client.post(
+        "/admin/arena/voterflag/", {"action": "restore", "_selected_action": [flag.pk]}
+    )
+    assert response.status_code == 302
     after = board_now()
 
-    assert Vote.objects.get(pk=vote.pk).excluded == Vote.Exclusion.IDENTITY_LEAK
-    assert after.votes == before.votes - 1
+    assert after.votes == before.votes + 5
+    assert after.excluded.get("anomalous_voter", 0) == before.excluded["anomalous_voter"] - 5
 
 
 def test_votes_changed_or_deleted_by_hand_in_sql_are_seen_by_the_next_recompute(voted: list[LLM]) -> None:
