@@ -1,13 +1,14 @@
 """The deployment files: valid, in agreement with each other and with the settings, and working.
 
 Kubernetes manifests are checked offline against the API's own schemas (kubernetes-validate ships
-them), strictly: an unknown or misspelt field fails. docker-compose.yml is read as compose reads it
-(YAML with merge keys). The last tests start the web tier as the manifests start it, with their
-settings, and ask it what the probes ask.
+them), strictly: an unknown or misspelt field fails. docker-compose.yml is read as compose reads
+it (YAML with merge keys) and checked against the Compose Specification's schema. The last tests
+start the web tier as the manifests start it, with their settings, and ask it what the probes ask.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -291,6 +293,15 @@ def test_every_container_has_requests_and_limits_and_runs_as_the_images_user() -
 
 
 # --- docker compose ------------------------------------------------------------------------------
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
+    schema = json.loads((ROOT / "tests" / "data" / "compose-spec" / "compose-spec.json").read_text())
+    errors = [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(compose())
+    ]
+    assert errors == []
 
 
 def test_compose_keeps_its_default_services_and_adds_the_production_profile() -> None:
