@@ -11,7 +11,8 @@ COPY . .
 # Static files are collected at build time and served by WhiteNoise from the web process.
 RUN DEBUG=true python manage.py collectstatic --noinput
 
-RUN useradd --create-home arena
+# A fixed uid: Kubernetes checks runAsNonRoot against a number (deploy/k8s runs it as 1000).
+RUN useradd --create-home --uid 1000 arena
 USER arena
 EXPOSE 8000
 CMD ["gunicorn", "-c", "config/gunicorn.py", "config.asgi:application"]

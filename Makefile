@@ -23,6 +23,12 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_models providers/demo_models.yaml
+	@echo
+	@echo "  The arena:  http://$(HOST):$(PORT)/    (leaderboard /leaderboard/, API docs /api/v1/docs/)"
+	@echo "  The admin:  http://$(HOST):$(PORT)/admin/ ; make an account for it, in another terminal:"
+	@echo "              $(BIN)/python manage.py createsuperuser"
+	@echo "  Stop with Ctrl-C."
+	@echo
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-proxy-headers
 
 test: $(VENV)/.dev

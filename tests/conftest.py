@@ -13,7 +13,7 @@ from django.core.cache import cache
 from config import asgi
 from providers.models import LLM
 
-pytest_plugins = ["tests.network", "tests.upstream", "tests.vendor_upstreams"]
+pytest_plugins = ["tests.network", "tests.skips", "tests.upstream", "tests.vendor_upstreams"]
 
 
 @pytest.fixture(autouse=True)
