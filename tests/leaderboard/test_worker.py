@@ -77,7 +77,7 @@ def test_a_worker_process_consumes_the_recompute_task(
     a, b = make_llm(), make_llm()
     for winner in "aab":
         voted_battle(a, b, winner)
-    with celery_worker(LEADERBOARD_BOOTSTRAP="100") as worker:
+    with celery_worker(LEADERBOARD_INTERVALS="bootstrap", LEADERBOARD_BOOTSTRAP="100") as worker:
         recompute.delay()
         deadline = time.monotonic() + 60
         while not Snapshot.objects.exists() and time.monotonic() < deadline and worker.poll() is None:
