@@ -13,7 +13,9 @@ active (`active_pairs`)
       floor  spread evenly over every pair, so that no pair's probability falls below floor/pairs
              and an inverse-propensity weight stays within 1/floor of a uniform sampler's;
       boost  spread over the pairs of new models (few votes on the board, or none yet), by weight;
-      rest   in proportion to w_i * w_j * gain_ij, the gains of the latest plan (`plan_gains`).
+      rest   in proportion to w_i * w_j * gain_ij, the gains of the latest plan (`plan_gains`); a
+             pair with a model the plan does not know (new since, or a private variant, never on
+             the public board) counts as an average pair, at the mean of the others' gains.
     Without gains for any pair (no plan covers these models) the rest follows the weights sampler.
 
 Gains (`plan_gains`)
@@ -70,13 +72,15 @@ def active_pairs(
 ) -> np.ndarray:
     """The active sampler's pair probabilities (see the module's docstring).
 
-    gains holds one value per pair, NaN where the plan knows one of the models not; new marks the
-    models with few votes.
+    gains holds one value per pair, NaN where the plan lacks either model; new marks the models with
+    few votes.
     """
     w = np.asarray(weights, dtype=np.float64)
     i, j = pairs(w.size)
     both = w[i] * w[j]
-    score = both * np.nan_to_num(np.asarray(gains, dtype=np.float64), nan=0.0)
+    g = np.asarray(gains, dtype=np.float64)
+    known = ~np.isnan(g)
+    score = both * np.where(known, g, g[known].mean() if known.any() else 0.0)
     rest = score / score.sum() if score.sum() > 0 else weight_pairs(w)
     newish = np.asarray(new, dtype=bool)
     touching = both * (newish[i] | newish[j])

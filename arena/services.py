@@ -77,16 +77,9 @@ def draw(rng: random.Random | None = None) -> Draw:
         sampler, p = "weights", sampling.weight_pairs(weights)
     else:
         gains, votes = plan.restricted([m.pk for m in models])
-        sampler, p = (
-            "active",
-            sampling.active_pairs(
-                weights,
-                gains,
-                votes < settings.ARENA_SAMPLER_NEW_MODEL_VOTES,
-                floor=settings.ARENA_SAMPLER_FLOOR,
-                boost=settings.ARENA_SAMPLER_BOOST,
-            ),
-        )
+        new = votes < settings.ARENA_SAMPLER_NEW_MODEL_VOTES
+        floor, boost = settings.ARENA_SAMPLER_FLOOR, settings.ARENA_SAMPLER_BOOST
+        sampler, p = "active", sampling.active_pairs(weights, gains, new, floor=floor, boost=boost)
     k = sampling.choose(p, rng.random())
     i, j = sampling.pairs(len(models))
     first, second = models[i[k]], models[j[k]]

@@ -156,8 +156,8 @@ def test_a_model_the_plan_does_not_know_is_boosted_as_new(
     newcomer = make_llm()
     _, given, _ = draw_many(2000, seed=4)
     with_newcomer = sum(p for pair, p in given.items() if newcomer.pk in pair)
-    # Its three pairs: the boost, plus their floor; no share of the gains (the plan has none for it).
-    assert with_newcomer == pytest.approx(0.3 + 0.2 * 3 / 6)
+    # Its three pairs: the boost, their floor, and their share of the rest as average pairs.
+    assert with_newcomer == pytest.approx(0.3 + 0.2 * 3 / 6 + 0.5 * 3 / 6)
 
 
 def test_a_model_with_few_votes_on_the_board_is_boosted(make_llm: Callable[..., LLM], settings: Any) -> None:
@@ -282,3 +282,11 @@ def test_an_unknown_sampler_or_a_floor_out_of_range_stops_the_start() -> None:
     assert result.returncode != 0 and "ARENA_SAMPLER_FLOOR" in result.stderr
     result = manage("check", ARENA_SAMPLER_FLOOR="0.5", ARENA_SAMPLER_BOOST="0.6")
     assert result.returncode != 0 and "ARENA_SAMPLER_BOOST" in result.stderr
+
+
+def test_a_pair_the_plan_does_not_know_counts_as_an_average_one() -> None:
+    p = sampling.active_pairs(
+        np.ones(3), np.array([0.2, 0.4, np.nan]), np.zeros(3, dtype=bool), floor=0.1, boost=0.3
+    )
+    # No new model: the boost goes to the rest, where the unknown pair has the mean gain, 0.3.
+    assert p == pytest.approx(0.1 / 3 + 0.9 * np.array([0.2, 0.4, 0.3]) / 0.9)
