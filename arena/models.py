@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -56,6 +57,10 @@ class Battle(models.Model):
     network_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
     # The first prompt, normalised and hashed (prompt_hash): repeated prompts count once (duplicate_prompt).
     prompt_hash = models.CharField(max_length=64, blank=True, default="")
+    # The probability with which the sampler drew this unordered pair, given the weights, the
+    # models out or saturated and the sampler in force then (arena.sampling): what inverse-propensity
+    # weights divide by. None for a named battle and for battles imported or older than the field.
+    propensity = models.FloatField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -323,6 +328,47 @@ class VoteMetadata(models.Model):
 
     def __str__(self) -> str:
         return f"conv_metadata of {self.vote_id}"
+
+
+class SamplingPlanQuerySet(models.QuerySet["SamplingPlan"]):
+    def latest_first(self) -> SamplingPlanQuerySet:
+        return self.order_by("-created", "-id")
+
+
+class SamplingPlan(models.Model):
+    """What the active sampler draws from until the next snapshot: a gain per pair of the models on
+    the latest overall board (arena.sampling.plan_gains), written with each new snapshot
+    (arena.services.sampling_plan_write) so that a draw reads this one row, never the votes."""
+
+    # LLM ids, in the order the pairs of `gains` index them (arena.sampling.pairs).
+    llm_ids = models.JSONField(default=list)
+    votes = models.JSONField(default=list)  # each model's votes on the board
+    # One float64 per pair, little-endian: a draw decodes 200 models' 19,900 pairs at once, where
+    # parsing them from JSON would take milliseconds.
+    gains = models.BinaryField(default=bytes)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = SamplingPlanQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"sampling plan of {len(self.llm_ids)} models ({self.created:%Y-%m-%d %H:%M})"
+
+    @classmethod
+    def of(cls, llm_ids: list[int], votes: list[int], gains: np.ndarray) -> SamplingPlan:
+        return cls(llm_ids=llm_ids, votes=votes, gains=np.asarray(gains, dtype="<f8").tobytes())
+
+    def restricted(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The gains of the pairs among `ids` (NaN where the plan lacks either model), and each of
+        the models' votes (0 where it lacks the model)."""
+        index = {pk: k for k, pk in enumerate(self.llm_ids)}
+        known = np.array([index.get(pk, -1) for pk in ids], dtype=np.int64)
+        size = len(self.llm_ids)
+        full = np.full((size + 1, size + 1), np.nan)  # the extra row and column: unknown models
+        full[np.triu_indices(size, 1)] = np.frombuffer(bytes(self.gains), dtype="<f8")
+        full[:size, :size] = np.fmin(full[:size, :size], full[:size, :size].T)
+        i, j = np.triu_indices(len(ids), 1)
+        votes = np.append(np.asarray(self.votes, dtype=np.int64), 0)
+        return full[known[i], known[j]], votes[known]
 
 
 class Visitor(models.Model):

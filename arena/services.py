@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from arena import categories, gate
-from arena.models import Battle, Side, Turn, Vote, prompt_hash
+from arena import categories, gate, sampling
+from arena.models import Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
 from arena.signals import vote_recorded
 from config.errors import Conflict, DomainError, NotFound, Unavailable
 from providers import moderation
@@ -48,8 +49,21 @@ def clean_prompt(prompt: object) -> str:
     return prompt
 
 
-def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
-    """Two distinct drawable models, each drawn with probability proportional to its weight."""
+@dataclass(frozen=True)
+class Draw:
+    model_a: LLM
+    model_b: LLM
+    propensity: float  # the probability the unordered pair had at that moment
+    sampler: str  # "active", or "weights" (chosen, or without a plan yet)
+
+
+def draw(rng: random.Random | None = None) -> Draw:
+    """Two distinct drawable models, by the sampler in force (ARENA_SAMPLER, see arena.sampling),
+    sides shuffled.
+
+    Reads the drawable models and at most the latest sampling plan, never the votes: a draw costs
+    the same however many votes the board holds.
+    """
     rng = rng or random.SystemRandom()
     models = list(LLM.objects.drawable())
     # A local server with requests queued would keep a voter waiting: left out until it catches up.
@@ -57,10 +71,55 @@ def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
     models = [m for m in models if m.pk not in busy]
     if len(models) < 2:
         raise Unavailable("Fewer than two models are available right now; please try again later.")
-    first = rng.choices(models, weights=[m.weight for m in models])[0]
-    rest = [m for m in models if m.pk != first.pk]
-    second = rng.choices(rest, weights=[m.weight for m in rest])[0]
-    return (first, second) if rng.random() < 0.5 else (second, first)
+    weights = np.array([m.weight for m in models])
+    plan = SamplingPlan.objects.latest_first().first() if settings.ARENA_SAMPLER == "active" else None
+    if plan is None:
+        sampler, p = "weights", sampling.weight_pairs(weights)
+    else:
+        gains, votes = plan.restricted([m.pk for m in models])
+        new = votes < settings.ARENA_SAMPLER_NEW_MODEL_VOTES
+        floor, boost = settings.ARENA_SAMPLER_FLOOR, settings.ARENA_SAMPLER_BOOST
+        sampler, p = "active", sampling.active_pairs(weights, gains, new, floor=floor, boost=boost)
+    k = sampling.choose(p, rng.random())
+    i, j = sampling.pairs(len(models))
+    first, second = models[i[k]], models[j[k]]
+    if rng.random() < 0.5:
+        first, second = second, first
+    return Draw(first, second, float(p[k]), sampler)
+
+
+def draw_pair(rng: random.Random | None = None) -> tuple[LLM, LLM]:
+    """The two models of a `draw`, as side A and side B."""
+    drawn = draw(rng)
+    return drawn.model_a, drawn.model_b
+
+
+def sampling_plan_write(
+    *,
+    model_ids: list[int],
+    ratings: np.ndarray,
+    widths: np.ndarray,
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    count: np.ndarray,
+) -> SamplingPlan:
+    """The active sampler's plan from a new overall board, replacing the previous one.
+
+    model_ids are the board's models, ratings their display ratings and widths their intervals'
+    widths; model_a, model_b and count its votes, as indices into model_ids with the number of votes
+    of each row.
+    """
+    size = len(model_ids)
+    a, b, n = np.asarray(model_a), np.asarray(model_b), np.asarray(count, dtype=np.float64)
+    votes = np.bincount(a, weights=n, minlength=size) + np.bincount(b, weights=n, minlength=size)
+    drawable = set(LLM.objects.drawable().filter(pk__in=model_ids).values_list("pk", flat=True))
+    focus = np.array([pk in drawable for pk in model_ids], dtype=bool)
+    gains = sampling.plan_gains(size, a, b, n, np.asarray(ratings), np.asarray(widths), focus)
+    plan = SamplingPlan.of(list(model_ids), [int(v) for v in votes], gains)
+    with transaction.atomic():
+        plan.save()
+        SamplingPlan.objects.exclude(pk=plan.pk).delete()
+    return plan
 
 
 def _named_pair(model_a: object, model_b: object) -> tuple[LLM, LLM]:
@@ -95,9 +154,12 @@ def battle_start(
             raise BattleError(
                 "Anonymous mode draws the models; do not name them.", code="models_in_anonymous"
             )
-        a, b = draw_pair()
+        drawn = draw()
+        a, b = drawn.model_a, drawn.model_b
+        propensity: float | None = drawn.propensity
     elif mode == Battle.Mode.NAMED:
         a, b = _named_pair(model_a, model_b)
+        propensity = None
         if a.pk == b.pk:
             raise BattleError("model_a and model_b must be two different models.", code="same_model")
     else:
@@ -111,6 +173,7 @@ def battle_start(
             visitor_hash=visitor,
             network_hash=network,
             prompt_hash=prompt_hash(prompt),
+            propensity=propensity,
         )
         battle.open_turn(0, prompt)
     return battle

@@ -283,6 +283,24 @@ LEADERBOARD_DETECTOR_CHECKPOINTS = env.int("LEADERBOARD_DETECTOR_CHECKPOINTS", d
 # ARENA_DUPLICATE_PROMPT_MAX keeps a fixed sample of that many votes (FastChat's rule).
 ARENA_DUPLICATE_PROMPT_WINDOW = env.int("ARENA_DUPLICATE_PROMPT_WINDOW", default=86400)
 ARENA_DUPLICATE_PROMPT_MAX = env.int("ARENA_DUPLICATE_PROMPT_MAX", default=100)
+# How anonymous battles draw their pair (arena.sampling): "active" (the default) from the plan the
+# latest overall snapshot wrote, by the operator weights until there is one; "weights" by the
+# operator weights alone. Each battle stores the probability its pair had (its propensity).
+ARENA_SAMPLER = env.str("ARENA_SAMPLER", default="active")
+if ARENA_SAMPLER not in ("active", "weights"):
+    raise ImproperlyConfigured(f'ARENA_SAMPLER must be "active" or "weights", not {ARENA_SAMPLER!r}')
+# The active sampler's share of draws spread evenly over every pair that can be drawn: no pair
+# falls below floor/pairs, so an inverse-propensity weight stays within 1/floor of a uniform one's.
+ARENA_SAMPLER_FLOOR = env_float("ARENA_SAMPLER_FLOOR", default=0.2)
+# Its share of draws for pairs with a new model: one with fewer votes on the board than
+# ARENA_SAMPLER_NEW_MODEL_VOTES (or none, drawn after the latest snapshot).
+ARENA_SAMPLER_BOOST = env_float("ARENA_SAMPLER_BOOST", default=0.2)
+ARENA_SAMPLER_NEW_MODEL_VOTES = env.int("ARENA_SAMPLER_NEW_MODEL_VOTES", default=300)
+if not (0 < ARENA_SAMPLER_FLOOR <= 1 and 0 <= ARENA_SAMPLER_BOOST <= 1 - ARENA_SAMPLER_FLOOR):
+    raise ImproperlyConfigured(
+        "ARENA_SAMPLER_FLOOR must be above 0 and at most 1, and ARENA_SAMPLER_BOOST between 0 and "
+        "1 - ARENA_SAMPLER_FLOOR"
+    )
 # Both answers reach the voter on one schedule (a common start, then the same number of characters
 # each tick, bounded by the slower side), so neither's timing tells the two models apart.
 ARENA_PACED_RELAY = env.bool("ARENA_PACED_RELAY", default=True)

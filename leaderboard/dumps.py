@@ -72,6 +72,7 @@ def export_record(vote: Vote) -> dict[str, Any]:
         "hard": vote.hard,
         "long_query": vote.long_query,
         "conv_metadata": vote.conv_metadata,
+        "propensity": battle.propensity,  # the probability its pair was drawn with (null if unknown)
     }
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
+from arena.services import sampling_plan_write
 from leaderboard import boards, integrity_service, rating, testing
 from leaderboard.models import ExcludedVotes, Rating, Snapshot
 from leaderboard.votes import (
@@ -148,6 +149,17 @@ def recompute_all() -> list[Snapshot]:
             # while it does not change.
             recorded = ExcludedVotes.record(flagged.ids) if jobs else None
             published = [_publish(job, *fit.result(), provisional, recorded) for job, fit in jobs]
+        for job, fit in jobs:
+            if job.board.slug == "overall" and (overall := fit.result()[0]) is not None:
+                # The active sampler draws from the new board until the next one (arena.sampling).
+                sampling_plan_write(
+                    model_ids=job.arrays.model_ids,
+                    ratings=overall.rating,
+                    widths=overall.ci_upper - overall.ci_lower,
+                    model_a=job.arrays.model_a,
+                    model_b=job.arrays.model_b,
+                    count=job.arrays.count,
+                )
         testing.record_figures(filters, counts["overall"])
     finally:
         if cache.get(LOCK_KEY) == token:
