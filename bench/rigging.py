@@ -8,8 +8,10 @@ Prints figures, asserts nothing.
 
 Honest history (one world per seed)
     `--models` models with Bradley-Terry strengths (normal, sd 0.7 logits) and sampling weights (a
-    quarter of them drawn twice as often, as new models are). Pairs are drawn as
-    arena.services.draw_pair draws them: two distinct models by weight, sides shuffled. About
+    quarter of them drawn twice as often, as new models are). Pairs are drawn as the weights
+    sampler (ARENA_SAMPLER=weights, arena.sampling) draws them: two distinct models by weight, sides
+    shuffled; the active sampler's floor and boost change how often the target comes up, not what
+    an attacker must do to vote for it. About
     `--votes` honest votes from `--visitors` visitors (votes per visitor log-normal: median 4, 3000
     at most) in `--networks` networks: six big shared ones (universities, carrier NATs) with 3% of
     the visitors each, the rest of log-normal size. Every visitor has a personal taste (each
