@@ -8,11 +8,15 @@ SHA-256(salt + n) == challenge), issued by `GET /api/v1/challenge/` and verified
 opens. Its difficulty doubles for every ARENA_POW_VISITOR_STEP battles the visitor, and every
 ARENA_POW_NETWORK_STEP battles the network, opened this hour; the difficulty is signed into the salt,
 so a solved challenge that is too easy for the voter's present volume is refused. Each challenge
-serves once: its signature is added to the cache until it expires.
+serves once: its signature is added to the cache until it expires. While the shared cache (Redis) is
+unreachable (config/cache.py) that record would hold in one process only, so a solved challenge
+could open a battle once in every process: challenges are refused then with a 503, rather than
+made replayable.
 
 Caps: battles per hour, votes per day and battles open at once, per visitor and per network. The
 hourly and daily counters are cache keys per fixed window (Redis when REDIS_URL is set), raised with
-`incr`, so they hold across processes; a refused or failed request gives its count back. Battles
+`incr`, so they hold across processes; a refused or failed request gives its count back. While Redis
+is unreachable they count in each process (config/cache.py): looser, never absent. Battles
 open at once are counted in the database, in the transaction that opens one, under a lock.
 """
 
@@ -40,7 +44,7 @@ from rest_framework import status
 from arena import captcha
 from arena.models import Battle
 from config.clients import client_address, network_hash, network_of
-from config.errors import DomainError, TooMany
+from config.errors import DomainError, TooMany, Unavailable
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -182,6 +186,10 @@ class ChallengeError(DomainError):
     code = "challenge_invalid"
 
 
+class ChallengeUnavailable(Unavailable):
+    code = "challenge_unavailable"
+
+
 def difficulty(voter: Voter) -> int:
     """The challenge's maxNumber for this voter now: ARENA_POW_BASE, doubled with their volume."""
     now = time.time()
@@ -249,7 +257,13 @@ def verify(encoded: object, voter: Voter) -> None:
             "The challenge is easier than your recent activity asks; get a new one.",
             code="challenge_too_easy",
         )
-    if not cache.add(f"gate:challenge-used:{payload['signature']}", 1, left + 1):
+    fresh = cache.add(f"gate:challenge-used:{payload['signature']}", 1, left + 1)
+    if getattr(cache, "degraded", False):  # recorded in this process only: it could serve again elsewhere
+        raise ChallengeUnavailable(
+            "Battles cannot open for a moment: the service that checks challenges is unavailable. "
+            "Try again in a minute."
+        )
+    if not fresh:
         raise ChallengeError("This challenge has been used; get a new one.", code="challenge_used")
 
 

@@ -20,6 +20,6 @@ class LeaderboardConfig(AppConfig):
 def recompute_after_vote(sender: Any, **kwargs: Any) -> None:
     """Once the vote is committed, queue a recompute (its lock makes extra ones cheap no-ops)."""
     if settings.LEADERBOARD_RECOMPUTE_ON_VOTE:
-        from leaderboard.tasks import recompute
+        from leaderboard.tasks import queue_recompute
 
-        transaction.on_commit(recompute.delay)
+        transaction.on_commit(queue_recompute)

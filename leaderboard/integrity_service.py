@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils.crypto import salted_hmac
 
 from arena.models import Battle, Vote, VoterFlag, VoterFlagAction
-from leaderboard import integrity, rating
+from leaderboard import integrity, locks, rating
 from leaderboard.votes import OUTCOME_OF, WINNERS
 
-LOCK_KEY = "leaderboard:integrity:lock"
-LOCK_SECONDS = 15 * 60  # longer than any sweep; a crashed worker's lock expires by itself
+LOCK = "leaderboard.integrity"  # leaderboard.locks: it dies with a killed worker
 UPDATE_CHUNK = 5000  # vote ids per UPDATE ... WHERE id IN (...)
 ACTIVE = (VoterFlag.State.FLAGGED, VoterFlag.State.CONFIRMED)
 
@@ -59,15 +56,11 @@ def rules_digest() -> str:
 
 def sweep() -> Sweep | None:
     """Exclude duplicate-prompt votes, then flag anomalous voters; None if a sweep is running."""
-    token = uuid.uuid4().hex
-    if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
-        return None
-    try:
+    with locks.held(LOCK) as mine:
+        if not mine:
+            return None
         duplicates = exclude_duplicates()
         flags, anomalous, surges = flag_anomalous_voters()
-    finally:
-        if cache.get(LOCK_KEY) == token:
-            cache.delete(LOCK_KEY)
     return Sweep(duplicates, flags, anomalous, surges)
 
 

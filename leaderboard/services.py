@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -18,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
 from arena.services import sampling_plan_write
-from leaderboard import boards, integrity_service, rating, testing
+from leaderboard import boards, integrity_service, locks, rating, testing
 from leaderboard.models import ExcludedVotes, Rating, Snapshot
 from leaderboard.votes import (
     OUTCOME_OF,
@@ -31,8 +30,7 @@ from leaderboard.votes import (
     style_rows,
 )
 
-LOCK_KEY = "leaderboard:recompute:lock"
-LOCK_SECONDS = 15 * 60  # longer than any recompute; a crashed worker's lock expires by itself
+LOCK = "leaderboard.recompute"  # leaderboard.locks: it dies with a killed worker
 
 
 @dataclass(frozen=True)
@@ -116,15 +114,14 @@ def recompute_all() -> list[Snapshot]:
     """Publish a new snapshot of each board whose counted votes changed, then the provider testing
     figures (`testing.record_figures`).
 
-    A lock in the cache keeps two recomputes from overlapping (beat and a vote-triggered run);
-    the one that finds it taken does nothing. Pages are invalidated by bumping a generation key.
-    Every board is counted by one SQL aggregation (`board_counts`); a language board exists once a
-    counted vote is in that language.
+    A lock keeps two recomputes from overlapping (beat and a vote-triggered run); the one that
+    finds it taken does nothing. It dies with its holder, so a killed worker blocks nobody after
+    it. Pages are invalidated by bumping a generation key. Every board is counted by one SQL
+    aggregation (`board_counts`); a language board exists once a counted vote is in that language.
     """
-    token = uuid.uuid4().hex
-    if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
-        return []
-    try:
+    with locks.held(LOCK) as mine:
+        if not mine:
+            return []
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
         counted = counts_and_exclusions(filters, every)
@@ -161,9 +158,6 @@ def recompute_all() -> list[Snapshot]:
                     count=job.arrays.count,
                 )
         testing.record_figures(filters, counts["overall"])
-    finally:
-        if cache.get(LOCK_KEY) == token:
-            cache.delete(LOCK_KEY)
     if published:
         bump_generation()
     return published

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from leaderboard import integrity_service, services
+
+logger = logging.getLogger("leaderboard.tasks")
 
 
 @shared_task(name="leaderboard.tasks.recompute")
 def recompute() -> list[int]:
     """Publish a fresh snapshot of each board whose counted votes changed; returns their ids."""
     return [snapshot.pk for snapshot in services.recompute_all()]
+
+
+def queue_recompute() -> None:
+    """Queue a recompute once a vote is committed. The vote stands whatever happens here: a broker
+    that cannot take the task is logged, and the periodic recompute counts the vote instead."""
+    try:
+        recompute.delay()
+    except Exception:
+        logger.exception("Could not queue a recompute after a vote; the next periodic one counts it")
 
 
 @shared_task(name="leaderboard.tasks.score_voters")

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from arena.models import Battle, Vote, VoterFlag, VoterFlagAction, prompt_hash
 from arena.services import battle_start
-from leaderboard import integrity_service
+from leaderboard import integrity_service, locks
 from leaderboard.integrity_service import Sweep, duplicate_votes
 from leaderboard.services import recompute
 from leaderboard.tasks import score_voters
@@ -244,9 +243,9 @@ def test_a_worker_process_runs_the_detector(crowd: tuple[list[LLM], list[Vote]])
 
 
 def test_a_sweep_already_running_is_not_overlapped(db: None) -> None:
-    cache.add(integrity_service.LOCK_KEY, "other", timeout=60)
-    assert integrity_service.sweep() is None
-    cache.delete(integrity_service.LOCK_KEY)
+    with locks.held(integrity_service.LOCK) as mine:
+        assert mine
+        assert integrity_service.sweep() is None
     assert integrity_service.sweep() == Sweep(0, 0, 0, 0)
 
 
