@@ -204,6 +204,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# /readyz (config.health): the checks that make it answer 503. Those a deployment does not use (the
+# broker and the worker with tasks in-process) pass as "not used". A worker is live while its
+# heartbeat is younger than READYZ_WORKER_SECONDS; the board is current while no vote has waited
+# longer than READYZ_SNAPSHOT_SECONDS for a recompute.
+READYZ_REQUIRED = env.list("READYZ_REQUIRED", default=["database", "cache", "broker", "worker", "snapshot"])
+READYZ_WORKER_SECONDS = env.int("READYZ_WORKER_SECONDS", default=60)
+READYZ_SNAPSHOT_SECONDS = env.int("READYZ_SNAPSHOT_SECONDS", default=3 * LEADERBOARD_RECOMPUTE_SECONDS)
+_unknown = set(READYZ_REQUIRED) - {"database", "cache", "broker", "worker", "snapshot"}
+if _unknown:
+    raise ImproperlyConfigured(f"READYZ_REQUIRED names unknown checks: {', '.join(sorted(_unknown))}")
+
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)

@@ -31,6 +31,7 @@ from leaderboard.votes import (
 )
 
 LOCK_KEY = "leaderboard:recompute:lock"
+CHECKED_KEY = "leaderboard:checked-up-to"  # config.health.BOARD_CHECKED_KEY
 LOCK_SECONDS = 15 * 60  # longer than any recompute; a crashed worker's lock expires by itself
 
 
@@ -130,6 +131,7 @@ def recompute_all() -> list[Snapshot]:
         if counted is None:
             return []
         counts, flagged = counted  # the flags are the same for every board: read once, not per board
+        cache.set(CHECKED_KEY, filters.last_vote_id, timeout=None)  # what /readyz counts as on the board
         # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
         # its board is prepared, the longest (style) first; the database work stays in this thread.
         # A fit's bootstrap rounds are shared with the pool's threads that are free (see
