@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -214,6 +215,19 @@ READYZ_SNAPSHOT_SECONDS = env.int("READYZ_SNAPSHOT_SECONDS", default=3 * LEADERB
 _unknown = set(READYZ_REQUIRED) - {"database", "cache", "broker", "worker", "snapshot"}
 if _unknown:
     raise ImproperlyConfigured(f"READYZ_REQUIRED names unknown checks: {', '.join(sorted(_unknown))}")
+
+# /metrics (config.metrics), for the operators' Prometheus: off (404) unless one of these is set. A
+# scraper sends `Authorization: Bearer <METRICS_TOKEN>`, or connects from one of METRICS_NETWORKS
+# (CIDRs, matched against the socket's peer, never X-Forwarded-For). METRICS_QUEUES: the Celery
+# queues whose depth is reported.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_NETWORKS = env.list("METRICS_NETWORKS", default=[])
+for _network in METRICS_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_NETWORKS: {_network!r} is not a network (CIDR)") from None
+METRICS_QUEUES = env.list("METRICS_QUEUES", default=["celery"])
 
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework import serializers
 
 from config.health import healthz, readyz
+from config.metrics import metrics
 from config.schema import plain_view_schema
 
 handler400 = "config.errors.bad_request"
@@ -68,6 +69,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health(healthz), name="healthz"),
     path("readyz", ready(readyz), name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("arena.urls")),
     path("", include("leaderboard.urls")),
     path("", include("providers.urls")),

@@ -17,6 +17,7 @@ from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
+from config import metrics
 from leaderboard import boards, integrity_service, rating, testing
 from leaderboard.models import ExcludedVotes, Rating, Snapshot
 from leaderboard.votes import (
@@ -313,6 +314,7 @@ def _publish(
         for row in rows:
             row.snapshot = snapshot
         Rating.objects.bulk_create(rows)
+    metrics.board_published(board.slug, snapshot.duration_ms / 1000)
     return snapshot
 
 

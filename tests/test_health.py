@@ -89,7 +89,10 @@ def test_healthz_answers_without_asking_the_database(client: Client, monkeypatch
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
-def test_in_the_embedded_default_the_broker_and_the_worker_are_not_used(db: None, client: Client) -> None:
+def test_in_the_embedded_default_the_broker_and_the_worker_are_not_used(
+    db: None, client: Client, settings: Any
+) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # as without REDIS_URL
     status, body = ready(client)
     assert status == 200 and body["status"] == "ok"
     assert states(body) == {
@@ -133,6 +136,7 @@ def test_a_board_no_recompute_caught_up_with_is_stale(
     settings.LEADERBOARD_RECOMPUTE_ON_VOTE = False
     settings.LEADERBOARD_BOOTSTRAP = 10
     settings.READYZ_SNAPSHOT_SECONDS = 600
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # no worker here: the board alone decides
     a, b = make_llm(), make_llm()
     vote = voted_battle(a, b, "a")
     assert ready(client)[0] == 200  # the vote is new: not late yet

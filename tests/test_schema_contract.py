@@ -40,6 +40,7 @@ NOT_OPERATIONS = {
     "api/v1/schema/": "the schema itself",
     "api/v1/docs/": "the schema's Swagger UI page",
     "api/v1/redoc/": "the schema's Redoc page",
+    "metrics": "the operators' Prometheus metrics, refused to the public",
 }
 NOT_OPERATIONS_UNDER = ("admin/",)  # the operators' admin
 
