@@ -11,12 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from django.test import Client
 from httpx_sse import connect_sse
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from leaderboard import services
 from providers.models import LLM
+from tests.test_health import RedisServer, on_redis, own_redis  # noqa: F401 (fixtures)
 from tests.upstream import Behaviour, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +93,7 @@ def test_a_battle_and_a_vote_through_the_api_move_the_counters(web: httpx.Client
         assert [e for e in source.iter_sse()]
     assert web.post(f"/api/v1/battles/{battle_id}/vote/", json={"winner": "a"}).status_code == 200
     assert web.post(f"/api/v1/battles/{battle_id}/vote/", json={"winner": "a"}).status_code == 409
+    services.recompute_all()  # as the worker would (or the vote itself, without Redis)
     after = scrape(web)
 
     def moved(name: str, **labels: str) -> float:
@@ -103,7 +107,6 @@ def test_a_battle_and_a_vote_through_the_api_move_the_counters(web: httpx.Client
         assert moved("arena_upstream_answers_total", model=model, status="done") == 1
         assert moved("arena_upstream_ttft_seconds_count", model=model) == 1
     assert value(after, "arena_upstream_streams_in_flight") == 0
-    # The vote was recomputed in-process (no Redis here): the overall board's time was observed.
     assert moved("leaderboard_recompute_seconds_count", board="overall") >= 1
     assert value(after, "leaderboard_lag_seconds") == 0
     assert ("leaderboard_snapshot_age_seconds", (("board", "overall"),)) in after
@@ -169,3 +172,21 @@ def test_processes_sharing_the_multiprocess_folder_are_scraped_as_one(tmp_path: 
     found = scraped()
     assert value(found, "arena_upstream_streams_in_flight") == 0
     assert value(found, "arena_votes_total", outcome="tie", excluded="counted") == 5
+
+
+def test_the_queue_depth_is_the_length_of_the_brokers_list(
+    db: None,
+    client: Client,
+    on_redis: RedisServer,
+    settings: Any,  # noqa: F811 (the fixture)
+) -> None:
+    url, server = on_redis
+    settings.METRICS_TOKEN = TOKEN
+    redis.Redis.from_url(url).rpush("celery", "a task", "another", "a third")
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert value(samples(response.content.decode()), "celery_queue_length", queue="celery") == 3
+    server.terminate()
+    server.wait(timeout=10)
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200  # the broker down leaves the queue unknown, not the scrape failed
+    assert ("celery_queue_length", (("queue", "celery"),)) not in samples(response.content.decode())
