@@ -28,6 +28,7 @@ from providers.models import LLM
 from tests.factories import voted_battle
 
 ROOT = Path(__file__).resolve().parents[1]
+ALL = ["database", "cache", "broker", "worker", "snapshot"]  # READYZ_REQUIRED's default
 RedisServer = tuple[str, subprocess.Popen[bytes]]  # its URL, its process
 
 
@@ -93,6 +94,7 @@ def test_in_the_embedded_default_the_broker_and_the_worker_are_not_used(
     db: None, client: Client, settings: Any
 ) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True  # as without REDIS_URL
+    settings.READYZ_REQUIRED = ALL
     status, body = ready(client)
     assert status == 200 and body["status"] == "ok"
     assert states(body) == {
@@ -136,6 +138,7 @@ def test_a_board_no_recompute_caught_up_with_is_stale(
     settings.LEADERBOARD_RECOMPUTE_ON_VOTE = False
     settings.LEADERBOARD_BOOTSTRAP = 10
     settings.READYZ_SNAPSHOT_SECONDS = 600
+    settings.READYZ_REQUIRED = ALL
     settings.CELERY_TASK_ALWAYS_EAGER = True  # no worker here: the board alone decides
     a, b = make_llm(), make_llm()
     vote = voted_battle(a, b, "a")
@@ -186,6 +189,7 @@ def test_a_live_worker_is_ready_and_a_killed_one_goes_stale(
 ) -> None:
     url, _ = on_redis
     settings.READYZ_WORKER_SECONDS = 3
+    settings.READYZ_REQUIRED = ALL
     status, body = ready(client)
     assert status == 503 and states(body)["worker"] == "no heartbeat"
     environ = {
