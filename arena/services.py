@@ -20,6 +20,7 @@ from django.utils.crypto import salted_hmac
 from arena import categories, gate, sampling
 from arena.models import Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
 from arena.signals import vote_recorded
+from config import metrics
 from config.errors import Conflict, DomainError, NotFound, Unavailable
 from providers import moderation
 from providers.models import LLM
@@ -136,6 +137,7 @@ def _named_pair(model_a: object, model_b: object) -> tuple[LLM, LLM]:
     return found[model_a], found[model_b]  # type: ignore[index]
 
 
+@metrics.counted_battle_start
 def battle_start(
     *,
     visitor: str,
@@ -239,6 +241,7 @@ def read_too_fast(turn: Turn, now: datetime) -> bool:
     return (now - max(finished)).total_seconds() < reading
 
 
+@metrics.counted_vote
 def battle_vote(*, battle: Battle, winner: object) -> Vote:
     if winner not in Vote.Winner.values:
         raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")

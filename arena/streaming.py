@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from arena.models import Answer, Battle, Side, Turn
 from arena.services import battle_of_visitor
+from config import metrics
 from config.errors import Conflict
 from providers.base import CallSpec, Chunk, Message, UpstreamError
 from providers.http import call_spec, client
@@ -195,10 +196,12 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
         event = {"side": side, "type": "error", "text": "The answer was stopped."}
     except Exception as exc:  # every failure, a bug included, ends this side cleanly
         public, detail = _failure(exc)
+        metrics.upstream_failed(llm.name, exc)
         if isinstance(exc, UpstreamError) and exc.permanent:
             outage = f"{timezone.now():%Y-%m-%d %H:%M} {detail}"
         outcome = {"status": Answer.Status.ERROR, "error": detail}
         event = {"side": side, "type": "error", "text": public}
+    metrics.answer_ended(llm.name, outcome, started=started, first=first, last=last, deltas=deltas)
     try:
         if outage:
             await run_in_db(llm.mark_outage)(outage)
@@ -238,6 +241,7 @@ async def _run_turn(plan: StreamPlan, sides: list[asyncio.Task[bool]], queue: as
         # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
         logger.exception("could not close %s", plan.battle)
         state = Battle.State.FAILED
+    metrics.BATTLES_FAILED.inc(state == Battle.State.FAILED)
     queue.put_nowait({"side": None, "type": "end", "text": "", "state": state})
 
 
@@ -256,6 +260,7 @@ def stream_events(plan: StreamPlan) -> AsyncIterator[list[Event]]:
         return _replayed(plan)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     sides = [asyncio.create_task(_run_side(plan, side, queue)) for side in (Side.A, Side.B)]
+    metrics.streams_running(sides)
     task = asyncio.create_task(_run_turn(plan, sides, queue))
     _running.add(task)
     task.add_done_callback(_running.discard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -210,6 +211,30 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": LEADERBOARD_INTEGRITY_SECONDS,
     },
 }
+
+# /readyz (config.health): the checks that make it answer 503. Those a deployment does not use (the
+# broker and the worker with tasks in-process) pass as "not used". A worker is live while its
+# heartbeat is younger than READYZ_WORKER_SECONDS; the board is current while no vote has waited
+# longer than READYZ_SNAPSHOT_SECONDS for a recompute.
+READYZ_REQUIRED = env.list("READYZ_REQUIRED", default=["database", "cache", "broker", "worker", "snapshot"])
+READYZ_WORKER_SECONDS = env.int("READYZ_WORKER_SECONDS", default=60)
+READYZ_SNAPSHOT_SECONDS = env.int("READYZ_SNAPSHOT_SECONDS", default=3 * LEADERBOARD_RECOMPUTE_SECONDS)
+_unknown = set(READYZ_REQUIRED) - {"database", "cache", "broker", "worker", "snapshot"}
+if _unknown:
+    raise ImproperlyConfigured(f"READYZ_REQUIRED names unknown checks: {', '.join(sorted(_unknown))}")
+
+# /metrics (config.metrics), for the operators' Prometheus: off (404) unless one of these is set. A
+# scraper sends `Authorization: Bearer <METRICS_TOKEN>`, or connects from one of METRICS_NETWORKS
+# (CIDRs, matched against the socket's peer, never X-Forwarded-For). METRICS_QUEUES: the Celery
+# queues whose depth is reported.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_NETWORKS = env.list("METRICS_NETWORKS", default=[])
+for _network in METRICS_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_NETWORKS: {_network!r} is not a network (CIDR)") from None
+METRICS_QUEUES = env.list("METRICS_QUEUES", default=["celery"])
 
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)

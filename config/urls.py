@@ -8,7 +8,8 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework import serializers
 
-from config.health import healthz
+from config.health import healthz, readyz
+from config.metrics import metrics
 from config.schema import plain_view_schema
 
 handler400 = "config.errors.bad_request"
@@ -23,16 +24,53 @@ docs_policy = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "bl
 HEALTH = inline_serializer("Health", {"status": serializers.ChoiceField(choices=["ok"])})
 health = plain_view_schema(
     operation_id="healthz",
-    summary="Health check",
-    description="Liveness, for load balancers and container health checks: the process serves "
-    "requests. It asks neither the database nor the cache, so it answers while they are away; "
-    "API calls that need the database answer 503 meanwhile. No authentication.",
-    responses={200: OpenApiResponse(HEALTH, description="The process serves requests.")},
+    summary="Liveness check",
+    description="For liveness probes and container health checks: the process answers. It asks "
+    "neither the database nor the cache (see /readyz), so that an outage of either does not get "
+    "healthy processes restarted. No authentication.",
+    responses={200: OpenApiResponse(HEALTH, description="The process answers.")},
+)
+CHECK = inline_serializer(
+    "ReadinessCheck",
+    {
+        "state": serializers.CharField(
+            help_text='ok; "not used" where this deployment does without it (the broker and the '
+            "worker when tasks run in the web process); otherwise what is wrong: stale, no "
+            "heartbeat, or the name of the error it raised."
+        ),
+        "required": serializers.BooleanField(help_text="Whether this check failing makes the answer 503."),
+        "age_seconds": serializers.FloatField(required=False, help_text="worker: age of its last heartbeat."),
+        "lag_seconds": serializers.FloatField(
+            required=False, help_text="snapshot: how long the oldest vote not yet on the board has waited."
+        ),
+    },
+)
+READINESS = inline_serializer(
+    "Readiness",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "unready"]),
+        "checks": serializers.DictField(
+            child=CHECK, help_text="By name: database, cache, broker, worker, snapshot."
+        ),
+    },
+)
+ready = plain_view_schema(
+    operation_id="readyz",
+    summary="Readiness check",
+    description="For readiness probes and monitors: whether the database, the cache, the task "
+    "broker, a live worker and a current leaderboard are there, each with its state. Which of them "
+    "are required is the deployment's choice. No authentication.",
+    responses={
+        200: OpenApiResponse(READINESS, description="Every required check is ok or not used."),
+        503: OpenApiResponse(READINESS, description="A required check failed: its state says why."),
+    },
 )
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health(healthz), name="healthz"),
+    path("readyz", ready(readyz), name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("arena.urls")),
     path("", include("leaderboard.urls")),
     path("", include("providers.urls")),

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from arena.models import Answer, Vote
 from arena.services import sampling_plan_write
+from config import metrics
 from leaderboard import boards, integrity_service, locks, rating, testing
 from leaderboard.models import ExcludedVotes, Rating, Snapshot
 from leaderboard.votes import (
@@ -31,6 +32,7 @@ from leaderboard.votes import (
 )
 
 LOCK = "leaderboard.recompute"  # leaderboard.locks: it dies with a killed worker
+CHECKED_KEY = "leaderboard:checked-up-to"  # config.health.BOARD_CHECKED_KEY
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def recompute_all() -> list[Snapshot]:
         if counted is None:
             return []
         counts, flagged = counted  # the flags are the same for every board: read once, not per board
+        cache.set(CHECKED_KEY, filters.last_vote_id, timeout=None)  # what /readyz counts as on the board
         # Fits run side by side in threads (pure numpy, much of it without the GIL), each as soon as
         # its board is prepared, the longest (style) first; the database work stays in this thread.
         # A fit's bootstrap rounds are shared with the pool's threads that are free (see
@@ -317,6 +320,7 @@ def _publish(
         for row in rows:
             row.snapshot = snapshot
         Rating.objects.bulk_create(rows)
+    metrics.board_published(board.slug, snapshot.duration_ms / 1000)
     return snapshot
 
 

@@ -24,6 +24,13 @@ def _fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _ready_without_a_worker(settings: Any) -> None:
+    # No worker runs beside the tests' servers unless a test starts one (tests/test_health.py, which
+    # requires each check itself): /readyz asks of them what a web pod's probe asks.
+    settings.READYZ_REQUIRED = ["database", "cache", "broker"]
+
+
+@pytest.fixture(autouse=True)
 def _consent_not_required(settings: Any) -> None:
     # The consent gate has its own tests (tests/arena/test_visitors.py), which switch it back on;
     # every other test opens battles as a visitor who has accepted.

@@ -40,6 +40,7 @@ NOT_OPERATIONS = {
     "api/v1/schema/": "the schema itself",
     "api/v1/docs/": "the schema's Swagger UI page",
     "api/v1/redoc/": "the schema's Redoc page",
+    "metrics": "the operators' Prometheus metrics, refused to the public",
 }
 NOT_OPERATIONS_UNDER = ("admin/",)  # the operators' admin
 
@@ -100,12 +101,13 @@ def test_every_route_is_in_the_schema_or_left_out_on_purpose(schema: dict[str, A
     assert set(NOT_OPERATIONS) <= served, "a deliberate exclusion that is no longer a route"
     expected = {openapi_path(route) for route in served - set(NOT_OPERATIONS)}
     assert set(schema["paths"]) == expected
-    # The plain views among them: the stream, both downloads and the health check.
+    # The plain views among them: the stream, both downloads and the health checks.
     assert {
         "/api/v1/battles/{battle_id}/stream",
         "/api/v1/leaderboard/snapshots/{snapshot_id}/csv",
         "/api/v1/leaderboard/snapshots/{snapshot_id}/votes",
         "/healthz",
+        "/readyz",
     } <= expected
 
 
@@ -156,8 +158,8 @@ def test_the_stream_and_the_downloads_are_documented_with_their_media_types(sche
     assert set(downloads["200"]["content"]) == {"text/csv"}
     votes = paths["/api/v1/leaderboard/snapshots/{snapshot_id}/votes"]["get"]["responses"]
     assert set(votes["200"]["content"]) == {"application/x-ndjson"}
-    health = paths["/healthz"]["get"]["responses"]
-    assert "200" in set(health)
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200"}
+    assert {"200", "503"} <= set(paths["/readyz"]["get"]["responses"])
 
 
 # --- what the plain views send, against what the schema says ------------------------------------
@@ -228,6 +230,7 @@ def test_a_real_stream_and_real_downloads_are_what_the_schema_says(live: tuple[h
             snapshot_id=10**9,
         )
     conforms(api, "/healthz", web.get("/healthz"))
+    conforms(api, "/readyz", web.get("/readyz"))
 
 
 def test_the_readme_client_finds_the_vote_operation_in_the_schema(live_asgi: str, capsys: Any) -> None:
