@@ -159,7 +159,8 @@
   function tooLong(text) {
     const length = promptLength(text);
     if (!PROMPT_MAX || length <= PROMPT_MAX) return "";
-    return `Your prompt is ${number(length)} characters long; the limit is ${number(PROMPT_MAX)}. Shorten it to send it.`;
+    const limit = number(PROMPT_MAX);
+    return `Your prompt is ${number(length)} characters long; the limit is ${limit}. Shorten it to send it.`;
   }
 
   function countPrompt() {

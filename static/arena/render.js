@@ -12,17 +12,20 @@
 window.arenaRender = (() => {
   const { markdownit, texmath, katex, hljs, DOMPurify } = window;
 
-  // --- caches: while an answer streams it is re-rendered whole, and only its tail changes ---------
+  // --- caches: a streaming answer's formulas and code are drawn again at every change of its tail -
 
+  // The `size` most recently used results of `compute`.
   function cached(size, compute) {
     const cache = new Map();
     return (key, ...args) => {
       let value = cache.get(key);
       if (value === undefined) {
-        if (cache.size >= size) cache.clear();
         value = compute(...args);
-        cache.set(key, value);
+        if (cache.size >= size) cache.delete(cache.keys().next().value);
+      } else {
+        cache.delete(key);
       }
+      cache.set(key, value);
       return value;
     };
   }
@@ -35,14 +38,34 @@ window.arenaRender = (() => {
     maxExpand: 500,
     output: "htmlAndMathml", // the MathML copy is what screen readers read
   };
-  const tex = cached(500, (source, displayMode) =>
-    katex.renderToString(source, { ...KATEX_OPTIONS, displayMode }),
-  );
+  // A formula is drawn by KaTeX and sanitised once, then copied wherever it appears: KaTeX's
+  // output is thousands of nodes, the bulk of the sanitiser's work were it sanitised every time.
+  // markdown-it's HTML carries a placeholder naming the TeX; `decorate` swaps in the formula.
+  const formula = cached(500, (source, displayMode) => {
+    let html;
+    try {
+      html = katex.renderToString(source, { ...KATEX_OPTIONS, displayMode });
+    } catch {
+      // Mistakes in the TeX are drawn in red by KaTeX; anything else shows the TeX as written.
+      html = `<code>${md.utils.escapeHtml(source)}</code>`;
+    }
+    return sanitize(html);
+  });
   const mathEngine = {
-    renderToString: (source, options) => tex(`${options.displayMode ? "D" : "I"}${source}`, source, options.displayMode),
+    renderToString(source, options) {
+      // `$` escaped too: texmath puts this into its template with String.replace.
+      const tex = md.utils.escapeHtml(source).replaceAll("$", "&#36;");
+      return `<span class="md-math" data-tex="${tex}" data-display="${options.displayMode ? 1 : 0}"></span>`;
+    },
   };
 
-  const highlight = cached(200, (code, language) => hljs.highlight(code, { language, ignoreIllegals: true }).value);
+  const highlight = cached(200, (code, language) => {
+    try {
+      return hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    } catch {
+      return ""; // markdown-it then shows the code uncoloured
+    }
+  });
 
   // --- markdown-it -------------------------------------------------------------------------------
 
@@ -76,8 +99,10 @@ window.arenaRender = (() => {
     USE_PROFILES: { html: true, mathMl: true, svg: true }, // KaTeX draws roots and arrows in SVG
     // KaTeX's MathML keeps the TeX in <semantics><annotation>: text only, unlike annotation-xml.
     ADD_TAGS: ["semantics", "annotation"],
-    FORBID_TAGS: ["img", "image", "picture", "source", "video", "audio", "track", "iframe", "object",
-      "embed", "link", "style", "use", "form", "input", "button", "textarea", "select", "foreignobject"],
+    FORBID_TAGS: [
+      ...["img", "image", "picture", "source", "video", "audio", "track", "iframe", "object", "embed"],
+      ...["link", "style", "use", "form", "input", "button", "textarea", "select", "foreignobject"],
+    ],
     FORBID_ATTR: ["srcset", "background", "poster", "formaction", "xlink:href", "ping"],
   };
   // A style that names a url (or hides one behind a CSS escape) could fetch from another host.
@@ -96,36 +121,78 @@ window.arenaRender = (() => {
     }
   });
 
+  purify.setConfig(SANITIZE); // once: given to each call, the configuration is parsed at every call
+
   /** Sanitised nodes for `html`: the second layer, also used on its own by the tests. */
   function sanitize(html) {
-    return purify.sanitize(html, SANITIZE);
+    return purify.sanitize(html);
   }
 
   // --- answers -----------------------------------------------------------------------------------
 
-  const keys = new WeakMap(); // top-level node → the sanitised HTML it was made from
+  // container → its blocks as shown: [{key, nodes}], one per top-level Markdown block.
+  const shownBlocks = new WeakMap();
 
   /**
-   * Render Markdown `text` into `container`. Blocks that did not change since the last call stay
-   * the same nodes, so while an answer streams only its tail is rebuilt, and a selection or a
-   * "Copied" label in an earlier block survives.
+   * Render Markdown `text` into `container`. The text is parsed whole, but only blocks whose source
+   * changed since the last call are rendered, sanitised and replaced: while an answer streams that
+   * is its last block or two, and a selection or a "Copied" label in an earlier block survives.
    */
   function answer(container, text) {
-    const fresh = [...sanitize(md.render(text)).childNodes];
-    const old = [...container.childNodes];
+    const env = {};
+    const tokens = md.parse(text, env);
+    const blocks = topLevelBlocks(tokens, text, env);
+    const shown = shownBlocks.get(container) || [];
     let same = 0;
-    while (same < fresh.length && same < old.length && keys.get(old[same]) === keyOf(fresh[same])) same++;
-    for (const node of old.slice(same)) node.remove();
-    for (const node of fresh.slice(same)) {
-      const key = keyOf(node);
-      const shown = decorate(node);
-      keys.set(shown, key);
-      container.append(shown);
-    }
+    while (same < blocks.length && same < shown.length && blocks[same].key === shown[same].key) same++;
+    for (const block of shown.slice(same)) for (const node of block.nodes) node.remove();
+    const next = shown.slice(0, same);
+    const changed = blocks.slice(same);
+    const html = changed.map((b) => md.renderer.render(tokens.slice(b.start, b.end), md.options, env));
+    const parts = sanitizeEach(html);
+    changed.forEach((block, i) => {
+      const nodes = [...parts[i].childNodes].filter(isContent).map(decorate);
+      container.append(...nodes);
+      next.push({ key: block.key, nodes });
+    });
+    shownBlocks.set(container, next);
   }
 
-  function keyOf(node) {
-    return node.nodeType === Node.ELEMENT_NODE ? node.outerHTML : node.textContent;
+  // One sanitiser pass for many blocks (each pass parses a document: a long answer shown at once,
+  // as a battle restored, has hundreds of blocks), each block in a wrapper to find it again.
+  function sanitizeEach(htmls) {
+    if (htmls.length === 1) return [sanitize(htmls[0])];
+    const all = sanitize(htmls.map((html) => `<div class="md-block">${html}</div>`).join(""));
+    const wrappers = [...all.childNodes];
+    const intact =
+      wrappers.length === htmls.length &&
+      wrappers.every((node) => node.nodeName === "DIV" && node.className === "md-block");
+    return intact ? wrappers : htmls.map(sanitize);
+  }
+
+  // Each top-level block (a paragraph, a list, a table, a fence…) with a key that changes when
+  // its source lines, or the link references every block may use, change.
+  function topLevelBlocks(tokens, text, env) {
+    const lines = text.split("\n");
+    const references = env.references ? JSON.stringify(env.references) : "";
+    const blocks = [];
+    for (let start = 0; start < tokens.length; ) {
+      let end = start;
+      for (let depth = 0; end < tokens.length; end++) {
+        depth += tokens[end].nesting;
+        if (depth <= 0) break;
+      }
+      end++;
+      const { map, type } = tokens[start];
+      const source = map ? lines.slice(map[0], map[1]).join("\n") : JSON.stringify(tokens.slice(start, end));
+      blocks.push({ start, end, key: `${type}\u0000${references}\u0000${source}` });
+      start = end;
+    }
+    return blocks;
+  }
+
+  function isContent(node) {
+    return node.nodeType === Node.ELEMENT_NODE || node.textContent.trim() !== "";
   }
 
   // Code blocks get a bar with their language and a copy button; tables a frame that scrolls.
@@ -145,6 +212,11 @@ window.arenaRender = (() => {
       const frame = el("div", "md-code");
       pre.replaceWith(frame);
       frame.append(bar, pre);
+    }
+    for (const math of holder.querySelectorAll(".md-math[data-tex]")) {
+      const display = math.dataset.display === "1";
+      const source = math.dataset.tex;
+      math.replaceWith(formula(`${display ? "D" : "I"}${source}`, source, display).cloneNode(true));
     }
     for (const table of holder.querySelectorAll("table")) {
       const frame = el("div", "md-table");
@@ -207,7 +279,7 @@ window.arenaRender = (() => {
     body.classList.add("is-folded");
     const toggle = el("button", "turn__unfold", "");
     toggle.type = "button";
-    const size = `${text.length.toLocaleString("en")} characters`;
+    const size = `${[...text].length.toLocaleString("en")} characters`; // code points, as counted when typed
     const show = (folded) => {
       body.classList.toggle("is-folded", folded);
       toggle.textContent = folded ? `Show the whole prompt (${size})` : "Show less";

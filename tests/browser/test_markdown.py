@@ -118,6 +118,7 @@ def test_an_answer_renders_tables_code_math_lists_quotes_and_links(
 
     # Math: KaTeX's HTML, and MathML carrying the TeX for screen readers and copying.
     assert body.locator(".katex").count() == 2
+    assert body.locator(".md-math").count() == 0  # every placeholder swapped for its formula
     assert body.locator(".katex-display").count() == 1
     assert body.locator(".katex-display math").count() == 1
     assert "\\frac{1}{3}" in (body.locator(".katex-display annotation").text_content() or "")
