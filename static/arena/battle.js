@@ -262,7 +262,7 @@
       pane.empty.hidden = true;
       const turn = el("div", "turn");
       const asked = el("div", "turn__prompt");
-      asked.append(el("span", "turn__who", "You"), window.arenaRender.prompt(text));
+      asked.append(el("span", "turn__who", "You"), promptNode(text));
       const answer = el("div", "answer");
       const body = el("div", "answer__body");
       answer.append(body);
@@ -543,7 +543,14 @@
     render(answer.body, answer.text);
   }
 
+  // Without render.js (a library that failed to load) answers and prompts are shown as plain text.
   function render(container, text) {
-    window.arenaRender.answer(container, text);
+    if (window.arenaRender) return window.arenaRender.answer(container, text);
+    container.classList.add("is-plain");
+    container.textContent = text;
+  }
+
+  function promptNode(text) {
+    return window.arenaRender ? window.arenaRender.prompt(text) : el("p", "turn__prompt-text", text);
   }
 })();

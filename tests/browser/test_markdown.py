@@ -318,3 +318,15 @@ def test_a_prompt_over_the_limit_is_kept_whole_counted_and_not_sent(
     for side in "ab":
         assert len(visit.page.inner_text(f".pane[data-side={side}] .turn__prompt-text")) == 16_000
     assert visit.page.inner_text("#prompt-count") == "0 / 16,000"
+
+
+def test_without_the_libraries_answers_and_prompts_are_plain_text(
+    chromium: OpenPage, arena_models: Any
+) -> None:
+    visit = chromium()
+    visit.page.route("**/static/vendor/**", lambda route: route.abort())
+    battle(visit, arena_models, "**Bold** <b>not</b>\nsecond line", prompt="<i>Asked</i>")
+    body = visit.page.locator(".pane[data-side=a] .answer__body")
+    assert body.inner_text() == "**Bold** <b>not</b>\nsecond line"
+    assert body.locator("*").count() == 0
+    assert visit.page.inner_text(".pane[data-side=a] .turn__prompt-text") == "<i>Asked</i>"
