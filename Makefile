@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run test worker beat lint bench clean
+.PHONY: run test worker beat lint bench clean vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/rating.py
+
+# The browser libraries in static/vendor/ are committed; this refreshes them after a version
+# change in package.json (needs npm; `make run` does not).
+vendor:
+	sh scripts/vendor.sh
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles

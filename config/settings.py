@@ -88,8 +88,9 @@ MIDDLEWARE = [
 
 # Content-Security-Policy of every response (django-csp): scripts, styles and everything else come
 # from this site's own files only; no inline script anywhere. Style attributes stay allowed: the
-# board draws its intervals with CSS variables set per row (`style="--l: ..."`). The API docs
-# pages loosen styles only (config/urls.py).
+# board draws its intervals with CSS variables set per row (`style="--l: ..."`), and KaTeX sizes
+# each part of a formula with one (its stylesheet and fonts are files here, static/vendor/). The
+# API docs pages loosen styles only (config/urls.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

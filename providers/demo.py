@@ -22,6 +22,8 @@ import httpx
 from providers.base import Backend, CallSpec, Chunk, Message, UpstreamError
 
 ERROR_MARKER = "[demo:error]"
+# Answers with the rest of the prompt, as written: a person can see how any Markdown renders.
+ECHO_MARKER = "[demo:echo]"
 WORDS_BEFORE_ERROR = 5
 
 STOPWORDS = frozenset(
@@ -187,8 +189,17 @@ STYLES: dict[str, Callable[[Prompt, random.Random], str]] = {
 DEFAULT_STYLE = "concise"
 
 
+def _echo(prompt: str) -> str:
+    # Words that would name a demo model go, as everywhere else; the rest keeps its layout.
+    text = UNSAYABLE.sub("", prompt.replace(ECHO_MARKER, "")).strip()
+    return text or "There is nothing to repeat."
+
+
 def answer(model: str, messages: list[Message]) -> str:
     """The answer of demo model `model` to `messages`: the same inputs always give the same text."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if users and ECHO_MARKER in users[-1]:
+        return _echo(users[-1])
     seed = hashlib.sha256(json.dumps([model, messages], sort_keys=True).encode()).digest()
     rng = random.Random(int.from_bytes(seed[:8], "big"))
     return STYLES.get(model, STYLES[DEFAULT_STYLE])(Prompt(messages), rng)

@@ -1,6 +1,6 @@
 // The battle pages (anonymous at /, named at /named/): send a prompt, stream both answers over
-// one EventSource, vote, reveal. Plain DOM, no framework. Model output is never parsed as HTML:
-// every node that shows it is built with createElement + textContent.
+// one EventSource, vote, reveal. Plain DOM, no framework. Answers and prompts are shown by
+// static/arena/render.js, which sanitises every answer; nothing here parses model output as HTML.
 "use strict";
 
 (() => {
@@ -141,11 +141,53 @@
 
   prompt.addEventListener("input", () => showFormError(""));
 
+  // --- the prompt's length ----------------------------------------------------------------------
+  // The server refuses a prompt over its limit; the page says so as the visitor types or pastes,
+  // and never cuts a prompt short. Counted in code points, as the server counts.
+
+  const PROMPT_MAX = Number(root.dataset.promptMax) || 0;
+  const promptCount = $("#prompt-count");
+  const promptTooLong = $("#prompt-too-long");
+  const number = (n) => n.toLocaleString("en");
+
+  function promptLength(text) {
+    let length = 0;
+    for (const _ of text) length++;
+    return length;
+  }
+
+  function tooLong(text) {
+    const length = promptLength(text);
+    if (!PROMPT_MAX || length <= PROMPT_MAX) return "";
+    const limit = number(PROMPT_MAX);
+    return `Your prompt is ${number(length)} characters long; the limit is ${limit}. Shorten it to send it.`;
+  }
+
+  function countPrompt() {
+    if (!PROMPT_MAX || !promptCount) return;
+    const length = promptLength(prompt.value);
+    const over = length > PROMPT_MAX;
+    promptCount.textContent = `${number(length)} / ${number(PROMPT_MAX)}`;
+    promptCount.classList.toggle("is-over", over);
+    prompt.setAttribute("aria-invalid", String(over));
+    // Said once when the prompt goes over, not at every key: the text stays the same while over.
+    const message = over ? `Too long to send: the limit is ${number(PROMPT_MAX)} characters.` : "";
+    if (promptTooLong.textContent !== message) promptTooLong.textContent = message;
+  }
+
+  prompt.addEventListener("input", countPrompt);
+  countPrompt();
+
   async function submit() {
     if (send.disabled) return;
     const text = prompt.value;
     if (!text.trim()) {
       showFormError("Type a question first.");
+      prompt.focus();
+      return;
+    }
+    if (tooLong(text)) {
+      showFormError(tooLong(text));
       prompt.focus();
       return;
     }
@@ -220,7 +262,7 @@
       pane.empty.hidden = true;
       const turn = el("div", "turn");
       const asked = el("div", "turn__prompt");
-      asked.append(el("span", "turn__who", "You"), el("p", "turn__prompt-text", text));
+      asked.append(el("span", "turn__who", "You"), promptNode(text));
       const answer = el("div", "answer");
       const body = el("div", "answer__body");
       answer.append(body);
@@ -469,6 +511,7 @@
     prompt.disabled = busy || !consented;
     send.disabled = busy || !consented;
     send.textContent = busy ? label || "Sending…" : "Send";
+    countPrompt(); // the prompt may have been emptied (sent, new round)
   }
 
   function showFormError(message) {
@@ -483,9 +526,8 @@
     return node;
   }
 
-  // --- rendering answers: a small, safe subset of Markdown --------------------------------------
-  // Fenced code, headings, bullet and numbered lists, paragraphs; **bold** and `code` inline.
-  // Everything else stays literal text. Re-rendered at most once per frame while streaming.
+  // --- rendering answers (static/arena/render.js) ------------------------------------------------
+  // Re-rendered at most once per frame while streaming; render.js keeps the blocks that did not change.
 
   function scheduleRender(answer) {
     if (answer.frame) return;
@@ -501,81 +543,14 @@
     render(answer.body, answer.text);
   }
 
+  // Without render.js (a library that failed to load) answers and prompts are shown as plain text.
   function render(container, text) {
-    const blocks = [];
-    const lines = text.split("\n");
-    let paragraph = null;
-    let list = null;
-    const closeParagraph = () => {
-      paragraph = null;
-    };
-    const closeList = () => {
-      list = null;
-    };
-
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      const fence = line.match(/^\s*```(.*)$/);
-      if (fence) {
-        closeParagraph();
-        closeList();
-        const code = [];
-        i++;
-        while (i < lines.length && !/^\s*```\s*$/.test(lines[i])) code.push(lines[i++]);
-        const pre = el("pre", "md-code");
-        const codeEl = el("code", "", code.join("\n"));
-        if (fence[1].trim()) pre.dataset.lang = fence[1].trim();
-        pre.append(codeEl);
-        blocks.push(pre);
-        continue;
-      }
-      const heading = line.match(/^(#{1,6})\s+(.*)$/);
-      if (heading) {
-        closeParagraph();
-        closeList();
-        const level = Math.min(heading[1].length + 2, 6);
-        blocks.push(inline(el(`h${level}`, "md-heading"), heading[2]));
-        continue;
-      }
-      const bullet = line.match(/^\s*[-*+]\s+(.*)$/);
-      const numbered = line.match(/^\s*(\d{1,9})[.)]\s+(.*)$/);
-      if (bullet || numbered) {
-        closeParagraph();
-        const tag = bullet ? "ul" : "ol";
-        if (!list || list.tagName.toLowerCase() !== tag) {
-          list = el(tag, "md-list");
-          if (numbered && numbered[1] !== "1") list.start = Number(numbered[1]);
-          blocks.push(list);
-        }
-        list.append(inline(el("li"), bullet ? bullet[1] : numbered[2]));
-        continue;
-      }
-      if (!line.trim()) {
-        closeParagraph();
-        closeList();
-        continue;
-      }
-      closeList();
-      if (paragraph) {
-        paragraph.append(document.createTextNode("\n"));
-        inline(paragraph, line);
-      } else {
-        paragraph = inline(el("p", "md-p"), line);
-        blocks.push(paragraph);
-      }
-    }
-    container.replaceChildren(...blocks);
+    if (window.arenaRender) return window.arenaRender.answer(container, text);
+    container.classList.add("is-plain");
+    container.textContent = text;
   }
 
-  function inline(node, text) {
-    const pattern = /(\*\*([^*\n]+)\*\*|`([^`\n]+)`)/g;
-    let last = 0;
-    for (const match of text.matchAll(pattern)) {
-      if (match.index > last) node.append(document.createTextNode(text.slice(last, match.index)));
-      node.append(match[2] !== undefined ? el("strong", "", match[2]) : el("code", "md-inline", match[3]));
-      last = match.index + match[0].length;
-    }
-    if (last < text.length) node.append(document.createTextNode(text.slice(last)));
-    return node;
+  function promptNode(text) {
+    return window.arenaRender ? window.arenaRender.prompt(text) : el("p", "turn__prompt-text", text);
   }
 })();

@@ -25,6 +25,15 @@ from arena.models import Battle
 from providers.models import LLM
 
 ROOT = Path(__file__).resolve().parents[2]
+# The answers' renderer (static/arena/render.js) and its libraries, served from this site.
+RENDERER = [
+    "/static/vendor/markdown-it/markdown-it.min.js",
+    "/static/vendor/katex/katex.min.js",
+    "/static/vendor/markdown-it-texmath/texmath.js",
+    "/static/vendor/highlight.js/highlight.min.js",
+    "/static/vendor/dompurify/purify.min.js",
+    "/static/arena/render.js",
+]
 SECRET = "0x-the-operators-secret"
 PATHS = {
     "turnstile": "/turnstile/v0/siteverify",
@@ -249,7 +258,7 @@ def test_the_battle_pages_show_the_vendors_widget_and_allow_only_its_origins(
     assert 'data-callback="arenaCaptchaSolved"' in box.group(2)
     scripts = re.findall(r'<script src="([^"]+)" defer></script>', page)
     # Ours first, so that the callbacks exist when the vendor's script calls them; no proof-of-work.
-    assert scripts == ["/static/arena/captcha.js", widget["script"], "/static/arena/battle.js"]
+    assert scripts == ["/static/arena/captcha.js", widget["script"], *RENDERER, "/static/arena/battle.js"]
 
     policy = directives(response["Content-Security-Policy"])
     for name, origins in widget["csp"].items():
@@ -274,7 +283,8 @@ def test_without_a_vendor_the_page_solves_the_proof_of_work_and_allows_no_vendor
     response = Client().get("/")
     page = response.content.decode()
     assert 'id="captcha"' not in page and "the-site-key" not in page
-    assert re.findall(r'<script src="([^"]+)"', page) == ["/static/arena/pow.js", "/static/arena/battle.js"]
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert scripts == ["/static/arena/pow.js", *RENDERER, "/static/arena/battle.js"]
     policy = response["Content-Security-Policy"]
     assert not any(host in policy for host in VENDOR_HOSTS)
     assert directives(policy)["script-src"] == ["'self'"] and "frame-src" not in directives(policy)

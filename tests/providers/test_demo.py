@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from providers.base import CallSpec, Chunk, Message, UpstreamError
-from providers.demo import PERSONALITIES, WORDS_BEFORE_ERROR, Demo, answer
+from providers.demo import ECHO_MARKER, PERSONALITIES, WORDS_BEFORE_ERROR, Demo, answer
 from providers.models import LLM
 from providers.services import parse_models_file
 
@@ -134,3 +134,14 @@ def test_the_marker_in_an_earlier_turn_does_not_fail_a_follow_up() -> None:
         {"role": "user", "content": "Try again"},
     ]
     assert stream("concise", conversation)[-1].kind == "finish"
+
+
+def test_the_echo_marker_answers_with_the_prompt_as_written() -> None:
+    markdown = "| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\ndef f():\n    return 1\n```\n\n$x^2$"
+    for model in PERSONALITIES:
+        chunks = stream(model, ask(f"{ECHO_MARKER}\n{markdown}"))
+        assert "".join(c.text for c in chunks if c.kind == "delta") == markdown
+        assert chunks[-1].kind == "finish"
+    # Still never a demo model's name, and never empty.
+    assert answer("concise", ask(f"{ECHO_MARKER} a concise demo reply")).split() == ["a", "reply"]
+    assert answer("concise", ask(ECHO_MARKER)) == "There is nothing to repeat."
