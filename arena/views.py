@@ -440,13 +440,17 @@ def captcha_widget() -> CaptchaWidget | None:
     return CAPTCHA_WIDGETS.get(settings.ARENA_CHALLENGE)
 
 
-def with_captcha(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+def with_captcha(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Opens the page's Content-Security-Policy to the configured vendor's widget, and only then."""
 
     @wraps(view)
-    def page(request: HttpRequest) -> HttpResponse:
+    def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         widget = captcha_widget()
-        return csp_update(widget.csp)(view)(request) if widget else view(request)
+        return (
+            csp_update(widget.csp)(view)(request, *args, **kwargs)
+            if widget
+            else view(request, *args, **kwargs)
+        )
 
     return page
 
