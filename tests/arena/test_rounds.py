@@ -7,6 +7,7 @@ OpenAI's wire format (tests/upstream.py) or the demo backend.
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -549,3 +550,61 @@ def test_two_retries_sent_at_once_open_one_try(
         thread.join()
     assert sorted(statuses) == [201, 409]
     assert AnswerAttempt.objects.count() == 1
+
+
+# --- the fresh model, drawn server-side ------------------------------------------------------------
+
+
+def failed_twice(battle: Battle, side: str) -> Answer:
+    """The side's first-turn answer after two failures of its model."""
+    turn = battle.turns.get()
+    answer = turn.answers.get(side=side)
+    AnswerAttempt.objects.create(
+        turn=turn, side=side, llm_id=answer.llm_id, attempt=1, reason="retry", status=Answer.Status.ERROR
+    )
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.ERROR, attempt=2)
+    answer.refresh_from_db()
+    return answer
+
+
+@pytest.mark.django_db
+def test_the_fresh_model_is_drawn_by_weight_never_from_the_other_side_nor_a_model_that_tried(
+    make_llm: Callable[..., LLM],
+) -> None:
+    first, second, heavy, light = make_llm(), make_llm(), make_llm(weight=3), make_llm(weight=1)
+    battle = services.battle_start(
+        visitor="v", prompt="Hi", mode="named", model_a=first.name, model_b=second.name
+    )
+    answer = failed_twice(battle, "a")
+    assert services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None  # named mode
+
+    Battle.objects.filter(pk=battle.pk).update(mode=Battle.Mode.ANONYMOUS)
+    battle.refresh_from_db()
+    rng = random.Random(5)
+    drawn = [
+        services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer, rng=rng)
+        for _ in range(800)
+    ]
+    assert {m.pk for m in drawn} == {heavy.pk, light.pk}
+    assert sum(m.pk == heavy.pk for m in drawn) / 800 == pytest.approx(0.75, abs=0.05)
+
+    # Nothing left to draw: the side's own model tries again.
+    LLM.objects.filter(pk__in=[heavy.pk, light.pk]).update(weight=0)
+    assert services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None
+
+
+@pytest.mark.django_db
+def test_a_follow_up_never_draws_a_fresh_model(make_llm: Callable[..., LLM]) -> None:
+    make_llm(), make_llm(), make_llm()
+    battle = services.battle_start(visitor="v", prompt="Hi")
+    Battle.objects.filter(pk=battle.pk).update(state=Battle.State.READY)
+    battle.refresh_from_db()
+    follow_up = services.battle_continue(battle=battle, prompt="And then?")
+    answer = follow_up.answers.get(side="a")
+    for attempt in (1, 2):
+        AnswerAttempt.objects.create(
+            turn=follow_up, side="a", llm_id=answer.llm_id, attempt=attempt, reason="retry", status="error"
+        )
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.ERROR, attempt=3)
+    answer.refresh_from_db()
+    assert services.fresh_model(battle=battle, turn=follow_up, answer=answer) is None
