@@ -44,8 +44,9 @@ TAIL_PACE = 0.8
 # A side streamed alone (a retry) has no other side to share a schedule with: it is released at no
 # more than this many characters a second, so that a model faster than this does not show its pace.
 SOLO_PACE = 400
-# Seconds between two looks for a stop asked of the battle being streamed.
-STOP_POLL = 0.25
+# Seconds between two looks for a stop asked of the battle being streamed: each look is a cache read,
+# so a stream looks a few times less often than it releases text, soon enough for a person.
+STOP_POLL = 0.5
 STOPPED = "The answer was stopped."
 
 # Tasks that outlive the request which started them (a visitor who closes the tab still leaves

@@ -377,6 +377,11 @@
       return;
     }
     if (!battle || battle.id !== id) return; // a new round began meanwhile
+    if (detail.state === "streaming") {
+      // The connection broke before the server saw the stream end: read the battle until it has.
+      watching = setTimeout(() => resume(id), 1000);
+      return;
+    }
     applyState(detail, { focus: true });
     loadHistory();
   }
@@ -548,7 +553,7 @@
       stop();
       return;
     }
-    const winner = KEYS[event.key.toLowerCase()];
+    const winner = KEYS[String(event.key || "").toLowerCase()];
     const button = winner && voteButtons.find((b) => b.dataset.winner === winner);
     if (!button || button.disabled || voteBox.hidden) return;
     event.preventDefault();

@@ -293,6 +293,7 @@ def test_a_stop_ends_the_stream_at_once_and_its_answers_can_be_retried(
                     response = button.post(f"/api/v1/battles/{battle_id}/stop/")
                 assert response.status_code == 202 and response.json() == {"state": "streaming"}
     ended = time.monotonic() - asked
+    print(f"stop to the stream's end: {ended * 1000:.0f} ms")
 
     assert ended < 2, ended  # well before the answers' own end, ten seconds away
     assert events[-1] == {"side": None, "type": "end", "text": "", "state": "failed"}

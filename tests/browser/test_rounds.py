@@ -166,6 +166,30 @@ def test_a_battle_comes_back_after_a_reload_back_and_in_a_second_tab_and_still_t
     assert stranger.page.goto(f"{stranger.base_url}/b/{battle_id}/").status == 404
 
 
+def test_a_reload_mid_stream_stops_the_answers_and_the_round_is_asked_again_and_voted(
+    chromium: OpenPage, arena_models: Any, orm: Orm
+) -> None:
+    long = " ".join(["word"] * 300)
+    for model in ("alpha-up", "beta-up"):
+        arena_models.upstream.behaviours[model] = Behaviour(text=long, chunk_delay=0.05)
+    visit = chromium()
+    visit.goto("/")
+    ask(visit, "Count for me")
+    visit.page.wait_for_selector(".pane__status[data-state=streaming]")
+    visit.page.reload()  # the closed stream cancels both calls; the battle comes back stopped
+    visit.page.wait_for_function(BOTH_STOPPED)
+    assert visit.page.is_visible("[data-retry=a]") and visit.page.is_visible("#regenerate")
+    assert not arena_models.upstream.connections
+
+    arena_models.upstream.behaviours["alpha-up"] = Behaviour(text=arena_models.alpha_text)
+    arena_models.upstream.behaviours["beta-up"] = Behaviour(text=arena_models.beta_text)
+    visit.page.get_by_role("button", name="Ask both again").click()
+    visit.page.wait_for_function(VOTES_OPEN)
+    visit.page.get_by_role("button", name="A is better").click()
+    visit.page.wait_for_selector(".pane__reveal:not([hidden])")
+    assert orm(lambda: Vote.objects.get().winner) == "a"
+
+
 def test_the_vote_takes_keyboard_only_and_letters_typed_in_the_prompt_do_not_vote(
     chromium: OpenPage, arena_models: Any, orm: Orm
 ) -> None:
