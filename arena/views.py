@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -160,7 +160,7 @@ class BattleDetailApi(APIView):
                 "turns": turns,
                 "vote": {"winner": vote.winner} if vote else None,
                 **battle_models(battle),
-                "actions": asdict(services.battle_actions(battle, stored)),
+                "actions": ActionsSerializer(services.battle_actions(battle, stored)).data,
             }
         )
 
@@ -194,6 +194,8 @@ class BattleVoteApi(APIView):
 
 
 class ActionsSerializer(serializers.Serializer):
+    """What the battle's visitor may do next (arena.services.battle_actions), in the battle's detail."""
+
     vote = serializers.BooleanField(help_text="Whether a vote is taken now.")
     vote_covers = serializers.IntegerField(
         help_text="The turns a vote would cover: all, or those before a latest turn that did not end well."
@@ -213,7 +215,7 @@ PAID = (
     "Each new try calls a model again, so it is paid like a new battle: a solved challenge "
     '(`GET /api/v1/challenge/`, sent as "challenge" or the X-Arena-Challenge header) and one battle '
     "against the hourly caps (429 with Retry-After beyond them). A side's answer to a turn is tried at "
-    "most four times."
+    f"most {services.MAX_TRIES} times."
 )
 
 
@@ -329,8 +331,12 @@ class VisitorBattleListApi(APIView):
         prompt = serializers.CharField(source="first_prompt", help_text="The first prompt, cut short.")
         turns = serializers.IntegerField(source="turn_count")
         winner = serializers.SerializerMethodField(help_text="The vote, once there is one.")
-        model_a = serializers.SerializerMethodField(help_text="Null until the vote (or in named mode).")
-        model_b = serializers.SerializerMethodField(help_text="Null until the vote (or in named mode).")
+        model_a = serializers.SerializerMethodField(
+            help_text="Null until the models are revealed: by the vote, or from the start in named mode."
+        )
+        model_b = serializers.SerializerMethodField(
+            help_text="Null until the models are revealed: by the vote, or from the start in named mode."
+        )
 
         def get_winner(self, battle: Battle) -> str | None:
             votes = battle.votes.all()

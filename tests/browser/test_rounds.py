@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,15 @@ pytestmark = BROWSER_TESTS
 
 OpenPage = Callable[..., Any]
 Orm = Callable[[Callable[[], Any]], Any]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 3) -> bool:
+    """Whether `condition` holds within `seconds`: the fake upstream sees a closed connection late."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
 
 RETRY_SHOWN = "() => document.querySelector('[data-retry]:not([hidden])') !== null"
 BOTH_STOPPED = "() => document.querySelectorAll('.pane__status[data-state=stopped]').length === 2"
@@ -103,7 +113,7 @@ def test_stop_ends_both_answers_and_asking_again_gives_a_round_to_vote_on(
     assert visit.page.is_hidden("#stop") and visit.page.is_disabled("[data-winner=a]")
     assert "can’t be voted on yet" in visit.page.inner_text("#vote-note")
     assert orm(lambda: Battle.objects.get().state) == Battle.State.FAILED
-    assert not arena_models.upstream.connections
+    assert wait_until(lambda: not arena_models.upstream.connections)
 
     arena_models.upstream.behaviours["alpha-up"] = Behaviour(text=arena_models.alpha_text)
     arena_models.upstream.behaviours["beta-up"] = Behaviour(text=arena_models.beta_text)
@@ -179,7 +189,7 @@ def test_a_reload_mid_stream_stops_the_answers_and_the_round_is_asked_again_and_
     visit.page.reload()  # the closed stream cancels both calls; the battle comes back stopped
     visit.page.wait_for_function(BOTH_STOPPED)
     assert visit.page.is_visible("[data-retry=a]") and visit.page.is_visible("#regenerate")
-    assert not arena_models.upstream.connections
+    assert wait_until(lambda: not arena_models.upstream.connections)
 
     arena_models.upstream.behaviours["alpha-up"] = Behaviour(text=arena_models.alpha_text)
     arena_models.upstream.behaviours["beta-up"] = Behaviour(text=arena_models.beta_text)
