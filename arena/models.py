@@ -41,7 +41,10 @@ class Battle(models.Model):
         PENDING = "pending", "a turn waits to be streamed"
         STREAMING = "streaming", "answers are being generated"
         READY = "ready", "every answer ended well; a vote is possible"
-        FAILED = "failed", "an answer failed; no vote is possible"
+        FAILED = (
+            "failed",
+            "an answer of the latest turn failed or was stopped; a vote covers the turns before",
+        )
         VOTED = "voted"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -77,6 +80,14 @@ class Battle(models.Model):
     def llm(self, side: str) -> LLM:
         return self.model_a if side == Side.A else self.model_b
 
+    def replace_model(self, side: str, llm: LLM) -> None:
+        """A fresh model for `side` (arena.services.battle_retry says when): the battle's record of its
+        pair, which the vote copies, names the model that answers from now on. The new pair was not
+        drawn by the sampler, so no probability is claimed for it: its propensity is unknown."""
+        setattr(self, f"model_{side}", llm)
+        self.propensity = None
+        self.save(update_fields=[f"model_{side}", "propensity", "updated"])
+
     @property
     def names_visible(self) -> bool:
         """Names are shown in named mode, and in anonymous mode only once the vote is in."""
@@ -87,7 +98,9 @@ class Battle(models.Model):
     def open_turn(self, index: int, prompt: str) -> Turn:
         """A new turn with both its answers waiting to be streamed."""
         turn = Turn.objects.create(battle=self, index=index, prompt=prompt)
-        Answer.objects.bulk_create([Answer(turn=turn, side=Side.A), Answer(turn=turn, side=Side.B)])
+        Answer.objects.bulk_create(
+            [Answer(turn=turn, side=side, llm_id=getattr(self, f"model_{side}_id")) for side in Side]
+        )
         return turn
 
     def claim_stream(self, turn: Turn, params: dict[str, dict[str, Any]]) -> bool:
@@ -167,10 +180,35 @@ class Answer(models.Model):
         PENDING = "pending"
         STREAMING = "streaming"
         DONE = "done"
-        ERROR = "error"
+        ERROR = "error", "the call failed"
+        # Not the model's failure: a stopped answer never counts towards drawing a fresh model.
+        STOPPED = "stopped", "stopped by the visitor, or their stream closed"
+
+    # The measurements of one call: what an earlier try keeps when it is replaced (AnswerAttempt).
+    CALL_FIELDS = (
+        "status",
+        "text",
+        "finish_reason",
+        "error",
+        "params",
+        "ttft_ms",
+        "duration_ms",
+        "inter_token_ms",
+        "input_tokens",
+        "output_tokens",
+        "started",
+        "finished",
+    )
 
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="answers")
     side = models.CharField(max_length=1, choices=Side.choices)
+    # The model that answers: the battle's model for this side when the try began (null only on rows
+    # stored before it was recorded, which the migration filled from their battle).
+    llm = models.ForeignKey(LLM, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    attempt = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Which try of this side's answer to the turn this is: 1, then one more per retry.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     text = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
@@ -197,14 +235,17 @@ class Answer(models.Model):
 
     @property
     def public_finish_reason(self) -> str:
-        """Why the answer ended, as a voter may see it: stop, length or error (or "" while it runs).
+        """Why the answer ended, as a voter may see it: stop, length, stopped or error (or "" while it
+        runs).
 
         A vendor's own reason (`refusal`, `safety`, `content_filter`) would name the vendor before
         the vote; the raw value stays in `finish_reason` for operators.
         """
-        if self.status == self.Status.ERROR:
+        if self.status == Answer.Status.ERROR:
             return "error"
-        if self.status != self.Status.DONE:
+        if self.status == Answer.Status.STOPPED:
+            return "stopped"
+        if self.status != Answer.Status.DONE:
             return ""
         return "length" if self.finish_reason == "length" else "stop"
 
@@ -215,6 +256,68 @@ class Answer(models.Model):
             return None
         decoding = (self.duration_ms - self.ttft_ms) / 1000
         return (self.output_tokens - 1) / decoding if decoding > 0 and self.output_tokens > 1 else None
+
+    def replace(self, *, reason: str, llm: LLM) -> None:
+        """Keep this try as an AnswerAttempt, and leave the row waiting for the next, by `llm`.
+
+        Call it in the transaction that claims the battle for the new try.
+        """
+        AnswerAttempt.objects.create(
+            turn_id=self.turn_id,
+            side=self.side,
+            llm_id=self.llm_id,
+            attempt=self.attempt,
+            reason=reason,
+            **{name: getattr(self, name) for name in self.CALL_FIELDS},
+        )
+        fresh = Answer(turn_id=self.turn_id, side=self.side)
+        for name in self.CALL_FIELDS:
+            setattr(self, name, getattr(fresh, name))
+        self.llm = llm
+        self.attempt += 1
+        self.save(update_fields=[*self.CALL_FIELDS, "llm", "attempt"])
+
+
+class AnswerAttempt(models.Model):
+    """An earlier try of one side's answer to a turn, replaced by a retry or a regeneration.
+
+    Kept whole: it is the record of a call (which model, how it ended, the upstream's error for
+    operators), and the voter saw its text, so the vote's identity-leak check reads it too.
+    """
+
+    class Reason(models.TextChoices):
+        RETRY = "retry", "the side was tried again"
+        REGENERATE = "regenerate", "both sides of the turn were asked again"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="attempts")
+    side = models.CharField(max_length=1, choices=Side.choices)
+    llm = models.ForeignKey(LLM, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    attempt = models.PositiveSmallIntegerField()
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    status = models.CharField(max_length=16, choices=Answer.Status.choices)
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)  # may name the model: operators only, like Answer.error
+    params = models.JSONField(default=dict)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    inter_token_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    replaced = models.DateTimeField(default=timezone.now)
+
+    public_finish_reason = Answer.public_finish_reason
+
+    class Meta:
+        ordering = ["turn__index", "side", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "side", "attempt"], name="one_attempt_per_try"),
+        ]
+
+    def __str__(self) -> str:
+        return f"try {self.attempt} of answer {self.side} to {self.turn}"
 
 
 class Vote(models.Model):

@@ -1,7 +1,12 @@
 """Streaming a turn: both backends called at once, their answers relayed as one event stream.
 
 `plan_stream` claims the battle's latest turn and writes both call records (a short transaction,
-before any call goes out); `stream_events` then runs both calls and relays what they send.
+before any call goes out); `stream_events` then runs both calls and relays what they send. After a
+retry only the retried side waits, and only it is called and streamed.
+
+A stream ends early when the visitor closes it or asks for a stop (`arena.services.battle_stop`,
+seen here in the cache within STOP_POLL seconds, whichever process streams): the calls still
+running are cancelled and their answers recorded as stopped.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.db import close_old_connections
 from django.utils import timezone
 
 from arena.models import Answer, Battle, Side, Turn
-from arena.services import battle_of_visitor
+from arena.services import battle_of_visitor, stop_key
 from config import metrics
 from config.errors import Conflict
 from providers.base import CallSpec, Chunk, Message, UpstreamError
@@ -36,6 +42,13 @@ PUBLIC_HTTP_ERROR = "The model's service answered with an error."
 # model's own jitter would sometimes hold it back, and the faster one's lead never would, which
 # tells them apart (bench/timing.py).
 TAIL_PACE = 0.8
+# A side streamed alone (a retry) has no other side to share a schedule with: it is released at no
+# more than this many characters a second, so that a model faster than this does not show its pace.
+SOLO_PACE = 400
+# Seconds between two looks for a stop asked of the battle being streamed: each look is a cache read,
+# so a stream looks a few times less often than it releases text, soon enough for a person.
+STOP_POLL = 0.5
+STOPPED = "The answer was stopped."
 
 # Tasks that outlive the request which started them (a visitor who closes the tab still leaves
 # their answers recorded, as abandoned, and the battle closed); held here so the event loop does not
@@ -48,8 +61,14 @@ class StreamPlan:
     battle: Battle
     turn: Turn
     live: bool  # False: the turn already ended, replay it from the database
-    # Per side, what the call needs (or why it cannot be made), read before the battle is claimed.
+    # Per side to call, what the call needs (or why it cannot be made), read before the battle is
+    # claimed: both sides, or the one a retry asks again.
     calls: dict[str, tuple[CallSpec, list[Message]] | Exception] = field(default_factory=dict)
+    others_ok: bool = True  # the sides not called ended well
+    stopped: bool = False  # the visitor asked for a stop (rather than closing the stream)
+    # False when claiming failed: no answer was started, so none is recorded as ended, and the
+    # battle still waits for its stream.
+    claimed: bool = True
 
 
 def run_in_db(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,13 +99,19 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     """
     battle = battle_of_visitor(battle_id=battle_id, visitor=visitor)
     turn = battle.turns.latest("index")
-    plan = StreamPlan(battle, turn, live=True)
+    answers = {a.side: a for a in turn.answers.all()}
+    # Waiting, or left streaming by a worker that died (claim_stream reclaims those only when stale).
+    sides = [s for s in Side if answers[s].status in (Answer.Status.PENDING, Answer.Status.STREAMING)]
+    if not sides:
+        return StreamPlan(battle, turn, live=False)
+    others_ok = all(answers[s].status == Answer.Status.DONE for s in Side if s not in sides)
+    plan = StreamPlan(battle, turn, live=True, others_ok=others_ok)
     try:
         earlier = _earlier_turns(turn)
-    except Exception as exc:  # reported on both sides' streams, like any failed call
-        plan.calls = {Side.A: exc, Side.B: exc}
+    except Exception as exc:  # reported on the streamed sides, like any failed call
+        plan.calls = dict.fromkeys(sides, exc)
     else:
-        for side in (Side.A, Side.B):
+        for side in sides:
             try:
                 spec = call_spec(battle.llm(side))
                 plan.calls[side] = (spec, _conversation(turn, side, earlier))
@@ -101,8 +126,10 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
         claimed = battle.claim_stream(turn, params)
     except Exception as exc:  # nothing claimed, and no call goes out without its record
         plan.calls.update(dict.fromkeys(params, exc))
+        plan.claimed = False
         return plan
     if claimed:
+        cache.delete(stop_key(battle.pk))  # a stop asked of an earlier stream is not for this one
         return plan
     battle.refresh_from_db(fields=["state"])
     if battle.state == Battle.State.STREAMING:
@@ -188,12 +215,13 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
         }
         event = {"side": side, "type": "done", "text": ""}
     except asyncio.CancelledError:
-        # The visitor left (the relay was closed): the upstream call stops here, and the answer is
-        # recorded as abandoned rather than left streaming.
+        # The visitor stopped it or left (the relay was closed): the upstream call stops here, and
+        # the answer is recorded as stopped rather than left streaming.
         if (task := asyncio.current_task()) is not None:
             task.uncancel()  # cancellation handled: what follows must still run
-        outcome = {"status": Answer.Status.ERROR, "error": "abandoned: the visitor's stream was closed"}
-        event = {"side": side, "type": "error", "text": "The answer was stopped."}
+        why = "stopped by the visitor" if plan.stopped else "abandoned: the visitor's stream was closed"
+        outcome = {"status": Answer.Status.STOPPED, "error": why}
+        event = {"side": side, "type": "error", "text": STOPPED}
     except Exception as exc:  # every failure, a bug included, ends this side cleanly
         public, detail = _failure(exc)
         metrics.upstream_failed(llm.name, exc)
@@ -205,14 +233,15 @@ async def _run_side(plan: StreamPlan, side: str, queue: asyncio.Queue[Event]) ->
     try:
         if outage:
             await run_in_db(llm.mark_outage)(outage)
-        await run_in_db(_answer_ended)(
-            plan.turn,
-            side,
-            text="".join(parts),
-            ttft_ms=(first - started) * 1000 if deltas else None,
-            duration_ms=(time.monotonic() - started) * 1000,
-            **outcome,
-        )
+        if plan.claimed:
+            await run_in_db(_answer_ended)(
+                plan.turn,
+                side,
+                text="".join(parts),
+                ttft_ms=(first - started) * 1000 if deltas else None,
+                duration_ms=(time.monotonic() - started) * 1000,
+                **outcome,
+            )
     except Exception:
         logger.exception("could not record answer %s of %s", side, plan.turn)
         if event["type"] == "done":
@@ -233,16 +262,33 @@ def _failure(exc: BaseException) -> tuple[str, str]:
 
 
 async def _run_turn(plan: StreamPlan, sides: list[asyncio.Task[bool]], queue: asyncio.Queue[Event]) -> None:
-    # A side cancelled while recording its answer raises CancelledError here: it did not end well.
-    results = await asyncio.gather(*sides, return_exceptions=True)
+    watch = asyncio.create_task(_stop_when_asked(plan, sides))
     try:
-        state = await run_in_db(plan.battle.end_stream)(ok=all(r is True for r in results))
+        # A side cancelled while recording its answer raises CancelledError here: it did not end well.
+        results = await asyncio.gather(*sides, return_exceptions=True)
+    finally:
+        watch.cancel()
+    try:
+        ok = plan.others_ok and all(r is True for r in results)
+        state = await run_in_db(plan.battle.end_stream)(ok=ok)
     except Exception:
         # The battle stays "streaming" until the stale-stream reclaim; the visitor must not wait.
         logger.exception("could not close %s", plan.battle)
         state = Battle.State.FAILED
     metrics.BATTLES_FAILED.inc(state == Battle.State.FAILED)
     queue.put_nowait({"side": None, "type": "end", "text": "", "state": state})
+
+
+async def _stop_when_asked(plan: StreamPlan, sides: list[asyncio.Task[bool]]) -> None:
+    """Cancel the side tasks once a stop is asked (arena.services.battle_stop); until then, look."""
+    key = stop_key(plan.battle.pk)
+    # Not the request's thread-sensitive executor: this task may outlive the request's handler.
+    asked = sync_to_async(cache.get, thread_sensitive=False)
+    while not await asked(key):
+        await asyncio.sleep(STOP_POLL)
+    plan.stopped = True
+    for side in sides:
+        side.cancel()
 
 
 # --- relaying -----------------------------------------------------------------------------------
@@ -259,12 +305,16 @@ def stream_events(plan: StreamPlan) -> AsyncIterator[list[Event]]:
     if not plan.live:
         return _replayed(plan)
     queue: asyncio.Queue[Event] = asyncio.Queue()
-    sides = [asyncio.create_task(_run_side(plan, side, queue)) for side in (Side.A, Side.B)]
+    streamed = list(plan.calls)
+    sides = [asyncio.create_task(_run_side(plan, side, queue)) for side in streamed]
     metrics.streams_running(sides)
     task = asyncio.create_task(_run_turn(plan, sides, queue))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    events = _paced(queue, settings.ARENA_PACED_TICK) if settings.ARENA_PACED_RELAY else _relayed(queue)
+    if settings.ARENA_PACED_RELAY:
+        events = _paced(queue, settings.ARENA_PACED_TICK, streamed)
+    else:
+        events = _relayed(queue)
     return _cancelling(events, sides)
 
 
@@ -302,7 +352,9 @@ class _Held:
     ended: bool = False  # its end was released
 
 
-async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list[Event]]:
+async def _paced(
+    queue: asyncio.Queue[Event], tick: float, sides: list[str] | None = None
+) -> AsyncIterator[list[Event]]:
     """Both sides released on one schedule, so that neither time to first token nor pace tells
     the two models apart.
 
@@ -311,8 +363,10 @@ async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list
     released, the other goes on a little slower than the pace both kept (`TAIL_PACE`), or at its
     own if slower still: a side with a lead never shows it. A side's end follows its last text;
     its text stopping shows that it ended anyway, so holding its done event back would hide nothing.
+    One side streamed alone (`sides`, a retry) goes at SOLO_PACE, or at its own if slower.
     """
-    held = {Side.A: _Held(), Side.B: _Held()}
+    held = {side: _Held() for side in sides or (Side.A, Side.B)}
+    solo = max(1, round(SOLO_PACE * tick)) if len(held) == 1 else 0
     last: Event | None = None
 
     def take(event: Event) -> None:
@@ -334,6 +388,8 @@ async def _paced(queue: asyncio.Queue[Event], tick: float) -> AsyncIterator[list
         if len(open_sides) == 2:
             step = min(len(h.text) for h in open_sides)
             shared, ticks = shared + step, ticks + 1
+        elif open_sides and solo:
+            step = solo
         elif open_sides:
             # No pace was kept when a side ended before any text: that battle fails, takes no vote.
             step = max(1, round(TAIL_PACE * shared / ticks)) if shared else len(open_sides[0].text)
@@ -391,6 +447,8 @@ def _replay(plan: StreamPlan) -> list[Event]:
             events.append({"side": side, "type": "delta", "text": answer.text})
         if answer.status == Answer.Status.DONE:
             events.append({"side": side, "type": "done", "text": ""})
+        elif answer.status == Answer.Status.STOPPED:
+            events.append({"side": side, "type": "error", "text": STOPPED})
         else:
             events.append({"side": side, "type": "error", "text": "This answer did not complete."})
     state = Battle.objects.values_list("state", flat=True).get(pk=plan.battle.pk)

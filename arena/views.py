@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from csp.decorators import csp_update
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -21,7 +21,8 @@ from rest_framework.views import APIView
 from arena import api_schema, gate, services, streaming, visitors
 from arena.models import Battle
 from arena.throttles import TurnCreateThrottle
-from config.errors import DomainError, error_body
+from config.errors import DomainError, NotFound, error_body
+from config.schema import errors
 from providers.models import LLM
 
 # A visitor is known by a signed cookie of their own holding a random token, not by a Django session,
@@ -145,7 +146,8 @@ class BattleDetailApi(APIView):
     def get(self, request: Request, battle_id: str) -> Response:
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         turns = []
-        for turn in battle.turns.prefetch_related("answers"):
+        stored = list(battle.turns.prefetch_related("answers"))
+        for turn in stored:
             answers = {
                 a.side: {"text": a.text, "status": a.status, "finish_reason": a.public_finish_reason}
                 for a in turn.answers.all()
@@ -160,6 +162,7 @@ class BattleDetailApi(APIView):
                 "turns": turns,
                 "vote": {"winner": vote.winner} if vote else None,
                 **battle_models(battle),
+                "actions": ActionsSerializer(services.battle_actions(battle, stored)).data,
             }
         )
 
@@ -192,6 +195,190 @@ class BattleVoteApi(APIView):
         with gate.spending(gate.vote_caps(gate.voter_of(request, battle.visitor_hash))):
             vote = services.battle_vote(battle=battle, **data.validated_data)
         return Response({"winner": vote.winner, **battle_models(battle)})
+
+
+class ActionsSerializer(serializers.Serializer):
+    """What the battle's visitor may do next (arena.services.battle_actions), in the battle's detail."""
+
+    vote = serializers.BooleanField(help_text="Whether a vote is taken now.")
+    vote_covers = serializers.IntegerField(
+        help_text="The turns a vote would cover: all, or those before a latest turn that did not end well."
+    )
+    retry = serializers.ListField(
+        child=serializers.ChoiceField(choices=["a", "b"]),
+        help_text="Sides whose latest answer may be retried.",
+    )
+    regenerate = serializers.BooleanField(
+        help_text="Whether the latest turn may be asked again of both sides."
+    )
+    stop = serializers.BooleanField(help_text="Whether answers are coming that a stop would end.")
+    follow_up = serializers.BooleanField(help_text="Whether a follow-up turn may be asked.")
+
+
+PAID = (
+    "Each new try calls a model again, so it is paid like a new battle: a solved challenge "
+    '(`GET /api/v1/challenge/`, sent as "challenge" or the X-Arena-Challenge header) and one battle '
+    "against the hourly caps (429 with Retry-After beyond them). A side's answer to a turn is tried at "
+    f"most {services.MAX_TRIES} times."
+)
+
+
+def new_try_voter(request: Request, battle: Battle) -> gate.Voter:
+    """The gate's checks before a retry or a regeneration, as before a new battle."""
+    visitors.require_consent(visitor=battle.visitor_hash)
+    voter = gate.voter_of(request, battle.visitor_hash)
+    gate.require_challenge(request, request.data, voter)
+    return voter
+
+
+class BattleRetryApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        # Validated by the service, so the message names the accepted values.
+        side = serializers.JSONField(
+            help_text='"a" or "b": the side whose failed or stopped answer to try again.'
+        )
+        challenge = serializers.CharField(
+            required=False, help_text="A solved challenge (see the description)."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        state = serializers.CharField(help_text='"pending": stream the battle to get the new answer.')
+        turn = serializers.IntegerField(help_text="The index of the turn asked again.")
+        side = serializers.CharField()
+        attempt = serializers.IntegerField(help_text="Which try of this side's answer to the turn this is.")
+        fresh_model = serializers.BooleanField(
+            help_text="A different model, drawn by the server, answers this side from now on (never named "
+            "before the vote)."
+        )
+
+    @extend_schema(
+        operation_id="battle_retry",
+        summary="Ask one failed or stopped side again",
+        parameters=[api_schema.BATTLE_ID],
+        responses={
+            201: OpenApiResponse(OutputSerializer, description="The side's new try, waiting to stream."),
+            **errors(400, 403, 404, 409, 429),
+        },
+        description="Ask the latest turn again of one side whose answer failed or was stopped: the same "
+        "model, or in an anonymous battle's first turn, after the model failed twice, a fresh one. " + PAID,
+    )
+    def post(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        side = data.validated_data["side"]
+        services.retry_target(battle=battle, side=side)  # refused before a challenge is spent on it
+        voter = new_try_voter(request, battle)
+        with gate.spending(gate.battle_caps(voter)):
+            retried = services.battle_retry(battle=battle, side=side, voter=voter)
+        body = {
+            "state": battle.state,
+            "turn": retried.turn.index,
+            "side": retried.answer.side,
+            "attempt": retried.answer.attempt,
+            "fresh_model": retried.fresh_model,
+        }
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class BattleRegenerateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        challenge = serializers.CharField(
+            required=False, help_text="A solved challenge (see the description)."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        state = serializers.CharField(help_text='"pending": stream the battle to get the new answers.')
+        turn = serializers.IntegerField(help_text="The index of the turn asked again.")
+
+    @extend_schema(
+        operation_id="battle_regenerate",
+        summary="Ask both sides again",
+        parameters=[api_schema.BATTLE_ID],
+        responses={
+            201: OpenApiResponse(OutputSerializer, description="The turn, asked again, waiting to stream."),
+            **errors(400, 403, 404, 409, 429),
+        },
+        description="Ask the latest turn again of both sides, of the same two models; refused once the "
+        "battle has a vote. " + PAID,
+    )
+    def post(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.regenerate_target(battle=battle)  # refused before a challenge is spent on it
+        voter = new_try_voter(request, battle)
+        with gate.spending(gate.battle_caps(voter)):
+            turn = services.battle_regenerate(battle=battle, voter=voter)
+        body = {"state": battle.state, "turn": turn.index}
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class BattleStopApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        state = serializers.CharField(
+            help_text='"streaming": the stream ends within a second, its answers stopped; "failed": it had '
+            "not begun, and its answers are stopped."
+        )
+
+    @extend_schema(
+        operation_id="battle_stop",
+        summary="Stop the answers",
+        parameters=[api_schema.BATTLE_ID],
+        request=None,
+        responses={
+            202: OpenApiResponse(OutputSerializer, description="Stopping: the stream ends shortly."),
+            **errors(404, 409),
+        },
+        description="Stop the answers being generated (closing the stream does the same). Stopped answers "
+        "can be retried; a vote covers the turns before.",
+    )
+    def post(self, request: Request, battle_id: str) -> Response:
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
+        state = services.battle_stop(battle=battle)
+        return Response(self.OutputSerializer({"state": state}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VisitorBattleListApi(APIView):
+    """The visitor's own recent battles, by their cookie; models named only where they are revealed."""
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        mode = serializers.CharField()
+        state = serializers.CharField()
+        created = serializers.DateTimeField()
+        prompt = serializers.CharField(source="first_prompt", help_text="The first prompt, cut short.")
+        turns = serializers.IntegerField(source="turn_count")
+        winner = serializers.SerializerMethodField(help_text="The vote, once there is one.")
+        model_a = serializers.SerializerMethodField(
+            help_text="Null until the models are revealed: by the vote, or from the start in named mode."
+        )
+        model_b = serializers.SerializerMethodField(
+            help_text="Null until the models are revealed: by the vote, or from the start in named mode."
+        )
+
+        def get_winner(self, battle: Battle) -> str | None:
+            votes = battle.votes.all()
+            return votes[0].winner if votes else None
+
+        def get_model_a(self, battle: Battle) -> dict[str, Any] | None:
+            return battle_models(battle)["model_a"]
+
+        def get_model_b(self, battle: Battle) -> dict[str, Any] | None:
+            return battle_models(battle)["model_b"]
+
+    @extend_schema(
+        operation_id="visitor_battles",
+        summary="Your recent battles",
+        description="The latest battles opened with this visitor's cookie, newest first; each "
+        "battle's models are named only once revealed (by the vote, or at once in named mode).",
+        responses={200: OpenApiResponse(OutputSerializer(many=True), description="The battles.")},
+    )
+    def get(self, request: Request) -> Response:
+        battles = services.recent_battles(visitor=visitor(request)).prefetch_related("votes")
+        response = Response(self.OutputSerializer(battles, many=True).data)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class ModelListApi(APIView):
@@ -291,13 +478,17 @@ def captcha_widget() -> CaptchaWidget | None:
     return CAPTCHA_WIDGETS.get(settings.ARENA_CHALLENGE)
 
 
-def with_captcha(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+def with_captcha(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Opens the page's Content-Security-Policy to the configured vendor's widget, and only then."""
 
     @wraps(view)
-    def page(request: HttpRequest) -> HttpResponse:
+    def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         widget = captcha_widget()
-        return csp_update(widget.csp)(view)(request) if widget else view(request)
+        return (
+            csp_update(widget.csp)(view)(request, *args, **kwargs)
+            if widget
+            else view(request, *args, **kwargs)
+        )
 
     return page
 
@@ -323,3 +514,16 @@ def named_page(request: HttpRequest) -> HttpResponse:
     return render(
         request, "arena/named.html", {**battle_context(request), "models": LLM.objects.public().active()}
     )
+
+
+@with_captcha
+def battle_resume_page(request: HttpRequest, battle_id: str) -> HttpResponse:
+    """A battle's own address: the page of its mode, which reads the battle back from the API."""
+    try:
+        battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
+    except NotFound:
+        raise Http404("No such battle.") from None
+    context = {**battle_context(request), "battle_id": str(battle.id)}
+    if battle.mode == Battle.Mode.NAMED:
+        return render(request, "arena/named.html", {**context, "models": LLM.objects.public().active()})
+    return render(request, "arena/battle.html", context)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import services, visitors
-from arena.models import Answer, Battle, Visitor
+from arena.models import Answer, AnswerAttempt, Battle, Visitor
 from arena.views import (
     VISITOR_COOKIE,
     battle_models,
@@ -112,7 +112,7 @@ class VisitorConsentApi(APIView):
         return response
 
 
-def answer_record(answer: Answer) -> dict[str, Any]:
+def answer_record(answer: Answer | AnswerAttempt) -> dict[str, Any]:
     return {"text": answer.text, "status": answer.status, "finish_reason": answer.public_finish_reason}
 
 
@@ -131,6 +131,8 @@ def battle_record(battle: Battle) -> dict[str, Any]:
                 "prompt": turn.prompt,
                 "created": turn.created.isoformat(),
                 "answers": {a.side: answer_record(a) for a in turn.answers.all()},
+                # Earlier tries, replaced by a retry or a regeneration.
+                "replaced": [{"side": a.side, **answer_record(a)} for a in turn.attempts.all()],
             }
             for turn in battle.turns.all()
         ],

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import status
 
-from arena.models import Answer, Battle, Turn, Visitor
+from arena.models import Answer, AnswerAttempt, Battle, Turn, Visitor
 from config.errors import Conflict, DomainError
 from providers.models import FlaggedPrompt
 
@@ -71,7 +71,7 @@ def battles_of(visitor: str) -> QuerySet[Battle]:
     return (
         Battle.objects.of_visitor(visitor)
         .select_related("model_a", "model_b")
-        .prefetch_related("turns__answers", "votes")
+        .prefetch_related("turns__answers", "turns__attempts", "votes")
         .order_by("created")
     )
 
@@ -90,6 +90,7 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         Turn.objects.filter(battle_id__in=voted).update(prompt="")
         # The error may quote the prompt back; the sampling parameters and timings are the models'.
         Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")
+        AnswerAttempt.objects.filter(turn__battle_id__in=voted).update(text="", error="")
         # The prompt's hash goes with the prompt: a short prompt could be confirmed from it.
         anonymised = Battle.objects.filter(pk__in=voted).update(
             visitor_hash="", network_hash="", prompt_hash=""

@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+from django.core.cache import cache
 
 from providers.base import Backend, CallSpec, Chunk, Message, UpstreamError
 
@@ -25,6 +26,7 @@ ERROR_MARKER = "[demo:error]"
 # Answers with the rest of the prompt, as written: a person can see how any Markdown renders.
 ECHO_MARKER = "[demo:echo]"
 WORDS_BEFORE_ERROR = 5
+ERROR_COUNT_SECONDS = 3600
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be because been before being
@@ -205,6 +207,23 @@ def answer(model: str, messages: list[Message]) -> str:
     return STYLES.get(model, STYLES[DEFAULT_STYLE])(Prompt(messages), rng)
 
 
+def fails(messages: list[Message]) -> bool:
+    """Whether this call fails: the marker is in the latest prompt, and the call is the first, third,
+    fifth... to answer that prompt.
+
+    A turn's two answers are called together, so exactly one of them fails; a retry of it fails once
+    more, and the try after it ends well. The calls are counted in the cache, which every web
+    process shares.
+    """
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users or ERROR_MARKER not in users[-1]:
+        return False
+    turn = json.dumps([len(users), users[-1]])
+    key = "demo:error:" + hashlib.sha256(turn.encode()).hexdigest()
+    cache.add(key, 0, ERROR_COUNT_SECONDS)
+    return cache.incr(key) % 2 == 1
+
+
 class Demo(Backend):
     name = "demo"
     remote = False
@@ -214,9 +233,8 @@ class Demo(Backend):
     ) -> AsyncIterator[Chunk]:
         delay = float(spec.options.get("delay", 0.03))
         words = re.findall(r"\S+\s*", answer(spec.model, messages))
-        users = [m["content"] for m in messages if m["role"] == "user"]
-        # The marker lets a person see how a failed answer looks in the embedded run.
-        fail = bool(users) and ERROR_MARKER in users[-1]
+        # The marker lets a person see how a failed answer looks, and retry it, in the embedded run.
+        fail = fails(messages)
         for n, word in enumerate(words[:WORDS_BEFORE_ERROR] if fail else words):
             if n and delay > 0:
                 await asyncio.sleep(delay)

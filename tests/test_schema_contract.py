@@ -33,6 +33,7 @@ from tests.upstream import Behaviour, FakeOpenAI
 NOT_OPERATIONS = {
     "": "the battle page",
     "named/": "the named-mode page",
+    "b/<str:battle_id>/": "one battle's page",
     "terms/": "the terms page",
     "privacy/": "the privacy page",
     "leaderboard/": "the board page",

@@ -1,6 +1,8 @@
-// The battle pages (anonymous at /, named at /named/): send a prompt, stream both answers over
-// one EventSource, vote, reveal. Plain DOM, no framework. Answers and prompts are shown by
-// static/arena/render.js, which sanitises every answer; nothing here parses model output as HTML.
+// The battle pages (anonymous at /, named at /named/, one battle at /b/<id>/): send a prompt, stream
+// both answers over one EventSource, retry a side, ask both again, stop, vote, reveal. A battle keeps
+// its own address: a reload, Back and a second tab read it back from the API. Plain DOM, no
+// framework. Answers and prompts are shown by static/arena/render.js, which sanitises every answer;
+// nothing here parses model output as HTML.
 "use strict";
 
 (() => {
@@ -8,6 +10,7 @@
   if (!root) return;
 
   const MODE = root.dataset.mode === "named" ? "named" : "anonymous";
+  const HOME = MODE === "named" ? "/named/" : "/";
   const API = "/api/v1/battles/";
   const $ = (selector) => root.querySelector(selector);
 
@@ -17,13 +20,18 @@
   const promptLabel = form.querySelector('[data-role="prompt-label"]');
   const formError = $("#composer-error");
   const voteBox = $("#vote");
+  const voteGroup = $("#vote-buttons");
   const voteNote = $("#vote-note");
   const voteButtons = [...root.querySelectorAll("[data-winner]")];
+  const stopButton = $("#stop");
+  const regenerateButton = $("#regenerate");
   const newRound = $("#new-round");
   const pickers = [...root.querySelectorAll(".picker select")];
   const consent = $("#consent");
   const consentAccept = $("#consent-accept");
   const consentError = $("#consent-error");
+  const historyBox = $("#history");
+  const historyList = $("#history-list");
 
   const panes = {};
   for (const el of root.querySelectorAll(".pane")) {
@@ -35,14 +43,16 @@
       log: part("log"),
       empty: part("empty"),
       reveal: part("reveal"),
-      answer: null, // the answer being streamed: {el, body, text, state}
+      answer: null, // the latest turn's answer: {el, body, text, state, frame}
     };
   }
   const SIDES = ["a", "b"];
 
   // One round: null before the first send and after "New round".
-  let battle = null; // {id, state: "streaming" | "ready" | "failed" | "voted"}
+  let battle = null; // {id, state: "pending" | "streaming" | "ready" | "failed" | "voted"}
   let source = null;
+  let lastPrompt = ""; // the round's latest prompt: "New round" offers it again
+  let watching = 0; // timer of a battle streamed in another window, read again until it ends
   // The prompt stays disabled until the visitor accepts the terms in force (the page says if they have).
   let consented = !consent || consent.hidden;
 
@@ -53,14 +63,15 @@
 
   // --- talking to the API -----------------------------------------------------------------------
 
-  async function post(path, body) {
+  async function call(method, path, body) {
     let response;
     try {
       response = await fetch(path, {
-        method: "POST",
+        method,
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify(body),
+        body: body === undefined ? undefined : JSON.stringify(body),
         credentials: "same-origin",
+        cache: "no-store",
       });
     } catch {
       throw new Error("Could not reach the server. Check your connection and try again.");
@@ -74,9 +85,33 @@
     if (!response.ok) {
       const error = new Error(reason(data, response.status));
       error.code = data && data.code;
+      error.status = response.status;
       throw error;
     }
     return data;
+  }
+
+  const post = (path, body) => call("POST", path, body || {});
+  const get = (path) => call("GET", path);
+
+  // Whatever calls the models again (a new battle, a retry, both asked again) carries a solved
+  // proof-of-work (static/arena/pow.js), solved while the person read, or the token of the vendor's
+  // bot check when the page shows one (static/arena/captcha.js). A challenge refused (expired,
+  // used, too easy for the visitor's volume) is solved anew once.
+  async function paid(path, body, busy) {
+    const check = window.arenaCaptcha || window.arenaPow;
+    for (let attempt = 0; ; attempt++) {
+      busy("Checking…");
+      const challenge = check ? await check.take() : null;
+      busy("Sending…");
+      try {
+        return await post(path, challenge ? { ...body, challenge } : body);
+      } catch (error) {
+        if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
+      } finally {
+        if (check) check.refresh();
+      }
+    }
   }
 
   // --- consent ----------------------------------------------------------------------------------
@@ -192,12 +227,9 @@
       return;
     }
     let body;
-    let path;
     if (battle) {
-      path = `${API}${battle.id}/turns/`;
       body = { prompt: text };
     } else {
-      path = API;
       body = { prompt: text, mode: MODE };
       if (MODE === "named") {
         const [a, b] = pickers.map((select) => select.value);
@@ -212,43 +244,34 @@
     showFormError("");
     let data;
     try {
-      data = battle ? await post(path, body) : await openBattle(body);
+      data = battle
+        ? await post(`${API}${battle.id}/turns/`, body)
+        : await paid(API, body, (label) => setComposerBusy(true, label));
     } catch (error) {
       if (error.code === "consent_required" && consent) askConsent();
       setComposerBusy(false);
       showFormError(error.message);
       return;
     }
-    if (!battle) startRound(data);
+    if (!battle) {
+      startRound(data);
+      history.pushState({ battle: data.id }, "", `/b/${data.id}/`);
+    }
+    lastPrompt = text;
     prompt.value = "";
     addTurn(text);
     openStream();
   }
 
-  // A new battle carries a solved proof-of-work (static/arena/pow.js), solved while the person typed,
-  // or the token of the vendor's bot check when the page shows one (static/arena/captcha.js).
-  // A challenge refused (expired, used, too easy for the visitor's volume) is solved anew once.
-  async function openBattle(body) {
-    const check = window.arenaCaptcha || window.arenaPow;
-    for (let attempt = 0; ; attempt++) {
-      setComposerBusy(true, "Checking…");
-      const challenge = check ? await check.take() : null;
-      setComposerBusy(true);
-      try {
-        return await post(API, challenge ? { ...body, challenge } : body);
-      } catch (error) {
-        if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
-      } finally {
-        if (check) check.refresh();
-      }
-    }
-  }
-
   function startRound(data) {
-    battle = { id: data.id, state: "streaming" };
+    battle = { id: data.id, state: "pending" };
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
-    // Named battles name their models from the start; anonymous ones get null here.
+    showNames(data);
+  }
+
+  // Named battles name their models from the start; anonymous ones get null here until the vote.
+  function showNames(data) {
     for (const side of SIDES) {
       const model = data[`model_${side}`];
       if (model) panes[side].name.textContent = ` · ${model.label}`;
@@ -256,7 +279,6 @@
   }
 
   function addTurn(text) {
-    battle.state = "streaming";
     for (const side of SIDES) {
       const pane = panes[side];
       pane.empty.hidden = true;
@@ -268,16 +290,30 @@
       answer.append(body);
       turn.append(asked, answer);
       pane.log.append(turn);
-      pane.log.setAttribute("aria-busy", "true");
       pane.answer = { el: answer, body, text: "", state: "waiting", frame: 0 };
+    }
+    awaitAnswers(SIDES);
+  }
+
+  // The sides named are about to be streamed: their panes wait, the vote waits for them.
+  function awaitAnswers(sides) {
+    battle.state = "streaming";
+    for (const side of sides) {
+      const pane = panes[side];
+      pane.log.setAttribute("aria-busy", "true");
       setStatus(pane, "waiting");
     }
     setVotes(false);
     voteBox.hidden = false;
     voteNote.textContent = "Voting opens when both answers have finished.";
     voteNote.classList.remove("is-error");
+    regenerateButton.hidden = true;
+    stopButton.hidden = false;
+    stopButton.disabled = false;
     form.hidden = false;
     setComposerBusy(true, "Answering…");
+    // Keyboard users land on Stop, not on the page's body; the vote bar takes over at the end.
+    stopButton.focus({ preventScroll: true });
   }
 
   // --- streaming --------------------------------------------------------------------------------
@@ -312,7 +348,7 @@
   function handle(event) {
     if (event.type === "end") {
       closeStream();
-      finish(event.state === "ready");
+      finish();
       return;
     }
     const pane = panes[event.side];
@@ -332,13 +368,17 @@
     }
   }
 
-  function fail(pane, message) {
+  function fail(pane, message, stopped) {
     const answer = pane.answer;
+    const wasStopped = stopped || message === "The answer was stopped.";
     answer.state = "error";
-    setStatus(pane, "error");
-    const box = el("div", "answer__error");
+    setStatus(pane, wasStopped ? "stopped" : "error");
+    const box = el("div", wasStopped ? "answer__error is-stopped" : "answer__error");
     box.setAttribute("role", "alert");
-    box.append(el("strong", "", "This answer failed. "), document.createTextNode(message));
+    box.append(
+      el("strong", "", wasStopped ? "Stopped. " : "This answer failed. "),
+      document.createTextNode(wasStopped ? "This answer was stopped before it ended." : message),
+    );
     answer.el.append(box);
     endAnswer(pane);
   }
@@ -355,10 +395,12 @@
         fail(pane, "The connection to the server was lost before this answer finished.");
       }
     }
-    finish(false);
+    finish();
   }
 
-  function finish(ok) {
+  // The stream ended: the server says what may be done now (vote, retry, ask again, follow up).
+  async function finish() {
+    stopButton.hidden = true;
     for (const side of SIDES) {
       const pane = panes[side];
       if (pane.answer && pane.answer.state !== "error" && pane.answer.state !== "done") {
@@ -367,26 +409,175 @@
         endAnswer(pane);
       }
     }
-    battle.state = ok ? "ready" : "failed";
-    setVotes(ok);
-    if (ok) {
+    const id = battle.id;
+    let detail;
+    try {
+      detail = await get(`${API}${id}/`);
+    } catch (error) {
+      voteNote.textContent = error.message;
+      voteNote.classList.add("is-error");
+      return;
+    }
+    if (!battle || battle.id !== id) return; // a new round began meanwhile
+    if (detail.state === "streaming") {
+      // The connection broke before the server saw the stream end: read the battle until it has.
+      watching = setTimeout(() => resume(id), 1000);
+      return;
+    }
+    applyState(detail, { focus: true });
+    loadHistory();
+  }
+
+  // --- what may be done next ------------------------------------------------------------------
+
+  function applyState(detail, { focus }) {
+    const actions = detail.actions;
+    battle.state = detail.state;
+    if (detail.state === "voted") {
+      reveal({ winner: detail.vote && detail.vote.winner, model_a: detail.model_a, model_b: detail.model_b });
+      return;
+    }
+    voteBox.hidden = false;
+    stopButton.hidden = !actions.stop;
+    regenerateButton.hidden = !actions.regenerate;
+    regenerateButton.disabled = false;
+    setVotes(actions.vote);
+    for (const side of SIDES) showRetry(panes[side], actions.retry.includes(side));
+
+    const failed = SIDES.filter((s) => panes[s].answer && panes[s].answer.state === "error");
+    voteNote.classList.toggle("is-error", detail.state === "failed");
+    if (detail.state === "ready") {
       voteNote.textContent = "Both answers are in. Which one is better?";
-      voteNote.classList.remove("is-error");
-      promptLabel.textContent = "Ask a follow-up — both models see the conversation so far";
-      prompt.placeholder = "Ask a follow-up…";
-      setComposerBusy(false);
     } else {
-      const failed = SIDES.filter((s) => panes[s].answer && panes[s].answer.state === "error");
       const what =
         failed.length === 1
-          ? `Model ${failed[0].toUpperCase()}’s answer did not complete`
-          : "Neither answer completed";
-      voteNote.textContent = `${what}, so this round can’t be voted on. Start a new round to try again.`;
+          ? `Model ${failed[0].toUpperCase()}’s latest answer did not complete`
+          : "Neither latest answer completed";
+      let next = "It was tried as often as a turn allows";
+      if (actions.retry.length) next = `Retry ${actions.retry.length > 1 ? "them" : "it"}, or ask both again`;
+      else if (actions.regenerate) next = "Ask both again";
+      voteNote.textContent = actions.vote
+        ? `${what}. ${next} — or vote now on the turn${actions.vote_covers > 1 ? "s" : ""} before it.`
+        : `${what}, so this round can’t be voted on yet. ${next}${
+            actions.retry.length || actions.regenerate ? "" : "; start a new round"
+          }.`;
+    }
+
+    form.hidden = !actions.follow_up;
+    if (actions.follow_up) {
+      promptLabel.textContent = "Ask a follow-up — both models see the conversation so far";
+      prompt.placeholder = "Ask a follow-up…";
+    }
+    setComposerBusy(false);
+    if (!focus) return;
+    const retryButton = root.querySelector("[data-retry]:not([hidden])");
+    // When the answers end, the keyboard is where the next decision is: the vote, else a retry.
+    if (actions.vote) voteGroup.focus();
+    else if (retryButton) retryButton.focus();
+    else if (actions.regenerate) regenerateButton.focus();
+    else newRound.focus();
+  }
+
+  function showRetry(pane, allowed) {
+    const answer = pane.answer;
+    if (!answer) return;
+    let button = answer.el.querySelector("[data-retry]");
+    if (!allowed) {
+      if (button) button.hidden = true;
+      return;
+    }
+    if (!button) {
+      button = el("button", "btn btn--small answer__retry", "Retry");
+      button.type = "button";
+      button.dataset.retry = pane.el.dataset.side;
+      button.setAttribute("aria-label", `Retry model ${pane.el.dataset.side.toUpperCase()}’s answer`);
+      button.addEventListener("click", () => retry(pane.el.dataset.side, button));
+      const box = answer.el.querySelector(".answer__error") || answer.el;
+      box.append(button);
+    }
+    button.hidden = false;
+    button.disabled = false;
+  }
+
+  // --- trying again, stopping -------------------------------------------------------------------
+
+  async function retry(side, button) {
+    if (!battle) return;
+    button.disabled = true;
+    const id = battle.id;
+    let data;
+    try {
+      data = await paid(`${API}${id}/retry/`, { side }, (label) => (button.textContent = label));
+    } catch (error) {
+      button.textContent = "Retry";
+      button.disabled = false;
+      voteNote.textContent = error.message;
       voteNote.classList.add("is-error");
-      form.hidden = true;
-      newRound.focus();
+      return;
+    }
+    if (!battle || battle.id !== id) return;
+    const pane = panes[side];
+    clearAnswer(pane);
+    awaitAnswers([side]);
+    if (data.fresh_model) {
+      // Honest about what changed, without saying which model it is.
+      voteNote.textContent =
+        `Model ${side.toUpperCase()} failed twice, so a different model, drawn at random, answers ` +
+        `for side ${side.toUpperCase()} now. Voting opens when both answers have finished.`;
+    }
+    openStream();
+  }
+
+  regenerateButton.addEventListener("click", async () => {
+    if (!battle) return;
+    regenerateButton.disabled = true;
+    const id = battle.id;
+    try {
+      await paid(`${API}${id}/regenerate/`, {}, (label) => (regenerateButton.textContent = label));
+    } catch (error) {
+      regenerateButton.disabled = false;
+      voteNote.textContent = error.message;
+      voteNote.classList.add("is-error");
+      return;
+    } finally {
+      regenerateButton.textContent = "Ask both again";
+    }
+    if (!battle || battle.id !== id) return;
+    for (const side of SIDES) clearAnswer(panes[side]);
+    awaitAnswers(SIDES);
+    openStream();
+  });
+
+  // The latest answer of a pane, emptied for the next try.
+  function clearAnswer(pane) {
+    const answer = pane.answer;
+    if (!answer) return;
+    cancelAnimationFrame(answer.frame);
+    answer.frame = 0;
+    answer.text = "";
+    answer.state = "waiting";
+    answer.body.replaceChildren();
+    for (const extra of answer.el.querySelectorAll(".answer__error")) extra.remove();
+  }
+
+  async function stop() {
+    if (!battle || stopButton.hidden || stopButton.disabled) return;
+    stopButton.disabled = true;
+    stopButton.textContent = "Stopping…";
+    try {
+      // The stream ends by itself within a moment, each side with its "stopped" event.
+      await post(`${API}${battle.id}/stop/`);
+      if (!source) await finish(); // stopped before its stream began
+    } catch {
+      // Closing the stream stops the answers too.
+      closeStream();
+      broken();
+    } finally {
+      stopButton.textContent = "Stop";
     }
   }
+
+  stopButton.addEventListener("click", stop);
 
   // --- voting -----------------------------------------------------------------------------------
 
@@ -394,8 +585,25 @@
     button.addEventListener("click", () => vote(button.dataset.winner, button));
   }
 
+  // Shortcuts, also listed beside the vote bar; never while typing, nor with a modifier held.
+  const KEYS = { a: "a", b: "b", t: "tie", x: "bothbad" };
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    if (event.target.closest && event.target.closest("input, textarea, select, [contenteditable]")) return;
+    if (event.key === "Escape" && !stopButton.hidden) {
+      event.preventDefault();
+      stop();
+      return;
+    }
+    const winner = KEYS[String(event.key || "").toLowerCase()];
+    const button = winner && voteButtons.find((b) => b.dataset.winner === winner);
+    if (!button || button.disabled || voteBox.hidden) return;
+    event.preventDefault();
+    vote(winner, button);
+  });
+
   async function vote(winner, button) {
-    if (!battle || battle.state !== "ready") return;
+    if (!battle || button.disabled) return;
     setVotes(false);
     voteNote.textContent = "Sending your vote…";
     voteNote.classList.remove("is-error");
@@ -408,17 +616,24 @@
       setVotes(true);
       return;
     }
-    battle.state = "voted";
     button.setAttribute("aria-pressed", "true");
-    form.hidden = true;
     reveal(data);
+    loadHistory();
   }
 
   const VERDICT = { a: "A is better", b: "B is better", tie: "Tie", bothbad: "Both are bad" };
 
   function reveal(data) {
+    battle.state = "voted";
     const winner = data.winner;
     root.classList.add("is-revealed");
+    form.hidden = true;
+    voteBox.hidden = false;
+    stopButton.hidden = true;
+    regenerateButton.hidden = true;
+    setVotes(false);
+    for (const button of voteButtons) button.setAttribute("aria-pressed", String(button.dataset.winner === winner));
+    for (const button of root.querySelectorAll("[data-retry]")) button.hidden = true;
     const names = {};
     for (const side of SIDES) {
       const pane = panes[side];
@@ -439,6 +654,7 @@
     voteNote.textContent =
       `You voted “${VERDICT[winner] || winner}”. Model A was ${names.a}; model B was ${names.b}. ` +
       "Thanks — start a new round whenever you like.";
+    newRound.hidden = false;
     newRound.classList.add("btn--primary");
     newRound.focus();
   }
@@ -456,10 +672,18 @@
 
   // --- a new round ------------------------------------------------------------------------------
 
-  newRound.addEventListener("click", reset);
+  newRound.addEventListener("click", () => {
+    reset();
+    history.pushState({}, "", HOME);
+    // The prompt survives: what was typed stays, and an empty box gets the round's last question.
+    if (!prompt.value.trim() && lastPrompt) prompt.value = lastPrompt;
+    prompt.focus();
+    prompt.select();
+  });
 
   function reset() {
     closeStream();
+    clearTimeout(watching);
     battle = null;
     root.classList.remove("is-revealed");
     for (const side of SIDES) {
@@ -480,16 +704,129 @@
     voteBox.hidden = true;
     voteNote.textContent = "";
     voteNote.classList.remove("is-error");
+    stopButton.hidden = true;
+    regenerateButton.hidden = true;
     for (const select of pickers) select.disabled = false;
     newRound.hidden = true;
     newRound.classList.remove("btn--primary");
     form.hidden = false;
     promptLabel.textContent = "Your question";
     prompt.placeholder = "Ask both models anything…";
-    prompt.value = "";
     showFormError("");
     setComposerBusy(false);
-    prompt.focus();
+  }
+
+  // --- coming back to a battle ------------------------------------------------------------------
+
+  window.addEventListener("popstate", (event) => {
+    const id = event.state && event.state.battle;
+    if (id) resume(id);
+    else if (battle) {
+      reset();
+      prompt.focus();
+    }
+  });
+
+  // The battle as the API stores it: every turn, what may be done now, and the stream if it waits.
+  async function resume(id) {
+    closeStream();
+    clearTimeout(watching);
+    let detail;
+    try {
+      detail = await get(`${API}${id}/`);
+    } catch (error) {
+      reset();
+      showFormError(error.status === 404 ? "That battle is not yours, or it no longer exists." : error.message);
+      return;
+    }
+    reset();
+    battle = { id, state: detail.state };
+    history.replaceState({ battle: id }, "", `/b/${id}/`);
+    newRound.hidden = false;
+    for (const select of pickers) select.disabled = true;
+    showNames(detail);
+    for (const turn of detail.turns) showStoredTurn(turn);
+    if (detail.turns.length) lastPrompt = detail.turns[detail.turns.length - 1].prompt;
+
+    if (detail.state === "pending") {
+      const waiting = SIDES.filter((s) => detail.turns.at(-1).answers[s].status === "pending");
+      awaitAnswers(waiting);
+      openStream();
+    } else if (detail.state === "streaming") {
+      // Another window streams it (or one closed a moment ago): read it again until it ends.
+      awaitAnswers(SIDES.filter((s) => detail.turns.at(-1).answers[s].status === "streaming"));
+      voteNote.textContent = "These answers are being written in another window; this page follows them.";
+      stopButton.hidden = true;
+      watching = setTimeout(() => resume(id), 1000);
+    } else {
+      applyState(detail, { focus: false });
+    }
+  }
+
+  function showStoredTurn(turn) {
+    const answered = {};
+    for (const side of SIDES) answered[side] = turn.answers[side];
+    for (const side of SIDES) {
+      const pane = panes[side];
+      pane.empty.hidden = true;
+      const box = el("div", "turn");
+      const asked = el("div", "turn__prompt");
+      asked.append(el("span", "turn__who", "You"), el("p", "turn__prompt-text", turn.prompt));
+      const answerEl = el("div", "answer");
+      const body = el("div", "answer__body");
+      answerEl.append(body);
+      box.append(asked, answerEl);
+      pane.log.append(box);
+      const stored = answered[side];
+      pane.answer = { el: answerEl, body, text: stored.text, state: "waiting", frame: 0 };
+      if (stored.status === "done") {
+        pane.answer.state = "done";
+        setStatus(pane, "done");
+        endAnswer(pane);
+      } else if (stored.status === "error" || stored.status === "stopped") {
+        fail(pane, "This answer did not complete.", stored.status === "stopped");
+      } else {
+        renderNow(pane.answer);
+      }
+    }
+  }
+
+  // --- the visitor's recent battles -------------------------------------------------------------
+
+  const STATE_LABEL = {
+    pending: "waiting for answers",
+    streaming: "answering",
+    ready: "ready for your vote",
+    failed: "an answer did not complete",
+  };
+
+  async function loadHistory() {
+    if (!historyBox) return;
+    let battles;
+    try {
+      battles = await get("/api/v1/visitor/battles");
+    } catch {
+      return;
+    }
+    historyList.replaceChildren(
+      ...battles.map((item) => {
+        const row = el("li", "history__item");
+        const link = el("a", "history__link", item.prompt || "(no prompt)");
+        link.href = `/b/${item.id}/`;
+        if (location.pathname === link.pathname) link.setAttribute("aria-current", "page");
+        let meta = item.winner ? `voted: ${VERDICT[item.winner]}` : STATE_LABEL[item.state] || item.state;
+        if (item.model_a && item.model_b) meta += ` · ${item.model_a.label} vs ${item.model_b.label}`;
+        if (item.turns > 1) meta += ` · ${item.turns} turns`;
+        const when = new Date(item.created);
+        const time = el("time", "history__when", when.toLocaleString());
+        time.dateTime = item.created;
+        const details = el("span", "history__meta", `${meta} · `);
+        details.append(time);
+        row.append(link, details);
+        return row;
+      }),
+    );
+    historyBox.hidden = battles.length === 0;
   }
 
   // --- small helpers ----------------------------------------------------------------------------
@@ -499,6 +836,7 @@
     streaming: "Streaming…",
     done: "Done",
     error: "Failed",
+    stopped: "Stopped",
   };
 
   function setStatus(pane, state) {
@@ -525,6 +863,11 @@
     if (text !== undefined) node.textContent = text;
     return node;
   }
+
+  // --- starting up ------------------------------------------------------------------------------
+
+  if (root.dataset.battle) resume(root.dataset.battle);
+  loadHistory();
 
   // --- rendering answers (static/arena/render.js) ------------------------------------------------
   // Re-rendered at most once per frame while streaming; render.js keeps the blocks that did not change.

@@ -493,5 +493,5 @@ def test_an_abandoned_stream_stops_its_upstream_calls_and_records_them(
         time.sleep(0.02)
     assert Battle.objects.get(pk=battle_id).state == Battle.State.FAILED
     for answer in Answer.objects.filter(turn__battle_id=battle_id):
-        assert answer.status == Answer.Status.ERROR and "abandoned" in answer.error
+        assert answer.status == Answer.Status.STOPPED and "abandoned" in answer.error
         assert 0 < len(answer.text) < len(long)

@@ -106,3 +106,30 @@ def test_a_battle_keeps_its_visitor_when_the_field_takes_the_visitors_name() -> 
     assert back.objects.get(pk=played.pk).session_hash == "h" * 64
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_stored_answer_records_the_model_of_its_side() -> None:
+    before = [("arena", "0012_selective_voting")]
+    after = [("arena", "0014_rounds")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    llm = old.get_model("providers", "LLM")
+    a, b = (
+        llm.objects.create(name=n, display_name=n, organization="O", backend="demo", model="m") for n in "ab"
+    )
+    played = old.get_model("arena", "Battle").objects.create(model_a=a, model_b=b, visitor_hash="h")
+    turn = old.get_model("arena", "Turn").objects.create(battle=played, index=0, prompt="Hi")
+    answer = old.get_model("arena", "Answer")
+    for side in "ab":
+        answer.objects.create(turn=turn, side=side, status="done", text=side)
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    filled = executor.loader.project_state(after).apps.get_model("arena", "Answer")
+    assert dict(filled.objects.values_list("side", "llm_id")) == {"a": a.pk, "b": b.pk}
+    assert set(filled.objects.values_list("attempt", flat=True)) == {1}
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

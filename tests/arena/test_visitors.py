@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.test import Client
 
-from arena.models import Answer, Battle, Turn, Visitor, Vote, VoterFlag
+from arena.models import Answer, AnswerAttempt, Battle, Turn, Visitor, Vote, VoterFlag
 from leaderboard.dumps import export_lines
 from providers.models import LLM, FlaggedPrompt
 from tests.arena.test_api import assert_error, stream, text_of
@@ -209,6 +209,28 @@ def test_deleting_erases_the_text_and_unlinks_the_visitor_but_keeps_the_publishe
     assert "arena_visitor" not in web.cookies
     assert_error(web.get("/api/v1/visitor/data"), 404, "no visitor cookie")
     assert_error(web.post("/api/v1/battles/", json={"prompt": "Hi"}), 403, "accept the terms")
+
+
+def test_replaced_answers_are_downloaded_with_their_battle_and_erased_with_it(
+    web: httpx.Client, models: tuple[LLM, LLM], openai_upstream: FakeOpenAI
+) -> None:
+    accept(web)
+    voted = battle(web, "Why is the sky blue?")
+    openai_upstream.behaviours["alpha-up"] = Behaviour(text="Alpha, asked again.")
+    openai_upstream.behaviours["beta-up"] = Behaviour(text="Beta, asked again.")
+    assert web.post(f"/api/v1/battles/{voted}/regenerate/", json={}).status_code == 201
+    stream(web, voted)
+    assert web.post(f"/api/v1/battles/{voted}/vote/", json={"winner": "a"}).status_code == 200
+
+    turn = web.get("/api/v1/visitor/data").json()["battles"][0]["turns"][0]
+    assert {a["text"] for a in turn["answers"].values()} == {"Alpha, asked again.", "Beta, asked again."}
+    assert sorted((r["side"], r["text"]) for r in turn["replaced"]) in (
+        [("a", ALPHA), ("b", BETA)],
+        [("a", BETA), ("b", ALPHA)],
+    )
+
+    assert web.delete("/api/v1/visitor/data").json() == {"battles_deleted": 0, "battles_anonymised": 1}
+    assert set(AnswerAttempt.objects.values_list("text", "error")) == {("", "")}
 
 
 def test_no_visitor_can_read_or_delete_another_visitors_data(

@@ -149,7 +149,7 @@ def test_a_failed_answer_is_shown_in_its_pane_and_keeps_the_votes_closed(
     assert visit.page.get_attribute(f".pane[data-side={failed}] .pane__status", "data-state") == "error"
     assert visit.page.locator(".answer__error").count() == 1
     assert (
-        f"Model {failed.upper()}\N{RIGHT SINGLE QUOTATION MARK}s answer did not complete"
+        f"Model {failed.upper()}\N{RIGHT SINGLE QUOTATION MARK}s latest answer did not complete"
         in visit.page.inner_text("#vote-note")
     )
     assert all(visit.page.is_disabled(f"[data-winner={w}]") for w in ("a", "b", "tie", "bothbad"))
