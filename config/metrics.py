@@ -34,6 +34,11 @@ from prometheus_client.registry import Collector
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# A configured folder that is not there (a fresh container, a cleaned /tmp) is made rather than
+# failing every import: the counters' files are opened as the metrics below are defined.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 BATTLES_STARTED = Counter("arena_battles_started_total", "Battles opened.", ["mode"])
 BATTLES_REFUSED = Counter(
     "arena_battles_refused_total", "Battle starts refused, by the refusal's code.", ["reason"]

@@ -365,6 +365,7 @@ def manifest_env(tmp_path: Path) -> dict[str, str]:
     """The ConfigMap's settings, a real Secret's values, and this machine's services in place of the
     cluster's (a name like arena-redis must not be looked up from a test)."""
     env = {k: v for k, v in os.environ.items() if k not in variables_the_code_reads()}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # another server's folder, if a test left one set
     env.update(config())
     env.update(
         SECRET_KEY="s" * 20 + "Zq8-vR3_pL9!mN2@xT7#bW5$hJ4%cF6^gD1&",

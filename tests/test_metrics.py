@@ -190,3 +190,13 @@ def test_the_queue_depth_is_the_length_of_the_brokers_list(
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200  # the broker down leaves the queue unknown, not the scrape failed
     assert ("celery_queue_length", (("queue", "celery"),)) not in samples(response.content.decode())
+
+
+def test_a_configured_metrics_folder_that_is_missing_is_made(tmp_path: Path) -> None:
+    """A fresh container or a cleaned /tmp: importing the metrics must not fail on the folder."""
+    folder = tmp_path / "not-yet"
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder), DJANGO_SETTINGS_MODULE="config.settings")
+    code = "import django; django.setup(); import config.metrics"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert folder.is_dir()
