@@ -53,12 +53,13 @@ def default_board() -> str:
 
 def board_context(spec: boards.Board) -> dict[str, Any]:
     snapshot = latest_snapshot(spec.slug)
-    # A tab for each board whose latest snapshot counts a vote: a board emptied by a rule change
-    # (votes re-tagged to another language) drops out instead of showing nothing.
+    # The two boards of every vote always have a tab; a category board has one while its latest
+    # snapshot counts a vote (one emptied by a rule change, votes re-tagged to another language,
+    # drops out instead of showing nothing).
     latest = Snapshot.objects.of_board(OuterRef("board")).latest_first().values("pk")[:1]
     published = set(
         Snapshot.objects.filter(pk=Subquery(latest), votes__gt=0).values_list("board", flat=True)
-    ) | {"overall"}
+    ) | {"style", "overall"}
     tabs = [
         b for b in boards.all_boards({s.removeprefix("language-") for s in published}) if b.slug in published
     ]

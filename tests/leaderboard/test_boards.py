@@ -230,3 +230,12 @@ def test_an_operator_can_keep_bootstrap_intervals(models: list[LLM], settings: A
     services.recompute_all()
     snapshot = Snapshot.objects.of_board("overall").latest_first().first()
     assert snapshot.params["intervals"] == "bootstrap" and snapshot.params["bootstrap"] == 50
+
+
+def test_the_default_board_has_its_tab_even_before_a_vote_counts(models: list[LLM], client: Client) -> None:
+    """A first vote left out (too fast): the style board, shown by default, still has its tab."""
+    battles(models[:2], n=1)
+    Vote.objects.update(excluded="too_fast")
+    services.recompute_all()
+    page = client.get("/leaderboard/").content.decode()
+    assert '?board=style" aria-current="page"' in page and '?board=overall"' in page
