@@ -150,7 +150,9 @@ def chromium(live_asgi: str, arena_models: ArenaModels) -> Iterator[Callable[...
 
         def open_page(width: int = 1280, height: int = 900) -> Browser:
             context = browser.new_context(viewport={"width": width, "height": height})
-            context.set_default_timeout(15_000)
+            # A bound on waiting for a state, not a timing assertion: on a loaded 2-core machine the
+            # page's proof-of-work and the paced stream can take well over 15 s.
+            context.set_default_timeout(60_000)
             context.add_init_script(RECORD_EVENTS)
             contexts.append(context)
             page = context.new_page()
