@@ -44,10 +44,16 @@ FAST = Knobs(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: held open together while chosen, so the kernel cannot hand one out twice."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
@@ -94,11 +100,12 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fakes:
 
 
 def deployments_file(tmp_path: Path, *names: str, **extra: Any) -> Path:
+    ports = free_ports(len(names))
     entries = [
         {
             "name": name,
             "model": f"org/{name}-weights",
-            "port": free_port(),
+            "port": port,
             "max_model_len": 4096,
             "display_name": name.title(),
             "organization": "Local Org",
@@ -106,7 +113,7 @@ def deployments_file(tmp_path: Path, *names: str, **extra: Any) -> Path:
             "max_tokens": 100,
             **extra,
         }
-        for name in names
+        for name, port in zip(names, ports, strict=True)
     ]
     path = tmp_path / "deployments.yaml"
     path.write_text(json.dumps({"deployments": entries}))  # JSON is YAML
