@@ -47,8 +47,8 @@ import scipy.stats
 
 from leaderboard.rating import A_WINS, B_WINS, BOTH_BAD, TIE, predicted_win_matrix
 
-# Per voter, both tests together. The bench's honest visitors and networks (personal taste, random
-# clicks, shared networks) are flagged at about 0.3%: a margin under the 1% allowed for real voters.
+# Per voter, both tests together, shared over the stages: low enough that honest voters with taste,
+# random clicks and shared networks stay well under the 1% allowed (bench/rigging.py measures it).
 ALPHA = 0.005
 # Fewer votes than this say too little about a voter to risk excluding them.
 MIN_VOTES = 10
