@@ -186,6 +186,8 @@ class BattleVoteApi(APIView):
     class InputSerializer(serializers.Serializer):
         # Validated by the service, so the message names the accepted values.
         winner = serializers.JSONField()
+        tags = serializers.JSONField(required=False)
+        comment = serializers.JSONField(required=False)
 
     @api_schema.battle_vote
     def post(self, request: Request, battle_id: str) -> Response:
