@@ -182,3 +182,16 @@ def test_reasons_never_change_the_board(make_llm: Callable[..., LLM], settings: 
     with_reasons = board()
 
     assert with_reasons == without
+
+
+def test_the_schema_documents_the_reasons_a_vote_takes(client: Client) -> None:
+    schema = client.get("/api/v1/schema/?format=json").json()
+    body = schema["paths"]["/api/v1/battles/{battle_id}/vote/"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    vote_input = schema["components"]["schemas"][ref]
+    items = vote_input["properties"]["tags"]["items"]
+    if "$ref" in items:  # the enum is a component of its own
+        items = schema["components"]["schemas"][items["$ref"].rsplit("/", 1)[-1]]
+    assert items["enum"] == list(TAGS)
+    assert vote_input["properties"]["comment"]["maxLength"] == COMMENT_MAX_CHARS
+    assert vote_input["required"] == ["winner"]
