@@ -42,7 +42,7 @@ class BattleModelsSerializer(serializers.Serializer):
     model_a = RevealedModelSerializer(
         allow_null=True, help_text="Null until names are shown: after the vote, or at once in named mode."
     )
-    model_b = RevealedModelSerializer(allow_null=True, help_text="As model_a.")
+    model_b = RevealedModelSerializer(allow_null=True, help_text="As model_a; always null in a direct chat.")
 
 
 class BattleCreateInputSerializer(serializers.Serializer):
@@ -51,10 +51,11 @@ class BattleCreateInputSerializer(serializers.Serializer):
         choices=Battle.Mode.choices,
         default=Battle.Mode.ANONYMOUS,
         help_text="anonymous: two models drawn at random, names shown after the vote. named: the "
-        "two you pick, names shown at once; named votes count on no board.",
+        "two you pick, names shown at once; named votes count on no board. direct: a chat with the "
+        "one model named as model_a, answered on side A only; it takes no vote.",
     )
     model_a = serializers.CharField(
-        required=False, help_text="Named mode: a name from `GET /api/v1/models/`."
+        required=False, help_text="Named and direct mode: a name from `GET /api/v1/models/`."
     )
     model_b = serializers.CharField(required=False, help_text="Named mode: another name from that list.")
     challenge = serializers.CharField(
@@ -80,7 +81,7 @@ class AnswerSerializer(serializers.Serializer):
 
 class TurnAnswersSerializer(serializers.Serializer):
     a = AnswerSerializer()
-    b = AnswerSerializer()
+    b = AnswerSerializer(required=False, help_text="Absent in a direct chat, which has side A only.")
 
 
 class TurnSerializer(serializers.Serializer):
