@@ -59,8 +59,9 @@ def test_a_direct_chat_streams_one_named_model_over_several_turns_and_takes_no_v
 
 
 def test_a_direct_chat_counts_on_no_board_and_in_no_export(
-    web: httpx.Client, models: tuple[LLM, LLM]
+    web: httpx.Client, models: tuple[LLM, LLM], settings: Any
 ) -> None:
+    settings.LEADERBOARD_BOOTSTRAP = 20
     stream(web, chat(web, model="alpha-chat"))
     assert Answer.objects.filter(status=Answer.Status.DONE, ttft_ms__isnull=False).count() == 1
     alpha, beta = models
@@ -75,6 +76,14 @@ def test_a_direct_chat_counts_on_no_board_and_in_no_export(
     assert web.post(f"{CHAT}{battle_id}/vote/", json={"winner": "a"}).status_code == 200
     exported = list(dumps.export_lines(Vote.objects.all()))
     assert len(exported) == 1 and battle_id in exported[0]
+    # The board counts the one anonymous vote; the named one is left out by name, the chat not seen.
+    anonymous = start(web)
+    stream(web, anonymous)
+    assert web.post(f"{CHAT}{anonymous}/vote/", json={"winner": "tie"}).status_code == 200
+    board.recompute()  # a no-op if the vote's own recompute ran already
+    snapshot = board.latest_snapshot()
+    assert snapshot is not None and snapshot.votes == 1
+    assert snapshot.excluded == {"named_mode": 1}
 
 
 def test_bad_direct_chats_are_refused_with_a_reason_and_store_nothing(
