@@ -36,6 +36,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 
 from arena import categories, gate, sampling
 from arena.models import Answer, AnswerAttempt, Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
@@ -155,7 +156,9 @@ def _named_models(**names: object) -> list[LLM]:
     """The public models a visitor named (key: name), in the order given, read in one query."""
     for key, name in names.items():
         if not isinstance(name, str) or not name:
-            raise BattleError(f"This mode needs {key}: the name of a model.", code="missing_model")
+            raise BattleError(
+                _("This mode needs %(key)s: the name of a model.") % {"key": key}, code="missing_model"
+            )
     named = LLM.objects.public().active().filter(name__in=names.values()).order_by()  # order: none needed
     found = {llm.name: llm for llm in named}
     for key, name in names.items():
@@ -194,7 +197,7 @@ def battle_start(
     elif mode == Battle.Mode.DIRECT:
         if model_b is not None:
             raise BattleError(
-                "A direct chat has one model: name it as model_a only.", code="model_b_in_direct"
+                _("A direct chat has one model: name it as model_a only."), code="model_b_in_direct"
             )
         (a,), b, propensity = _named_models(model_a=model_a), None, None
     else:
@@ -490,7 +493,7 @@ def voted_turns(battle: Battle, turns: list[Turn]) -> list[Turn]:
 def battle_vote(*, battle: Battle, winner: object) -> Vote:
     if battle.mode == Battle.Mode.DIRECT:
         raise Conflict(
-            "A direct chat with one model takes no vote: it counts on no board.", code="direct_chat"
+            _("A direct chat with one model takes no vote: it counts on no board."), code="direct_chat"
         )
     if winner not in Vote.Winner.values:
         raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")

@@ -9,15 +9,19 @@ from typing import Any
 import httpx
 import pytest
 
+from arena import sharing
 from arena.models import Answer, Battle, BattleShare, Vote
 from arena.sharing import TOKEN_PATTERN
 from leaderboard import dumps
 from leaderboard import services as board
 from providers.models import LLM
-from tests.arena.test_api import assert_error, models, start, stream, text_of, web  # noqa: F401
+from tests.arena import test_api
+from tests.arena.test_api import assert_error, start, stream, text_of
 from tests.upstream import Behaviour, FakeOpenAI
 
 CHAT = "/api/v1/battles/"
+# The API tests' fixtures: two models behind the fake upstream, and a client of the live server.
+models, web = test_api.models, test_api.web
 
 
 def chat(web: httpx.Client, prompt: str = "Why is the sky blue?", model: str = "beta-chat") -> str:
@@ -45,7 +49,11 @@ def test_a_direct_chat_streams_one_named_model_over_several_turns_and_takes_no_v
     assert text_of(events, "a") == "A second answer that differs."
     # Only the named model was called, and its second call carried the conversation so far.
     assert [r["json"]["model"] for r in openai_upstream.requests] == ["beta-up", "beta-up"]
-    assert [m["role"] for m in openai_upstream.requests[-1]["json"]["messages"]] == ["user", "assistant", "user"]
+    assert [m["role"] for m in openai_upstream.requests[-1]["json"]["messages"]] == [
+        "user",
+        "assistant",
+        "user",
+    ]
 
     detail = web.get(f"{CHAT}{chat_id}/").json()
     assert detail["mode"] == "direct" and detail["model_b"] is None
@@ -192,7 +200,7 @@ def test_a_voted_battle_is_shared_on_a_public_page_and_revoked(
     assert "no-store" in page.headers["cache-control"]
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src-attr")[0]
-    assert "static/arena/render.js" in html and 'data-answer>' in html
+    assert "static/arena/render.js" in html and "data-answer>" in html
     assert "set-cookie" not in page.headers
 
     revoked = web.delete(f"{CHAT}{battle_id}/share/")
@@ -249,7 +257,9 @@ def test_a_token_never_made_is_not_found(web: httpx.Client, models: tuple[LLM, L
     assert web.get(path).status_code == 404
 
 
-def test_tokens_are_random_and_not_derived_from_the_battle(web: httpx.Client, models: tuple[LLM, LLM]) -> None:
+def test_tokens_are_random_and_not_derived_from_the_battle(
+    web: httpx.Client, models: tuple[LLM, LLM]
+) -> None:
     tokens = []
     for _ in range(3):
         battle_id = voted_battle(web)
@@ -267,3 +277,25 @@ def test_bad_share_requests_are_refused(web: httpx.Client, models: tuple[LLM, LL
     assert web.put(f"{CHAT}{battle_id}/share/", json={}).status_code == 405
     assert web.get(f"{CHAT}{battle_id}/share/").status_code == 405
     assert not BattleShare.objects.exists()
+
+
+def test_deleting_ones_data_revokes_every_share(web: httpx.Client, models: tuple[LLM, LLM]) -> None:
+    battle_id = voted_battle(web)
+    token = web.post(f"{CHAT}{battle_id}/share/").json()["token"]
+    assert web.delete("/api/v1/visitor/data").status_code == 200
+    assert Vote.objects.filter(battle_id=battle_id).exists()  # the vote is kept, anonymised
+    assert web.get(f"/s/{token}/").status_code == 404
+    assert not BattleShare.objects.exists()
+
+
+def test_the_shared_page_reads_a_fixed_number_of_rows(
+    web: httpx.Client, models: tuple[LLM, LLM], django_assert_num_queries: Any
+) -> None:
+    battle_id = voted_battle(web)
+    web.post(f"{CHAT}{battle_id}/turns/", json={"prompt": "x"})  # refused: voted, nothing added
+    token = web.post(f"{CHAT}{battle_id}/share/").json()["token"]
+    # The share with its battle and models, the vote, the turns, their answers: however many turns.
+    with django_assert_num_queries(4):
+        shared = sharing.shared_battle(token)
+    assert [t.prompt for t in shared.turns] == ["Why is the sky blue?"]
+    assert shared.winner == "b" and set(shared.models) == {"a", "b"}
