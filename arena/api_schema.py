@@ -226,8 +226,9 @@ challenge = extend_schema(
 battle_create = extend_schema(
     operation_id="battles_create",
     summary="Open a battle: one prompt, two models",
-    description="Draws two distinct models (anonymous mode) or takes the two named ones, and "
-    "opens the first turn; the answers come from `GET /api/v1/battles/{battle_id}/stream`. "
+    description="Draws two distinct models (anonymous mode), or takes the two named ones (named "
+    "mode) or the one named (direct mode: a chat on side A that takes no vote), and opens the "
+    "first turn; the answers come from `GET /api/v1/battles/{battle_id}/stream`. "
     "Needs the terms accepted (`POST /api/v1/visitor/consent`) and, where the site asks, a solved "
     "challenge. Sets the `arena_visitor` cookie that owns the battle. The prompt is moderated "
     "before any model is called. Caps per visitor and per network: battles an hour, battles "
