@@ -59,6 +59,7 @@
     $("#vote-keys").hidden = true;
     regenerateButton.textContent = REGENERATE;
     prompt.placeholder = PLACEHOLDER;
+    newRound.textContent = gettext("New chat");
   }
 
   // One round: null before the first send and after "New round".

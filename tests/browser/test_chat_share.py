@@ -7,7 +7,7 @@ from typing import Any
 
 from arena.models import Battle, BattleShare, Vote
 from tests.browser.conftest import BROWSER_TESTS, VOTES_OPEN
-from tests.browser.test_battle import answer_texts, ask
+from tests.browser.test_battle import answer_texts, ask, shoot
 
 pytestmark = BROWSER_TESTS
 
@@ -43,6 +43,7 @@ def test_a_direct_chat_talks_with_the_named_model_over_two_turns_without_a_vote(
         " && document.querySelector('.pane__status').dataset.state === 'done'"
     )
     assert visit.page.locator(".turn").count() == 2
+    shoot(visit, "chat.png")
     # A reload reads the chat back onto the chat page, still with no vote.
     visit.page.reload()
     visit.page.wait_for_function("() => document.querySelectorAll('.turn').length === 2")
@@ -84,6 +85,8 @@ def test_a_battle_shared_after_its_vote_opens_elsewhere_until_revoked(
     assert "Why is the sky blue?" in shown and battle.model_a.label in shown
     assert "model A is better" in shown
     assert battle.visitor_hash not in reader.page.content()
+    shoot(reader, "shared.png")
+    shoot(visit, "share-box.png")
 
     visit.page.get_by_role("button", name="Revoke link").click()
     visit.page.wait_for_selector("#share-create:not([hidden])")
