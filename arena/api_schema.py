@@ -43,7 +43,7 @@ class BattleModelsSerializer(serializers.Serializer):
     model_a = RevealedModelSerializer(
         allow_null=True, help_text="Null until names are shown: after the vote, or at once in named mode."
     )
-    model_b = RevealedModelSerializer(allow_null=True, help_text="As model_a.")
+    model_b = RevealedModelSerializer(allow_null=True, help_text="As model_a; always null in a direct chat.")
 
 
 class BattleCreateInputSerializer(serializers.Serializer):
@@ -52,10 +52,11 @@ class BattleCreateInputSerializer(serializers.Serializer):
         choices=Battle.Mode.choices,
         default=Battle.Mode.ANONYMOUS,
         help_text="anonymous: two models drawn at random, names shown after the vote. named: the "
-        "two you pick, names shown at once; named votes count on no board.",
+        "two you pick, names shown at once; named votes count on no board. direct: a chat with the "
+        "one model named as model_a, answered on side A only; it takes no vote.",
     )
     model_a = serializers.CharField(
-        required=False, help_text="Named mode: a name from `GET /api/v1/models/`."
+        required=False, help_text="Named and direct mode: a name from `GET /api/v1/models/`."
     )
     model_b = serializers.CharField(required=False, help_text="Named mode: another name from that list.")
     challenge = serializers.CharField(
@@ -81,7 +82,7 @@ class AnswerSerializer(serializers.Serializer):
 
 class TurnAnswersSerializer(serializers.Serializer):
     a = AnswerSerializer()
-    b = AnswerSerializer()
+    b = AnswerSerializer(required=False, help_text="Absent in a direct chat, which has side A only.")
 
 
 class TurnSerializer(serializers.Serializer):
@@ -240,8 +241,9 @@ challenge = extend_schema(
 battle_create = extend_schema(
     operation_id="battles_create",
     summary="Open a battle: one prompt, two models",
-    description="Draws two distinct models (anonymous mode) or takes the two named ones, and "
-    "opens the first turn; the answers come from `GET /api/v1/battles/{battle_id}/stream`. "
+    description="Draws two distinct models (anonymous mode), or takes the two named ones (named "
+    "mode) or the one named (direct mode: a chat on side A that takes no vote), and opens the "
+    "first turn; the answers come from `GET /api/v1/battles/{battle_id}/stream`. "
     "Needs the terms accepted (`POST /api/v1/visitor/consent`) and, where the site asks, a solved "
     "challenge. Sets the `arena_visitor` cookie that owns the battle. The prompt is moderated "
     "before any model is called. Caps per visitor and per network: battles an hour, battles "

@@ -36,6 +36,7 @@ class Battle(models.Model):
     class Mode(models.TextChoices):
         ANONYMOUS = "anonymous"
         NAMED = "named"
+        DIRECT = "direct", "one named model, side A only; takes no vote, counts on no board"
 
     class State(models.TextChoices):
         PENDING = "pending", "a turn waits to be streamed"
@@ -50,7 +51,7 @@ class Battle(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ANONYMOUS)
     model_a = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
-    model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(LLM, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     # A keyed hash of the visitor's cookie token (arena.services.visitor_hash): ties a battle to its
     # visitor without storing who they are.
@@ -90,8 +91,13 @@ class Battle(models.Model):
 
     @property
     def names_visible(self) -> bool:
-        """Names are shown in named mode, and in anonymous mode only once the vote is in."""
-        return self.mode == self.Mode.NAMED or self.state == self.State.VOTED
+        """Names are shown in named and direct mode, and in anonymous mode only once the vote is in."""
+        return self.mode != self.Mode.ANONYMOUS or self.state == self.State.VOTED
+
+    @property
+    def sides(self) -> list[str]:
+        """The sides that answer: a direct chat has side A only (and no model_b)."""
+        return [Side.A] if self.mode == self.Mode.DIRECT else [Side.A, Side.B]
 
     # A failure here fails the caller's whole step, so no savepoint is needed inside its transaction.
     @transaction.atomic(savepoint=False)
@@ -99,7 +105,7 @@ class Battle(models.Model):
         """A new turn with both its answers waiting to be streamed."""
         turn = Turn.objects.create(battle=self, index=index, prompt=prompt)
         Answer.objects.bulk_create(
-            [Answer(turn=turn, side=side, llm_id=getattr(self, f"model_{side}_id")) for side in Side]
+            [Answer(turn=turn, side=side, llm_id=getattr(self, f"model_{side}_id")) for side in self.sides]
         )
         return turn
 
@@ -584,5 +590,6 @@ class VoterFlagAction(models.Model):
         return f"{self.action} {self.flag}"
 
 
-# Defined beside the vote bar's rules; imported here so that the app's models are all loaded.
+# Kept in their own modules, as this one is near its size limit; imported so the app loads them.
 from arena.reasons import VoteReason  # noqa: E402,F401
+from arena.sharing import BattleShare  # noqa: E402,F401

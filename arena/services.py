@@ -36,6 +36,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 
 from arena import categories, gate, sampling
 from arena.models import Answer, AnswerAttempt, Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
@@ -152,18 +153,19 @@ def sampling_plan_write(
     return plan
 
 
-def _named_pair(model_a: object, model_b: object) -> tuple[LLM, LLM]:
-    """The two models a visitor named, read in one query."""
-    names = {"model_a": model_a, "model_b": model_b}
+def _named_models(**names: object) -> list[LLM]:
+    """The public models a visitor named (key: name), in the order given, read in one query."""
     for key, name in names.items():
         if not isinstance(name, str) or not name:
-            raise BattleError(f"Named mode needs {key}: the name of a model.", code="missing_model")
+            raise BattleError(
+                _("This mode needs %(key)s: the name of a model.") % {"key": key}, code="missing_model"
+            )
     named = LLM.objects.public().active().filter(name__in=names.values()).order_by()  # order: none needed
     found = {llm.name: llm for llm in named}
     for key, name in names.items():
         if name not in found:
             raise BattleError(f"{key}: no available model is named {name!r}.", code="unknown_model")
-    return found[model_a], found[model_b]  # type: ignore[index]
+    return [found[name] for name in names.values()]  # type: ignore[index]
 
 
 @metrics.counted_battle_start
@@ -189,12 +191,18 @@ def battle_start(
         a, b = drawn.model_a, drawn.model_b
         propensity: float | None = drawn.propensity
     elif mode == Battle.Mode.NAMED:
-        a, b = _named_pair(model_a, model_b)
+        a, b = _named_models(model_a=model_a, model_b=model_b)
         propensity = None
         if a.pk == b.pk:
             raise BattleError("model_a and model_b must be two different models.", code="same_model")
+    elif mode == Battle.Mode.DIRECT:
+        if model_b is not None:
+            raise BattleError(
+                _("A direct chat has one model: name it as model_a only."), code="model_b_in_direct"
+            )
+        (a,), b, propensity = _named_models(model_a=model_a), None, None
     else:
-        raise BattleError('mode must be "anonymous" or "named".', code="unknown_mode")
+        raise BattleError('mode must be "anonymous", "named" or "direct".', code="unknown_mode")
     with transaction.atomic():
         gate.check_open_battles(gate.Voter(visitor=visitor, network=network))
         battle = Battle.objects.create(
@@ -271,8 +279,8 @@ def _require_ended(battle: Battle) -> None:
 
 def retry_target(*, battle: Battle, side: object) -> tuple[Turn, Answer]:
     """The latest turn and its answer on `side`, if that answer may be tried again; else why not."""
-    if side not in Side.values:
-        raise BattleError('side must be "a" or "b".', code="unknown_side")
+    if side not in battle.sides:
+        raise BattleError('side must be "a" or "b" ("a" in a direct chat).', code="unknown_side")
     _require_ended(battle)
     turn = battle.turns.latest("index")
     answer = turn.answers.get(side=side)
@@ -421,7 +429,8 @@ def battle_actions(battle: Battle, turns: list[Turn]) -> Actions:
     ended = battle.state in (Battle.State.READY, Battle.State.FAILED)
     latest = list(turns[-1].answers.all()) if turns else []
     tries_left = all(a.attempt < MAX_TRIES for a in latest)
-    covers = len(voted_turns(battle, turns))
+    # A direct chat takes no vote: it counts on no board.
+    covers = 0 if battle.mode == Battle.Mode.DIRECT else len(voted_turns(battle, turns))
     return Actions(
         vote=covers > 0,
         vote_covers=covers,
@@ -485,6 +494,10 @@ def voted_turns(battle: Battle, turns: list[Turn]) -> list[Turn]:
 def battle_vote(*, battle: Battle, winner: object, tags: object = None, comment: object = None) -> Vote:
     """The battle's vote, with the visitor's reasons if any (arena.reasons): bad reasons refuse the
     vote (400) rather than store it without them."""
+    if battle.mode == Battle.Mode.DIRECT:
+        raise Conflict(
+            _("A direct chat with one model takes no vote: it counts on no board."), code="direct_chat"
+        )
     if winner not in Vote.Winner.values:
         raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")
     tags, comment = clean_reasons(tags, comment)

@@ -101,10 +101,11 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     turn = battle.turns.latest("index")
     answers = {a.side: a for a in turn.answers.all()}
     # Waiting, or left streaming by a worker that died (claim_stream reclaims those only when stale).
-    sides = [s for s in Side if answers[s].status in (Answer.Status.PENDING, Answer.Status.STREAMING)]
+    waiting = (Answer.Status.PENDING, Answer.Status.STREAMING)
+    sides = [s for s in battle.sides if answers[s].status in waiting]
     if not sides:
         return StreamPlan(battle, turn, live=False)
-    others_ok = all(answers[s].status == Answer.Status.DONE for s in Side if s not in sides)
+    others_ok = all(answers[s].status == Answer.Status.DONE for s in battle.sides if s not in sides)
     plan = StreamPlan(battle, turn, live=True, others_ok=others_ok)
     try:
         earlier = _earlier_turns(turn)
@@ -441,7 +442,7 @@ async def _replayed(plan: StreamPlan) -> AsyncIterator[list[Event]]:
 def _replay(plan: StreamPlan) -> list[Event]:
     events: list[Event] = []
     answers = {a.side: a for a in plan.turn.answers.all()}
-    for side in (Side.A, Side.B):
+    for side in plan.battle.sides:
         answer = answers[side]
         if answer.text:
             events.append({"side": side, "type": "delta", "text": answer.text})

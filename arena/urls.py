@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.urls import path
 
-from arena import views, visitor_views
+from arena import share_views, views, visitor_views
 
 urlpatterns = [
     path("", views.battle_page, name="battle"),
     path("named/", views.named_page, name="named"),
+    path("chat/", views.chat_page, name="chat"),
+    path("s/<str:token>/", share_views.shared_page, name="shared-battle"),
     path("b/<str:battle_id>/", views.battle_resume_page, name="battle-page"),
     path("api/v1/challenge/", views.ChallengeApi.as_view(), name="challenge"),
     path("api/v1/battles/", views.BattleCreateApi.as_view(), name="battle-create"),
@@ -20,6 +22,7 @@ urlpatterns = [
         views.BattleRegenerateApi.as_view(),
         name="battle-regenerate",
     ),
+    path("api/v1/battles/<str:battle_id>/share/", share_views.BattleShareApi.as_view(), name="battle-share"),
     path("api/v1/battles/<str:battle_id>/stop/", views.BattleStopApi.as_view(), name="battle-stop"),
     path("api/v1/models/", views.ModelListApi.as_view(), name="model-list"),
     path("terms/", visitor_views.terms_page, name="terms"),

@@ -97,7 +97,10 @@ def revealed(llm: LLM) -> dict[str, Any]:
 def battle_models(battle: Battle) -> dict[str, Any]:
     if not battle.names_visible:
         return {"model_a": None, "model_b": None}
-    return {"model_a": revealed(battle.model_a), "model_b": revealed(battle.model_b)}
+    return {
+        "model_a": revealed(battle.model_a),
+        "model_b": revealed(battle.model_b) if battle.model_b_id else None,  # none in a direct chat
+    }
 
 
 class ChallengeApi(APIView):
@@ -524,6 +527,14 @@ def named_page(request: HttpRequest) -> HttpResponse:
 
 
 @with_captcha
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """Direct chat: one model the visitor picks, named, never voted on."""
+    return render(
+        request, "arena/chat.html", {**battle_context(request), "models": LLM.objects.public().active()}
+    )
+
+
+@with_captcha
 def battle_resume_page(request: HttpRequest, battle_id: str) -> HttpResponse:
     """A battle's own address: the page of its mode, which reads the battle back from the API."""
     try:
@@ -531,6 +542,7 @@ def battle_resume_page(request: HttpRequest, battle_id: str) -> HttpResponse:
     except NotFound:
         raise Http404("No such battle.") from None
     context = {**battle_context(request), "battle_id": str(battle.id)}
-    if battle.mode == Battle.Mode.NAMED:
-        return render(request, "arena/named.html", {**context, "models": LLM.objects.public().active()})
+    if battle.mode != Battle.Mode.ANONYMOUS:
+        page = "arena/chat.html" if battle.mode == Battle.Mode.DIRECT else "arena/named.html"
+        return render(request, page, {**context, "models": LLM.objects.public().active()})
     return render(request, "arena/battle.html", context)

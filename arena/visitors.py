@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import status
 
-from arena.models import Answer, AnswerAttempt, Battle, Turn, Visitor
+from arena.models import Answer, AnswerAttempt, Battle, BattleShare, Turn, Visitor
 from arena.reasons import VoteReason
 from config.errors import Conflict, DomainError
 from providers.models import FlaggedPrompt
@@ -89,6 +89,8 @@ def forget_visitor(*, visitor: str) -> Forgotten:
     battles = Battle.objects.of_visitor(visitor)
     with transaction.atomic():
         voted = list(battles.voted().values_list("pk", flat=True))
+        # A shared page would go on showing what is erased here: forgetting revokes every share.
+        BattleShare.objects.filter(battle_id__in=voted).delete()
         Turn.objects.filter(battle_id__in=voted).update(prompt="")
         # The error may quote the prompt back; the sampling parameters and timings are the models'.
         Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
-from arena.models import Answer, Vote
+from arena.models import Answer, Battle, Vote
 from arena.services import sampling_plan_write
 from config import metrics
 from leaderboard import boards, integrity_service, locks, rating, testing
@@ -352,15 +352,17 @@ def latency(model_ids: list[int]) -> dict[str, dict[str, float]]:
     """Median and p90 time to first token and median decoding speed of each model's answers finished
     in the last LEADERBOARD_LATENCY_DAYS: what a visitor meets now, from a bounded number of rows."""
     since = timezone.now() - timedelta(days=settings.LEADERBOARD_LATENCY_DAYS)
-    answers = Answer.objects.filter(
-        status=Answer.Status.DONE, finished__gte=since, ttft_ms__isnull=False
-    ).values_list(
-        "side",
-        "turn__battle__model_a_id",
-        "turn__battle__model_b_id",
-        "ttft_ms",
-        "duration_ms",
-        "output_tokens",
+    answers = (
+        Answer.objects.filter(status=Answer.Status.DONE, finished__gte=since, ttft_ms__isnull=False)
+        .exclude(turn__battle__mode=Battle.Mode.DIRECT)  # a direct chat counts on no board
+        .values_list(
+            "side",
+            "turn__battle__model_a_id",
+            "turn__battle__model_b_id",
+            "ttft_ms",
+            "duration_ms",
+            "output_tokens",
+        )
     )
     ttft: dict[int, list[float]] = {pk: [] for pk in model_ids}
     speed: dict[int, list[float]] = {pk: [] for pk in model_ids}

@@ -33,6 +33,8 @@ from tests.upstream import Behaviour, FakeOpenAI
 NOT_OPERATIONS = {
     "": "the battle page",
     "named/": "the named-mode page",
+    "chat/": "the direct chat page",
+    "s/<str:token>/": "a shared battle's public page",
     "b/<str:battle_id>/": "one battle's page",
     "terms/": "the terms page",
     "privacy/": "the privacy page",

@@ -1,16 +1,20 @@
-// The battle pages (anonymous at /, named at /named/, one battle at /b/<id>/): send a prompt, stream
-// both answers over one EventSource, retry a side, ask both again, stop, vote, reveal. A battle keeps
+// The battle pages (anonymous at /, named at /named/, one battle at /b/<id>/) and the direct chat
+// (/chat/: one named model in one pane, no vote): send a prompt, stream the answers over one EventSource, retry a side, ask both again, stop, vote, reveal. A battle keeps
 // its own address: a reload, Back and a second tab read it back from the API. Plain DOM, no
 // framework. Answers and prompts are shown by static/arena/render.js, which sanitises every answer;
 // nothing here parses model output as HTML.
 "use strict";
 
 (() => {
+  // Inside the function: a top-level const would clash with another script's of the same name.
+  const gettext = window.gettext || ((s) => s);
   const root = document.getElementById("arena");
   if (!root) return;
 
-  const MODE = root.dataset.mode === "named" ? "named" : "anonymous";
-  const HOME = MODE === "named" ? "/named/" : "/";
+  const HOMES = { anonymous: "/", named: "/named/", direct: "/chat/" };
+  const MODE = Object.hasOwn(HOMES, root.dataset.mode) ? root.dataset.mode : "anonymous";
+  const HOME = HOMES[MODE];
+  const DIRECT = MODE === "direct"; // one pane, side A; nothing to vote on
   const API = "/api/v1/battles/";
   const $ = (selector) => root.querySelector(selector);
 
@@ -46,7 +50,17 @@
       answer: null, // the latest turn's answer: {el, body, text, state, frame}
     };
   }
-  const SIDES = ["a", "b"];
+  const SIDES = Object.keys(panes); // the page's panes: "a" alone in a direct chat
+  const REGENERATE = DIRECT ? gettext("Ask again") : "Ask both again";
+  const PLACEHOLDER = DIRECT ? gettext("Ask the model anything…") : "Ask both models anything…";
+  if (DIRECT) {
+    // The vote bar stays for its Stop and Ask-again tools; a direct chat has no vote to cast.
+    voteGroup.hidden = true;
+    $("#vote-keys").hidden = true;
+    regenerateButton.textContent = REGENERATE;
+    prompt.placeholder = PLACEHOLDER;
+    newRound.textContent = gettext("New chat");
+  }
 
   // One round: null before the first send and after "New round".
   let battle = null; // {id, state: "pending" | "streaming" | "ready" | "failed" | "voted"}
@@ -237,6 +251,9 @@
         if (a === b) return showFormError("Pick two different models.");
         body.model_a = a;
         body.model_b = b;
+      } else if (DIRECT) {
+        if (!pickers[0] || !pickers[0].value) return showFormError(gettext("Pick a model first."));
+        body.model_a = pickers[0].value;
       }
     }
 
@@ -306,7 +323,7 @@
     }
     setVotes(false);
     voteBox.hidden = false;
-    voteNote.textContent = "Voting opens when both answers have finished.";
+    voteNote.textContent = DIRECT ? gettext("The model is answering…") : "Voting opens when both answers have finished.";
     voteNote.classList.remove("is-error");
     regenerateButton.hidden = true;
     stopButton.hidden = false;
@@ -447,7 +464,12 @@
 
     const failed = SIDES.filter((s) => panes[s].answer && panes[s].answer.state === "error");
     voteNote.classList.toggle("is-error", detail.state === "failed");
-    if (detail.state === "ready") {
+    if (DIRECT) {
+      voteNote.textContent =
+        detail.state === "ready"
+          ? gettext("The answer is in. Ask a follow-up, or start a new chat.")
+          : gettext("The answer did not complete. Retry it, or start a new chat.");
+    } else if (detail.state === "ready") {
       voteNote.textContent = "Both answers are in. Which one is better?";
     } else {
       const what =
@@ -466,7 +488,9 @@
 
     form.hidden = !actions.follow_up;
     if (actions.follow_up) {
-      promptLabel.textContent = "Ask a follow-up — both models see the conversation so far";
+      promptLabel.textContent = DIRECT
+        ? gettext("Ask a follow-up — the model sees the conversation so far")
+        : "Ask a follow-up — both models see the conversation so far";
       prompt.placeholder = "Ask a follow-up…";
     }
     setComposerBusy(false);
@@ -541,7 +565,7 @@
       voteNote.classList.add("is-error");
       return;
     } finally {
-      regenerateButton.textContent = "Ask both again";
+      regenerateButton.textContent = REGENERATE;
     }
     if (!battle || battle.id !== id) return;
     for (const side of SIDES) clearAnswer(panes[side]);
@@ -661,6 +685,8 @@
     newRound.hidden = false;
     newRound.classList.add("btn--primary");
     newRound.focus();
+    // static/arena/share.js offers a share link from here on.
+    root.dispatchEvent(new CustomEvent("arena:voted", { detail: { id: battle.id } }));
   }
 
   function badgeFor(winner, side) {
@@ -689,6 +715,7 @@
     closeStream();
     clearTimeout(watching);
     battle = null;
+    root.dispatchEvent(new CustomEvent("arena:reset"));
     root.classList.remove("is-revealed", "has-battle");
     if (window.arenaReasons) window.arenaReasons.reset();
     for (const side of SIDES) {
@@ -716,7 +743,7 @@
     newRound.classList.remove("btn--primary");
     form.hidden = false;
     promptLabel.textContent = "Your question";
-    prompt.placeholder = "Ask both models anything…";
+    prompt.placeholder = PLACEHOLDER;
     showFormError("");
     setComposerBusy(false);
   }
@@ -821,7 +848,8 @@
         link.href = `/b/${item.id}/`;
         if (location.pathname === link.pathname) link.setAttribute("aria-current", "page");
         let meta = item.winner ? `voted: ${VERDICT[item.winner]}` : STATE_LABEL[item.state] || item.state;
-        if (item.model_a && item.model_b) meta += ` · ${item.model_a.label} vs ${item.model_b.label}`;
+        if (item.mode === "direct") meta = gettext("chat") + (item.model_a ? ` · ${item.model_a.label}` : "");
+        else if (item.model_a && item.model_b) meta += ` · ${item.model_a.label} vs ${item.model_b.label}`;
         if (item.turns > 1) meta += ` · ${item.turns} turns`;
         const when = new Date(item.created);
         const time = el("time", "history__when", when.toLocaleString());
