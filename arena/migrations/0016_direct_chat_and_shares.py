@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("arena", "0014_rounds"),
+        ("arena", "0015_vote_reasons"),
         ("providers", "0007_variant_voters"),
     ]
 
