@@ -3,8 +3,8 @@
 sentry-sdk is imported only when a DSN is set. Whatever an event holds, `scrub` removes before it
 leaves: request bodies, cookies, query strings, the Authorization / X-Api-Key / Cookie / forwarded
 address headers, the user and their address, frame variables, log parameters, any field named like
-a prompt, an answer or a secret, and, in every remaining string, anything shaped like an IP
-address or a key.
+a prompt, an answer or a secret, quoted text in error messages (an upstream's error may quote the
+prompt), and, in every remaining string, anything shaped like an IP address or a key.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ SENSITIVE_WORDS = {
     "authorization", "cookie", "cookies", "session", "sessionid", "csrf", "csrftoken", "signature",
     "dsn", "ip", "addr", "address", "visitor", "network", "email", "user", "username",
 }  # fmt: skip
+# Headers whose names share such a word and say nothing of anyone.
+PLAIN_KEYS = {"user-agent", "content-type", "content-length", "content-encoding", "content-language"}
 WORD_SPLIT = re.compile(r"[_\-. ]+")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")
@@ -75,6 +77,8 @@ def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str
         if logentry.get("message") and logentry.get("formatted"):
             logentry["formatted"] = logentry["message"]  # the template, without the arguments
     for exception in (event.get("exception") or {}).get("values") or []:
+        if isinstance(exception.get("value"), str):
+            exception["value"] = scrub_quotes(exception["value"])
         for frame in (exception.get("stacktrace") or {}).get("frames") or []:
             frame.pop("vars", None)
     for thread in (event.get("threads") or {}).get("values") or []:
@@ -84,11 +88,14 @@ def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str
 
 
 def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
+    record = (hint or {}).get("log_record")
+    if record is not None and record.args:
+        crumb["message"] = str(record.msg)  # a log line's template, without its arguments
     return _clean(crumb)
 
 
 def _clean(value: Any, key: str = "") -> Any:
-    if key and any(word in SENSITIVE_WORDS for word in WORD_SPLIT.split(key.lower())):
+    if key and key.lower() not in PLAIN_KEYS and any(word in SENSITIVE_WORDS for word in WORD_SPLIT.split(key.lower())):
         return FILTERED
     if isinstance(value, dict):
         return {k: _clean(v, str(k)) for k, v in value.items()}
@@ -97,6 +104,15 @@ def _clean(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         return scrub_text(value)
     return value
+
+
+# Quoted text in an error message: an upstream's error may quote the prompt back.
+QUOTED = re.compile(r"'[^']{16,}'|\"[^\"]{16,}\"|“[^”]{16,}”")
+MAX_ERROR_CHARS = 300
+
+
+def scrub_quotes(text: str) -> str:
+    return QUOTED.sub(FILTERED, text)[:MAX_ERROR_CHARS]
 
 
 def scrub_text(text: str) -> str:
