@@ -95,7 +95,8 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) 
 
 
 def _clean(value: Any, key: str = "") -> Any:
-    if key and key.lower() not in PLAIN_KEYS and any(word in SENSITIVE_WORDS for word in WORD_SPLIT.split(key.lower())):
+    name = key.lower()
+    if name and name not in PLAIN_KEYS and any(word in SENSITIVE_WORDS for word in WORD_SPLIT.split(name)):
         return FILTERED
     if isinstance(value, dict):
         return {k: _clean(v, str(k)) for k, v in value.items()}

@@ -122,7 +122,7 @@ def test_a_breadcrumb_keeps_a_log_lines_template_not_its_arguments() -> None:
 class Recorder(BaseHTTPRequestHandler):
     received: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
@@ -164,7 +164,8 @@ def failing_post(self, request):
     prompt = request.data["prompt"]
     answer = ANSWER
     logging.getLogger("arena.services").warning("upstream refused prompt %s", prompt)
-    raise RuntimeError(f"upstream 401 for key {{KEY}} from {{IP}}: 'Your prompt \\"{{prompt}}\\" was refused'")
+    quoted = f"'Your prompt \\"{{prompt}}\\" was refused'"
+    raise RuntimeError(f"upstream 401 for key {{KEY}} from {{IP}}: {{quoted}}")
 
 with mock.patch("arena.views.BattleCreateApi.post", failing_post):
     response = Client(raise_request_exception=False).post(
