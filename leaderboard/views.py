@@ -319,8 +319,8 @@ class LeaderboardApi(APIView):
             excluded = serializers.DictField(child=serializers.IntegerField())
             age_seconds = serializers.IntegerField(help_text="Seconds since this snapshot was computed.")
             stale = serializers.BooleanField(
-                help_text="True when a vote has waited longer than the readiness bound "
-                "(READYZ_SNAPSHOT_SECONDS) for a recompute: the board is behind its votes."
+                help_text="True when a vote has waited longer than this site's bound for a "
+                "recompute (the readiness check's): the board is behind its votes."
             )
 
         class RatingSerializer(serializers.Serializer):
