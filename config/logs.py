@@ -171,9 +171,9 @@ def task_started(task: Any = None, **kwargs: Any) -> None:
     keeps its caller's; one queued by no request (beat) gets an id of its own."""
     if task is None or task.request.is_eager:
         return
-    carried = task.request.get(TASK_HEADER) or ""
-    value = carried if REQUEST_ID_PATTERN.fullmatch(carried) else new_request_id()
-    request_id.set(value)
+    carried = task.request.get(TASK_HEADER)
+    plain = isinstance(carried, str) and REQUEST_ID_PATTERN.fullmatch(carried)
+    request_id.set(carried if plain else new_request_id())
 
 
 def task_finished(task: Any = None, **kwargs: Any) -> None:

@@ -88,8 +88,9 @@ def url(name: str) -> str:
 
 @pytest.fixture
 def restored_db() -> Iterator[str]:
-    """A fresh database's name, dropped at the end."""
-    name = f"hops_restore_{secrets.token_hex(4)}"
+    """A fresh database's name (beside the project's own: `<name>_restore_<random>`), dropped at the end."""
+    project = connection.settings_dict["NAME"].removeprefix("test_")
+    name = f"{project}_restore_{secrets.token_hex(4)}"
     pg("createdb", name)
     yield name
     pg("dropdb", "--if-exists", "--force", name)

@@ -3,6 +3,7 @@ the request's id (config/logs.py), a client's id kept only when it is a plain to
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,8 +21,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import path
 
+from config import logs
 from config.celery_app import app as celery_app
-from config.logs import JsonFormatter, RequestIdFilter, logging_config, request_id
+from config.logs import TASK_HEADER, JsonFormatter, RequestIdFilter, logging_config, request_id
 from leaderboard.models import Snapshot
 from leaderboard.tasks import recompute
 from tests.leaderboard.test_worker import ROOT, test_database_url
@@ -103,6 +106,24 @@ def test_a_malicious_request_id_is_replaced(db: None, json_lines: io.StringIO, h
     (line,) = [r for r in records(json_lines) if r["logger"] == "config.requests"]
     assert line["request_id"] == sent and line["level"] == "INFO"
     assert "forged" not in json_lines.getvalue() and "X-Injected" not in json_lines.getvalue()
+
+
+class FakeRequest(dict):
+    is_eager = False
+
+
+@pytest.mark.parametrize("carried", ["from-the-edge-42", "evil\nline-12345", {"id": 1}, None])
+def test_a_task_carries_its_header_only_when_it_is_a_plain_token(carried: object) -> None:
+    task = SimpleNamespace(request=FakeRequest({TASK_HEADER: carried}))
+    context = contextvars.copy_context()
+    context.run(logs.task_started, task=task)
+    value = context[request_id]
+    if carried == "from-the-edge-42":
+        assert value == carried
+    else:
+        assert len(value) == 32 and int(value, 16) >= 0
+    context.run(logs.task_finished, task=task)
+    assert context[request_id] == ""
 
 
 def test_without_a_header_each_request_gets_its_own_id(db: None) -> None:
