@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -124,6 +125,16 @@ def test_a_task_carries_its_header_only_when_it_is_a_plain_token(carried: object
         assert len(value) == 32 and int(value, 16) >= 0
     context.run(logs.task_finished, task=task)
     assert context[request_id] == ""
+
+
+def test_under_asgi_the_id_is_sent_back_and_logged(live_asgi: str, json_lines: io.StringIO) -> None:
+    with httpx.Client(base_url=live_asgi) as web:  # one connection for both requests
+        first = web.get("/healthz", headers={"X-Request-ID": "asgi-request-0001"})
+        second = web.get("/healthz", headers={"X-Request-ID": "bad id"})
+    assert first.headers["X-Request-ID"] == "asgi-request-0001"
+    assert second.headers["X-Request-ID"] not in ("asgi-request-0001", "bad id")
+    ids = [r["request_id"] for r in records(json_lines) if r["logger"] == "config.requests"]
+    assert ids == ["asgi-request-0001", second.headers["X-Request-ID"]]
 
 
 def test_without_a_header_each_request_gets_its_own_id(db: None) -> None:
