@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
+from arena import visitors
 from arena.models import (
     Answer,
     AnswerAttempt,
@@ -105,11 +107,65 @@ class VoteAdmin(RecordAdmin):
 
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
-    """Who accepted which terms, and when: a record, so read-only."""
+    """Who accepted which terms, and when: a record, so read-only. Two actions answer a visitor's
+    request about their data: export it all as JSON, or forget them (arena.visitors.forget_visitor:
+    the same deletion as their own button). Both leave a line in the admin's log."""
 
     list_display = ["visitor_hash", "terms_version", "terms_accepted_at", "created"]
     list_filter = ["terms_version"]
+    search_fields = ["visitor_hash"]
     readonly_fields = ["visitor_hash", "terms_version", "terms_accepted_at", "created"]
+    actions = ["export_data", "forget"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a row is their acceptance of the terms
+
+    def has_delete_permission(self, request: HttpRequest, obj: Visitor | None = None) -> bool:
+        return False  # deleting the row alone would leave their battles: the forget action instead
+
+    def has_forget_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("arena.delete_visitor")
+
+    @admin.action(description="Export everything stored about them (JSON)", permissions=["view"])
+    def export_data(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> HttpResponse:
+        hashes = list(queryset.values_list("visitor_hash", flat=True))
+        body = [visitors.stored_about(h) for h in hashes]
+        LogEntry.objects.log_actions(
+            request.user.pk,
+            list(queryset),
+            CHANGE,
+            change_message="Exported everything stored about this visitor (a data request).",
+        )
+        response = HttpResponse(
+            json.dumps(body[0] if len(body) == 1 else body, indent=2, ensure_ascii=False),
+            content_type="application/json",
+        )
+        name = f"visitor-{hashes[0][:12]}" if len(hashes) == 1 else f"visitors-{len(hashes)}"
+        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(
+        description="Forget them: delete unvoted battles, erase prompts and answers, keep votes anonymous",
+        permissions=["forget"],
+    )
+    def forget(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> None:
+        rows = list(queryset)
+        deleted = anonymised = 0
+        for row in rows:
+            # Logged first: the row this entry names goes with the deletion.
+            LogEntry.objects.log_actions(
+                request.user.pk, [row], DELETION, change_message="Forgot this visitor (a data request)."
+            )
+            done = visitors.forget_visitor(visitor=row.visitor_hash)
+            deleted += done.battles_deleted
+            anonymised += done.battles_anonymised
+        self.message_user(
+            request,
+            f"{len(rows)} visitor(s) forgotten: {deleted} battle(s) deleted, {anonymised} voted battle(s) "
+            "anonymised (prompts and answers erased, their votes kept without a visitor).",
+            messages.SUCCESS,
+        )
 
 
 class VoterFlagActionInline(admin.TabularInline):

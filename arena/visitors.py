@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import status
 
-from arena.models import Answer, AnswerAttempt, Battle, BattleShare, Turn, Visitor
+from arena.models import Answer, AnswerAttempt, Battle, BattleShare, Turn, Visitor, VoterFlag
 from arena.reasons import VoteReason
 from config.errors import Conflict, DomainError
 from providers.models import FlaggedPrompt
@@ -106,3 +106,89 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         FlaggedPrompt.objects.filter(visitor=visitor).delete()  # prompts moderation refused
         Visitor.objects.filter(pk=visitor).delete()
     return Forgotten(battles_deleted=deleted, battles_anonymised=anonymised)
+
+
+def _answer(answer: Answer | AnswerAttempt) -> dict[str, Any]:
+    return {
+        "side": answer.side,
+        "model": answer.llm.name if answer.llm else None,
+        "text": answer.text,
+        "status": answer.status,
+        "finish_reason": answer.finish_reason,
+        "error": answer.error,
+    }
+
+
+def _reasons(vote: Any) -> dict[str, Any] | None:
+    try:
+        reason = vote.reason
+    except VoteReason.DoesNotExist:
+        return None
+    return {"tags": reason.tags, "comment": reason.comment}
+
+
+def stored_about(visitor: str) -> dict[str, Any]:
+    """Everything stored under a visitor's hash, as an operator exports it for them (a subject access
+    request): their acceptance of the terms, battles with both models named, prompts, answers and
+    earlier tries, votes with the reason a board leaves one out, the detector's flags on them, and
+    the prompts moderation refused."""
+    row = Visitor.objects.filter(pk=visitor).first()
+    battles = battles_of(visitor).prefetch_related(
+        "turns__answers__llm", "turns__attempts__llm", "votes__reason"
+    )
+    flags = VoterFlag.objects.filter(kind=VoterFlag.Kind.VISITOR, voter_hash=visitor)
+    return {
+        "visitor": visitor,
+        "terms": {
+            "version": row.terms_version if row else "",
+            "accepted_at": row.terms_accepted_at.isoformat() if row and row.terms_accepted_at else None,
+        },
+        "battles": [
+            {
+                "id": str(battle.id),
+                "mode": battle.mode,
+                "state": battle.state,
+                "created": battle.created.isoformat(),
+                "model_a": battle.model_a.name,
+                "model_b": battle.model_b.name if battle.model_b else None,
+                "turns": [
+                    {
+                        "index": turn.index,
+                        "prompt": turn.prompt,
+                        "created": turn.created.isoformat(),
+                        "answers": [_answer(a) for a in turn.answers.all()],
+                        "replaced": [_answer(a) for a in turn.attempts.all()],
+                    }
+                    for turn in battle.turns.all()
+                ],
+                "votes": [
+                    {
+                        "winner": vote.winner,
+                        "created": vote.created.isoformat(),
+                        "excluded": vote.excluded,
+                        "excluded_reason": vote.get_excluded_display() if vote.excluded else "",
+                        "language": vote.language,
+                        "reasons": _reasons(vote),
+                    }
+                    for vote in battle.votes.all()
+                ],
+            }
+            for battle in battles
+        ],
+        "flags": [
+            {
+                "state": flag.state,
+                "votes": flag.votes,
+                "created": flag.created.isoformat(),
+                "actions": [
+                    {"action": action.action, "created": action.created.isoformat()}
+                    for action in flag.actions.all()
+                ],
+            }
+            for flag in flags.prefetch_related("actions")
+        ],
+        "refused_prompts": [
+            {"prompt": f.prompt, "categories": f.categories, "created": f.created.isoformat()}
+            for f in FlaggedPrompt.objects.filter(visitor=visitor).order_by("created")
+        ],
+    }

@@ -12,7 +12,9 @@ logger = logging.getLogger("leaderboard.tasks")
 @shared_task(name="leaderboard.tasks.recompute")
 def recompute() -> list[int]:
     """Publish a fresh snapshot of each board whose counted votes changed; returns their ids."""
-    return [snapshot.pk for snapshot in services.recompute_all()]
+    published = [snapshot.pk for snapshot in services.recompute_all()]
+    logger.info("Recompute published %d snapshot(s)", len(published), extra={"snapshots": published})
+    return published
 
 
 def queue_recompute() -> None:

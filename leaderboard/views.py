@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -11,6 +12,7 @@ from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -21,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import error_body
+from config.health import board_lag
 from config.schema import errors, plain_view_schema
 from leaderboard import boards, dumps
 from leaderboard.dumps import export_lines
@@ -36,13 +39,40 @@ def board_page(request: HttpRequest) -> HttpResponse:
         raise Http404("No such board.")
     # The newest snapshot's id (an indexed lookup) keys the page; the generation, bumped on every
     # publication, also retires pages whose tabs list other boards.
-    latest = Snapshot.objects.of_board(spec.slug).latest_first().values_list("pk", flat=True).first()
-    key = f"leaderboard:page:{spec.slug}:{latest}:{generation()}"
+    latest = Snapshot.objects.of_board(spec.slug).latest_first().values_list("pk", "created").first()
+    key = f"leaderboard:page:{spec.slug}:{latest[0] if latest else None}:{generation()}"
     html = cache.get(key)
     if html is None:
         html = render_to_string("leaderboard/board.html", board_context(spec), request=request)
         cache.set(key, html, timeout=24 * 3600)
+    if latest:
+        # The age changes by the minute: rendered here, into the cached page.
+        age = render_to_string("leaderboard/snapshot_age.html", {"age": snapshot_age(latest[1])}, request)
+        html = html.replace(AGE_MARKER, age, 1)
     return HttpResponse(html)
+
+
+AGE_MARKER = "<!-- snapshot-age -->"
+LAG_KEY = "leaderboard:lag"
+# Seconds the lag, read from the votes, is reused across page views and API calls.
+LAG_CACHE_SECONDS = 15
+
+
+def snapshot_age(created: datetime) -> dict[str, Any]:
+    """How old a board's snapshot is, and whether it is stale: a vote has waited longer than
+    READYZ_SNAPSHOT_SECONDS for a recompute (/readyz's snapshot check). An old snapshot alone is not
+    stale: an arena without new votes has nothing newer to show."""
+    bound = settings.READYZ_SNAPSHOT_SECONDS
+    lag = cache.get(LAG_KEY)
+    if lag is None:
+        lag = board_lag()
+        cache.set(LAG_KEY, lag, timeout=LAG_CACHE_SECONDS)
+    return {
+        "created": created,
+        "age_seconds": max(0, round((timezone.now() - created).total_seconds())),
+        "stale": lag > bound,
+        "bound_minutes": max(1, round(bound / 60)),
+    }
 
 
 def default_board() -> str:
@@ -290,6 +320,11 @@ class LeaderboardApi(APIView):
             method = serializers.CharField()
             params = serializers.DictField()
             excluded = serializers.DictField(child=serializers.IntegerField())
+            age_seconds = serializers.IntegerField(help_text="Seconds since this snapshot was computed.")
+            stale = serializers.BooleanField(
+                help_text="True when a vote has waited longer than this site's bound for a "
+                "recompute (the readiness check's): the board is behind its votes."
+            )
 
         class RatingSerializer(serializers.Serializer):
             rank = serializers.IntegerField(help_text="The best rank the intervals allow.")
@@ -325,6 +360,7 @@ class LeaderboardApi(APIView):
         snapshot = latest_snapshot(board_of(request))
         if snapshot is None:
             return Response({"snapshot": None, "models": []})
+        age = snapshot_age(snapshot.created)
         return Response(
             {
                 "snapshot": {
@@ -335,6 +371,8 @@ class LeaderboardApi(APIView):
                     "method": snapshot.method,
                     "params": snapshot.public_params,
                     "excluded": snapshot.excluded,
+                    "age_seconds": age["age_seconds"],
+                    "stale": age["stale"],
                 },
                 "models": [
                     {
