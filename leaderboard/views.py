@@ -127,8 +127,11 @@ SNAPSHOT_ID = OpenApiParameter(
     summary="Download the votes behind a snapshot (JSON lines)",
     description="Exactly the votes the snapshot counted, one JSON object a line, in the public "
     "battle format (`question_id`, `model_a`, `model_b`, `winner`, `tstamp`, `anony`, `language`, "
-    "`turn`, `is_code`, `hard`, `long_query`, `conv_metadata`): its ratings can be recomputed from "
-    "them and checked against its `votes_digest`. No prompts, no answers, no voters.",
+    "`turn`, `is_code`, `hard`, `long_query`, `conv_metadata`, `propensity`): its ratings can be "
+    "recomputed from them (`python -m leaderboard.rating FILE --weights <the snapshot's weights>`) and "
+    "checked against its `votes_digest`. On a propensity-weighted snapshot a battle without a "
+    "propensity carries the one its weight stood for, with `propensity_imputed: true`. No prompts, "
+    "no answers, no voters.",
     parameters=[SNAPSHOT_ID],
     responses={
         (200, "application/x-ndjson"): OpenApiResponse(
@@ -159,7 +162,7 @@ def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
             error_body("No such snapshot, or it predates vote export.", "not_found"), status=404
         )
     export = dumps.snapshot_votes(snapshot)
-    lines = export_lines(export.votes, skip=export.skip)
+    lines = export_lines(export.votes, skip=export.skip, unknown_propensity=export.unknown_propensity)
     response = StreamingHttpResponse(sent_as_read(lines), content_type="application/x-ndjson")
     response["Content-Disposition"] = (
         f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}-votes.jsonl"'
@@ -285,6 +288,10 @@ class LeaderboardApi(APIView):
             votes = serializers.IntegerField()
             votes_digest = serializers.CharField()
             method = serializers.CharField()
+            weights = serializers.CharField(
+                help_text="How each vote was weighted: propensity (1 / the probability its pair was "
+                "drawn), pair-frequency (1 / its pair's battles, at least 50) or none."
+            )
             params = serializers.DictField()
             excluded = serializers.DictField(child=serializers.IntegerField())
 
@@ -330,6 +337,7 @@ class LeaderboardApi(APIView):
                     "votes": snapshot.votes,
                     "votes_digest": snapshot.votes_digest,
                     "method": snapshot.method,
+                    "weights": snapshot.weights,
                     "params": snapshot.public_params,
                     "excluded": snapshot.excluded,
                 },
