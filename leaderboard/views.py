@@ -128,9 +128,9 @@ SNAPSHOT_ID = OpenApiParameter(
     description="Exactly the votes the snapshot counted, one JSON object a line, in the public "
     "battle format (`question_id`, `model_a`, `model_b`, `winner`, `tstamp`, `anony`, `language`, "
     "`turn`, `is_code`, `hard`, `long_query`, `conv_metadata`, `propensity`): its ratings can be "
-    "recomputed from them (`python -m leaderboard.rating FILE --weights <the snapshot's weights>`) and "
-    "checked against its `votes_digest`. On a propensity-weighted snapshot a battle without a "
-    "propensity carries the one its weight stood for, with `propensity_imputed: true`. No prompts, "
+    "recomputed from them, weighing the votes as its `weights` says, and checked against its "
+    "`votes_digest`. On a propensity-weighted snapshot a battle without a propensity carries the one "
+    "its weight stood for, with `propensity_imputed: true`. No prompts, "
     "no answers, no voters.",
     parameters=[SNAPSHOT_ID],
     responses={

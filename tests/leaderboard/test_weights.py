@@ -119,7 +119,9 @@ def expected(votes: dict[str, np.ndarray], result: rating.Ratings) -> dict[int, 
     }
 
 
-def assert_close(got: dict[Any, tuple[float, ...]], want: dict[Any, tuple[float, ...]], tol: float = 1e-6) -> None:
+def assert_close(
+    got: dict[Any, tuple[float, ...]], want: dict[Any, tuple[float, ...]], tol: float = 1e-6
+) -> None:
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=0, atol=tol, err_msg=str(key))
@@ -150,7 +152,9 @@ def test_the_propensity_board_is_the_engines_weighted_fit_of_its_votes_one_by_on
     )  # fmt: skip
     assert_close(figures(latest("style")), expected(votes, styled.ratings))
     known = Battle.objects.filter(propensity__isnull=False).values_list("propensity", flat=True)
-    assert latest("overall").params["unknown_propensity_weight"] == pytest.approx(np.mean(1 / np.array(known)))
+    assert latest("overall").params["unknown_propensity_weight"] == pytest.approx(
+        np.mean(1 / np.array(known))
+    )
 
 
 def test_without_weights_the_board_is_todays_unweighted_fit_exactly(models: list[LLM], settings: Any) -> None:
@@ -165,7 +169,9 @@ def test_without_weights_the_board_is_todays_unweighted_fit_exactly(models: list
     assert figures(snapshot) == expected(votes, plain)
 
 
-def test_inverse_pair_frequency_weighs_each_vote_by_its_pairs_battles(models: list[LLM], settings: Any) -> None:
+def test_inverse_pair_frequency_weighs_each_vote_by_its_pairs_battles(
+    models: list[LLM], settings: Any
+) -> None:
     skewed_votes(models)
     settings.LEADERBOARD_WEIGHTS = "pair-frequency"
     services.recompute_all()
@@ -185,7 +191,9 @@ def export(client: Client, snapshot: Snapshot, path: Path) -> Path:
     return path
 
 
-def cli(path: Path, weights: str, capsys: pytest.CaptureFixture[str], *, style: bool = False) -> dict[str, Any]:
+def cli(
+    path: Path, weights: str, capsys: pytest.CaptureFixture[str], *, style: bool = False
+) -> dict[str, Any]:
     argv = [str(path), "--json", "--min-votes", "0", "--weights", weights, *(["--style"] if style else [])]
     assert rating_cli(argv) == 0
     result = json.loads(capsys.readouterr().out)
@@ -222,7 +230,9 @@ def test_a_boards_vote_export_gives_its_ratings_through_the_command_line(
         # The propensity a vote without one was weighed as: every line carries a probability.
         assert len(unknown) == Battle.objects.filter(propensity__isnull=True).count() > 0
         assert all(0 < line["propensity"] <= 1 for line in lines)
-        assert unknown[0]["propensity"] == pytest.approx(1 / latest("style").params["unknown_propensity_weight"])
+        assert unknown[0]["propensity"] == pytest.approx(
+            1 / latest("style").params["unknown_propensity_weight"]
+        )
     else:
         assert not unknown and sum(line["propensity"] is None for line in lines) > 0
 
@@ -254,7 +264,9 @@ def test_changing_the_weighting_republishes_every_board_and_keeping_it_does_not(
     assert services.recompute_all() == []
 
 
-def test_a_propensity_that_is_no_probability_weighs_as_an_unknown_one(models: list[LLM], settings: Any) -> None:
+def test_a_propensity_that_is_no_probability_weighs_as_an_unknown_one(
+    models: list[LLM], settings: Any
+) -> None:
     skewed_votes(models, 100)
     Battle.objects.filter(propensity__isnull=True).update(propensity=0.0)  # PostgreSQL: no division by 0
     settings.LEADERBOARD_WEIGHTS = "propensity"
@@ -287,7 +299,9 @@ def test_two_rows_carry_a_cells_votes_their_weights_and_their_squares(seed: int)
     assert (count > 0).all() and (weight > 0).all()
     np.testing.assert_array_equal(np.bincount(index, weights=count, minlength=n.size), n)
     filled = [np.where(np.arange(k) < m, c, unknown) for c, m, k in zip(cells, known, n, strict=True)]
-    np.testing.assert_allclose(np.bincount(index, weights=count * weight), [f.sum() for f in filled], rtol=1e-12)
+    np.testing.assert_allclose(
+        np.bincount(index, weights=count * weight), [f.sum() for f in filled], rtol=1e-12
+    )
     np.testing.assert_allclose(
         np.bincount(index, weights=count * weight**2), [(f**2).sum() for f in filled], rtol=1e-9
     )
