@@ -7,7 +7,17 @@ from django.contrib.admin.models import LogEntry
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from arena.models import Answer, Battle, Turn, Visitor, Vote, VoterFlag, VoterFlagAction
+from arena.models import (
+    Answer,
+    AnswerAttempt,
+    Battle,
+    Turn,
+    Visitor,
+    Vote,
+    VoterFlag,
+    VoterFlagAction,
+)
+from arena.reasons import VoteReason
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -59,6 +69,30 @@ class AnswerAdmin(RecordAdmin):
     search_fields = ["error"]
 
 
+@admin.register(AnswerAttempt)
+class AnswerAttemptAdmin(RecordAdmin):
+    """Earlier tries, replaced by a retry or a regeneration: which model made each and how it ended."""
+
+    list_display = ["turn", "side", "attempt", "llm", "reason", "status", "finish_reason", "replaced"]
+    list_filter = ["reason", "status"]
+    list_select_related = ["turn", "llm"]
+    search_fields = ["error"]
+
+
+class VoteReasonInline(admin.StackedInline):
+    model = VoteReason
+    extra = 0
+    fields = ["tags", "comment"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Vote)
 class VoteAdmin(RecordAdmin):
     """Each vote with the reason the boards leave it out, if any: set by the integrity rules when
@@ -66,6 +100,7 @@ class VoteAdmin(RecordAdmin):
 
     list_display = ["battle", "winner", "excluded", "created"]
     list_filter = ["winner", "excluded"]
+    inlines = [VoteReasonInline]
 
 
 @admin.register(Visitor)

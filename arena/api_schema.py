@@ -14,6 +14,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from arena import reasons
 from arena.models import Answer, Battle, Vote
 from config.schema import errors, plain_view_schema
 
@@ -110,6 +111,20 @@ class TurnCreatedSerializer(serializers.Serializer):
 class VoteInputSerializer(serializers.Serializer):
     winner = serializers.ChoiceField(
         choices=Vote.Winner.choices, help_text="a or b: that answer was better; tie; bothbad."
+    )
+    tags = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(reasons.TAGS)),
+        required=False,
+        help_text="Optional reasons, each at most once: accurate, clear, complete, creative and safe "
+        "describe the answer preferred (both, for a tie); wrong and unsafe the other (both, for "
+        "bothbad).",
+    )
+    comment = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=reasons.COMMENT_MAX_CHARS,
+        help_text=f"An optional short comment, at most {reasons.COMMENT_MAX_CHARS} characters once "
+        "invisible characters are removed; moderated like a prompt. Published with the vote.",
     )
 
 
@@ -267,7 +282,9 @@ battle_vote = extend_schema(
     description="One vote per battle, once both answers ended well. The answer reveals both "
     "models. A vote is always kept; the board may leave it out (cast faster than both answers can "
     "be read, an answer that named its model, ...), and every snapshot counts those by reason. "
-    "Caps per visitor and per network: votes a day. " + VISITOR_COOKIE,
+    "Optional reasons (tags, a comment) are stored with the vote and published in the vote export; "
+    "they never change a rating. A bad tag or comment refuses the whole vote (400), so nothing is "
+    "stored. Caps per visitor and per network: votes a day. " + VISITOR_COOKIE,
     parameters=[BATTLE_ID],
     request=VoteInputSerializer,
     responses={

@@ -582,3 +582,7 @@ class VoterFlagAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.flag}"
+
+
+# Defined beside the vote bar's rules; imported here so that the app's models are all loaded.
+from arena.reasons import VoteReason  # noqa: E402,F401

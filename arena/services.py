@@ -39,6 +39,7 @@ from django.utils.crypto import salted_hmac
 
 from arena import categories, gate, sampling
 from arena.models import Answer, AnswerAttempt, Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
+from arena.reasons import VoteReason, clean_reasons
 from arena.signals import vote_recorded
 from config import metrics
 from config.errors import Conflict, DomainError, NotFound, Unavailable
@@ -481,9 +482,12 @@ def voted_turns(battle: Battle, turns: list[Turn]) -> list[Turn]:
 
 
 @metrics.counted_vote
-def battle_vote(*, battle: Battle, winner: object) -> Vote:
+def battle_vote(*, battle: Battle, winner: object, tags: object = None, comment: object = None) -> Vote:
+    """The battle's vote, with the visitor's reasons if any (arena.reasons): bad reasons refuse the
+    vote (400) rather than store it without them."""
     if winner not in Vote.Winner.values:
         raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")
+    tags, comment = clean_reasons(tags, comment)
     if battle.state == Battle.State.VOTED:
         raise Conflict("This battle already has a vote.", code="already_voted")
     if battle.state != Battle.State.READY and battle.state != Battle.State.FAILED:
@@ -506,7 +510,7 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
     }
     models = [battle.model_a, battle.model_b, *LLM.objects.filter(pk__in=others)]
     leak = leaked_identity(seen, models)
-    tags = categories.tags([t.prompt for t in covered])
+    category_tags = categories.tags([t.prompt for t in covered])
     if leak:
         excluded = Vote.Exclusion.IDENTITY_LEAK
     elif read_too_fast(covered[-1], timezone.now()):
@@ -523,8 +527,10 @@ def battle_vote(*, battle: Battle, winner: object) -> Vote:
                 winner=winner,
                 excluded=excluded,
                 conv_metadata=categories.conv_metadata(answers[Side.A], answers[Side.B]),
-                **asdict(tags),
+                **asdict(category_tags),
             )
+            if tags or comment:
+                VoteReason.objects.create(vote=vote, tags=tags, comment=comment)
             after_vote(vote=vote)
     except IntegrityError as exc:
         raise Conflict("This battle already has a vote.", code="already_voted") from exc

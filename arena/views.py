@@ -18,8 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import api_schema, gate, services, streaming, visitors
+from arena import api_schema, gate, reasons, services, streaming, visitors
 from arena.models import Battle
+from arena.suggestions import SUGGESTIONS
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, NotFound, error_body
 from config.schema import errors
@@ -186,6 +187,8 @@ class BattleVoteApi(APIView):
     class InputSerializer(serializers.Serializer):
         # Validated by the service, so the message names the accepted values.
         winner = serializers.JSONField()
+        tags = serializers.JSONField(required=False)
+        comment = serializers.JSONField(required=False)
 
     @api_schema.battle_vote
     def post(self, request: Request, battle_id: str) -> Response:
@@ -494,9 +497,13 @@ def with_captcha(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 
 
 def battle_context(request: HttpRequest) -> dict[str, Any]:
-    """What both battle pages show: the composer's limit, the consent box, the bot check's widget."""
+    """What both battle pages show: the composer's limit, the consent box, the bot check's widget,
+    the questions to start from and the reasons a vote may give."""
     return {
         "prompt_max_chars": settings.ARENA_PROMPT_MAX_CHARS,
+        "suggestions": SUGGESTIONS,
+        "reason_tags": reasons.TAGS.items(),
+        "comment_max_chars": reasons.COMMENT_MAX_CHARS,
         "captcha": captcha_widget(),
         "captcha_vendor": settings.ARENA_CHALLENGE,
         "captcha_site_key": settings.ARENA_CHALLENGE_SITE_KEY,

@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import services, visitors
-from arena.models import Answer, AnswerAttempt, Battle, Visitor
+from arena.models import Answer, AnswerAttempt, Battle, Visitor, Vote
+from arena.reasons import VoteReason
 from arena.views import (
     VISITOR_COOKIE,
     battle_models,
@@ -136,7 +137,20 @@ def battle_record(battle: Battle) -> dict[str, Any]:
             }
             for turn in battle.turns.all()
         ],
-        "vote": {"winner": vote.winner, "created": vote.created.isoformat()} if vote else None,
+        "vote": vote_record(vote) if vote else None,
+    }
+
+
+def vote_record(vote: Vote) -> dict[str, Any]:
+    try:
+        reason: VoteReason | None = vote.reason
+    except VoteReason.DoesNotExist:
+        reason = None
+    return {
+        "winner": vote.winner,
+        "created": vote.created.isoformat(),
+        "reason_tags": reason.tags if reason else [],
+        "reason_comment": reason.comment if reason else "",
     }
 
 

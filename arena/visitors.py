@@ -2,8 +2,9 @@
 how it is deleted.
 
 Deletion keeps the board reproducible: a voted battle loses its prompts, its answers' text and its
-link to the visitor, and keeps its anonymous vote (the published vote export holds no text and no
-visitor); a battle without a vote is deleted whole. The privacy page says so.
+link to the visitor, and keeps its anonymous vote (the published vote export holds no visitor, and
+no text once the vote's comment is erased too; its reason tags stay); a battle without a vote is
+deleted whole. The privacy page says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from arena.models import Answer, AnswerAttempt, Battle, Turn, Visitor
+from arena.reasons import VoteReason
 from config.errors import Conflict, DomainError
 from providers.models import FlaggedPrompt
 
@@ -71,7 +73,7 @@ def battles_of(visitor: str) -> QuerySet[Battle]:
     return (
         Battle.objects.of_visitor(visitor)
         .select_related("model_a", "model_b")
-        .prefetch_related("turns__answers", "turns__attempts", "votes")
+        .prefetch_related("turns__answers", "turns__attempts", "votes__reason")
         .order_by("created")
     )
 
@@ -91,6 +93,7 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         # The error may quote the prompt back; the sampling parameters and timings are the models'.
         Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")
         AnswerAttempt.objects.filter(turn__battle_id__in=voted).update(text="", error="")
+        VoteReason.objects.filter(vote__battle_id__in=voted).update(comment="")
         # The prompt's hash goes with the prompt: a short prompt could be confirmed from it.
         anonymised = Battle.objects.filter(pk__in=voted).update(
             visitor_hash="", network_hash="", prompt_hash=""

@@ -3,7 +3,8 @@
 One record per battle: `model_a`, `model_b`, `winner` (`model_a` | `model_b` | `tie` |
 `tie (bothbad)`), plus `question_id`, `tstamp`, `anony`, `language`, `turn` and `conv_metadata`
 (style counts) as in the published `clean_battle_*.json` dumps. Exported files are JSON lines, so
-`python -m leaderboard.rating FILE` reads them as they are.
+`python -m leaderboard.rating FILE` reads them as they are. This arena adds `propensity` and the
+voter's optional reasons, `reason_tags` and `reason_comment` (arena.reasons); an import ignores them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from arena.models import Battle, Vote, VoteMetadata
+from arena.models import Answer, Battle, Turn, Vote, VoteMetadata, VoteReason
 from leaderboard.models import Snapshot
 from leaderboard.rating import WINNER_NAMES, BattleFileError, iter_records, read_battle
 from leaderboard.votes import OUTCOME, Filters, filtered_votes
@@ -29,6 +30,7 @@ from providers.models import LLM
 WINNER_OUT = {winner: WINNER_NAMES[code] for winner, code in OUTCOME.items()}
 WINNER_IN = {name: code for code, name in WINNER_OUT.items()}
 BATCH = 5000
+UNFINISHED = [s for s in Answer.Status.values if s != Answer.Status.DONE]
 # Language names as the public dumps write them, to the codes arena.categories uses.
 LANGUAGES = {
     "english": "en",
@@ -63,6 +65,10 @@ def export_record(vote: Vote, *, unknown_propensity: float | None = None) -> dic
     propensity, imputed = battle.propensity, {}
     if unknown_propensity is not None and not (propensity is not None and 0.0 < propensity <= 1.0):
         propensity, imputed = unknown_propensity, {"propensity_imputed": True}
+    try:
+        reason: VoteReason | None = vote.reason
+    except VoteReason.DoesNotExist:
+        reason = None
     return {
         "question_id": str(battle.id),
         "model_a": battle.model_a.name,
@@ -71,14 +77,17 @@ def export_record(vote: Vote, *, unknown_propensity: float | None = None) -> dic
         "tstamp": vote.created.timestamp(),
         "anony": battle.mode == Battle.Mode.ANONYMOUS,
         "language": vote.language,
-        # Imported battles keep no turns; their multi-turn flag still says "more than one".
-        "turn": max(getattr(vote, "turn_count", 0), 2 if vote.multi_turn else 1),
+        # The turns the vote covers (a failed latest turn is left out). Imported battles keep no
+        # turns; their multi-turn flag still says "more than one".
+        "turn": max(getattr(vote, "turn_count", None) or 0, 2 if vote.multi_turn else 1),
         "is_code": vote.coding,
         "hard": vote.hard,
         "long_query": vote.long_query,
         "conv_metadata": vote.conv_metadata,
         "propensity": propensity,  # the probability its pair was drawn with (null if unknown)
         **imputed,
+        "reason_tags": reason.tags if reason else [],
+        "reason_comment": reason.comment if reason else "",
     }
 
 
@@ -87,9 +96,19 @@ def export_lines(
 ) -> Iterator[str]:
     """JSON lines of the votes, in id order, less those with an id in `skip`, streamed from the
     database in chunks (`unknown_propensity`: see `export_record`)."""
+    # A vote covers the turns that ended well on both sides: a battle voted after its latest turn
+    # failed or was stopped leaves that turn out (arena.services.voted_turns).
+    ended_well = (
+        Turn.objects.filter(battle=OuterRef("battle"))
+        .exclude(answers__status__in=UNFINISHED)
+        .order_by()
+        .values("battle")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     rows = (
-        votes.select_related("battle__model_a", "battle__model_b", "metadata")
-        .annotate(turn_count=Count("battle__turns"))
+        votes.select_related("battle__model_a", "battle__model_b", "metadata", "reason")
+        .annotate(turn_count=Subquery(ended_well))
         .order_by("id")
     )
     for vote in rows.iterator(chunk_size=2000):

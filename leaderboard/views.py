@@ -127,11 +127,12 @@ SNAPSHOT_ID = OpenApiParameter(
     summary="Download the votes behind a snapshot (JSON lines)",
     description="Exactly the votes the snapshot counted, one JSON object a line, in the public "
     "battle format (`question_id`, `model_a`, `model_b`, `winner`, `tstamp`, `anony`, `language`, "
-    "`turn`, `is_code`, `hard`, `long_query`, `conv_metadata`, `propensity`): its ratings can be "
-    "recomputed from them, weighing the votes as its `weights` says, and checked against its "
-    "`votes_digest`. On a propensity-weighted snapshot a battle without a propensity carries the one "
-    "its weight stood for, with `propensity_imputed: true`. No prompts, "
-    "no answers, no voters.",
+    "`turn`: the turns the vote covers, `is_code`, `hard`, `long_query`, `conv_metadata`), plus "
+    "`propensity` and the voter's optional `reason_tags` and `reason_comment` (empty when none was "
+    "given; they never change a rating): its ratings can be recomputed from them, weighing the votes "
+    "as its `weights` says, and checked against its `votes_digest`. On a propensity-weighted "
+    "snapshot a battle without a propensity carries the one its weight stood for, with "
+    "`propensity_imputed: true`. No prompts, no answers, no voters.",
     parameters=[SNAPSHOT_ID],
     responses={
         (200, "application/x-ndjson"): OpenApiResponse(
@@ -144,7 +145,8 @@ SNAPSHOT_ID = OpenApiParameter(
                     value='{"question_id": "0b6f…", "model_a": "alpha-chat", "model_b": "beta-chat", '
                     '"winner": "model_a", "tstamp": 1767225600.0, "anony": true, "language": "en", '
                     '"turn": 1, "is_code": false, "hard": false, "long_query": false, '
-                    '"conv_metadata": {"sum_assistant_a_tokens": 120}}\n',
+                    '"conv_metadata": {"sum_assistant_a_tokens": 120}, "propensity": 0.1, '
+                    '"reason_tags": ["accurate", "clear"], "reason_comment": "Shorter and right."}\n',
                 )
             ],
         ),

@@ -265,6 +265,7 @@
 
   function startRound(data) {
     battle = { id: data.id, state: "pending" };
+    root.classList.add("has-battle");
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
     showNames(data);
@@ -609,7 +610,9 @@
     voteNote.classList.remove("is-error");
     let data;
     try {
-      data = await post(`${API}${battle.id}/vote/`, { winner });
+      // The optional reasons (static/arena/home.js): a bad one refuses the vote, which can be sent again.
+      const reasons = window.arenaReasons ? window.arenaReasons.collect() : {};
+      data = await post(`${API}${battle.id}/vote/`, { winner, ...reasons });
     } catch (error) {
       voteNote.textContent = error.message;
       voteNote.classList.add("is-error");
@@ -625,6 +628,7 @@
 
   function reveal(data) {
     battle.state = "voted";
+    if (window.arenaReasons) window.arenaReasons.lock();
     const winner = data.winner;
     root.classList.add("is-revealed");
     form.hidden = true;
@@ -685,7 +689,8 @@
     closeStream();
     clearTimeout(watching);
     battle = null;
-    root.classList.remove("is-revealed");
+    root.classList.remove("is-revealed", "has-battle");
+    if (window.arenaReasons) window.arenaReasons.reset();
     for (const side of SIDES) {
       const pane = panes[side];
       if (pane.answer) cancelAnimationFrame(pane.answer.frame);
@@ -741,6 +746,7 @@
     }
     reset();
     battle = { id, state: detail.state };
+    root.classList.add("has-battle");
     history.replaceState({ battle: id }, "", `/b/${id}/`);
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;

@@ -160,3 +160,33 @@ def test_a_retired_model_is_not_returned_to_service(
     retired.refresh_from_db()
     assert retired.state == "retired"
     assert not LogEntry.objects.filter(object_id=str(retired.pk)).exists()
+
+
+def test_earlier_tries_and_vote_reasons_are_shown_but_never_changed(
+    voted: Vote, admin_client: Client
+) -> None:
+    from arena.models import AnswerAttempt
+    from arena.reasons import VoteReason
+
+    turn = voted.battle.turns.get()
+    attempt = AnswerAttempt.objects.create(
+        turn=turn, side="a", attempt=1, reason="retry", status="error", error="upstream said no"
+    )
+    VoteReason.objects.create(vote=voted, tags=["clear"], comment="Plainly put.")
+
+    listing = admin_client.get("/admin/arena/answerattempt/")
+    assert listing.status_code == 200 and listing.context["action_form"] is None
+    url = f"/admin/arena/answerattempt/{attempt.pk}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.post(url, {"status": "done", "text": "rewritten"}).status_code == 403
+    assert (
+        admin_client.post(f"/admin/arena/answerattempt/{attempt.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/arena/answerattempt/add/").status_code == 403
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.text) == ("error", "")
+
+    vote_page = admin_client.get(f"/admin/arena/vote/{voted.pk}/change/")
+    assert vote_page.status_code == 200 and b"Plainly put." in vote_page.content
