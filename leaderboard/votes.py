@@ -219,7 +219,7 @@ def board_counts(
     counts = {f"n{k}": Count("id", filter=q or None) for k, q in enumerate(selections)}
     sums = {}
     if propensity:
-        # Filtered aggregates rather than a CASE per sum: a third less time for the one scan.
+        # Filtered aggregates, not a CASE inside each sum: the condition is tested once per aggregate.
         for k, q in enumerate(selections):
             known = q & KNOWN_PROPENSITY
             sums[f"w{k}"] = Sum(WEIGHT, filter=known)
