@@ -350,6 +350,15 @@ if LEADERBOARD_INTERVALS not in ("sandwich", "bootstrap"):
     raise ImproperlyConfigured(
         f'LEADERBOARD_INTERVALS must be "sandwich" or "bootstrap", not {LEADERBOARD_INTERVALS!r}'
     )
+# How the boards weigh each vote (leaderboard.weighting): "propensity" (the default) by the inverse of
+# the probability its pair was drawn, so a board estimates what uniform pairs would have given
+# whatever the sampler did (Chiang et al. 2024, eq. 7); "pair-frequency" by the inverse of its pair's
+# battles (at least 50), as lmarena/arena-rank; "none" every vote alike.
+LEADERBOARD_WEIGHTS = env.str("LEADERBOARD_WEIGHTS", default="propensity")
+if LEADERBOARD_WEIGHTS not in ("none", "propensity", "pair-frequency"):
+    raise ImproperlyConfigured(
+        f'LEADERBOARD_WEIGHTS must be "propensity", "pair-frequency" or "none", not {LEADERBOARD_WEIGHTS!r}'
+    )
 LEADERBOARD_BOOTSTRAP = env.int("LEADERBOARD_BOOTSTRAP", default=1000)
 LEADERBOARD_SEED = env.int("LEADERBOARD_SEED", default=42)
 LEADERBOARD_STYLE_BOOTSTRAP = env.int("LEADERBOARD_STYLE_BOOTSTRAP", default=100)

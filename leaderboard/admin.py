@@ -14,14 +14,15 @@ class RatingInline(admin.TabularInline):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(admin.ModelAdmin):
-    list_display = ["id", "board", "created", "votes", "duration_ms"]
-    list_filter = ["board"]
+    list_display = ["id", "board", "created", "votes", "weights", "duration_ms"]
+    list_filter = ["board", "weights"]
     readonly_fields = [
         "board",
         "created",
         "votes",
         "votes_digest",
         "method",
+        "weights",
         "params",
         "excluded",
         "excluded_votes",

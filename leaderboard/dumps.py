@@ -58,8 +58,13 @@ class ImportReport:
     models_created: list[str] = field(default_factory=list)
 
 
-def export_record(vote: Vote) -> dict[str, Any]:
+def export_record(vote: Vote, *, unknown_propensity: float | None = None) -> dict[str, Any]:
+    """The vote in the public battle format. With `unknown_propensity`, a battle without a usable
+    propensity gets that one, marked `propensity_imputed`: the one its board's weight stands for."""
     battle = vote.battle
+    propensity, imputed = battle.propensity, {}
+    if unknown_propensity is not None and not (propensity is not None and 0.0 < propensity <= 1.0):
+        propensity, imputed = unknown_propensity, {"propensity_imputed": True}
     try:
         reason: VoteReason | None = vote.reason
     except VoteReason.DoesNotExist:
@@ -79,15 +84,18 @@ def export_record(vote: Vote) -> dict[str, Any]:
         "hard": vote.hard,
         "long_query": vote.long_query,
         "conv_metadata": vote.conv_metadata,
-        "propensity": battle.propensity,  # the probability its pair was drawn with (null if unknown)
+        "propensity": propensity,  # the probability its pair was drawn with (null if unknown)
+        **imputed,
         "reason_tags": reason.tags if reason else [],
         "reason_comment": reason.comment if reason else "",
     }
 
 
-def export_lines(votes: QuerySet[Vote], *, skip: frozenset[int] = frozenset()) -> Iterator[str]:
+def export_lines(
+    votes: QuerySet[Vote], *, skip: frozenset[int] = frozenset(), unknown_propensity: float | None = None
+) -> Iterator[str]:
     """JSON lines of the votes, in id order, less those with an id in `skip`, streamed from the
-    database in chunks."""
+    database in chunks (`unknown_propensity`: see `export_record`)."""
     # A vote covers the turns that ended well on both sides: a battle voted after its latest turn
     # failed or was stopped leaves that turn out (arena.services.voted_turns).
     ended_well = (
@@ -105,7 +113,10 @@ def export_lines(votes: QuerySet[Vote], *, skip: frozenset[int] = frozenset()) -
     )
     for vote in rows.iterator(chunk_size=2000):
         if vote.pk not in skip:
-            yield json.dumps(export_record(vote), ensure_ascii=False) + "\n"
+            yield (
+                json.dumps(export_record(vote, unknown_propensity=unknown_propensity), ensure_ascii=False)
+                + "\n"
+            )
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,8 @@ class SnapshotVotes:
     `votes` is every vote the snapshot's filters select; `skip`, those of them its recorded exclusions
     left out. A vote deleted since (with its battle, in the admin) cannot be exported: `missing` says
     how many. A snapshot from before exclusions were recorded (`exact` false) is exported with the
-    flags as they stand now, so its votes may differ from those it counted.
+    flags as they stand now, so its votes may differ from those it counted. `unknown_propensity`:
+    on a propensity-weighted snapshot, the propensity its votes without one were weighed as.
     """
 
     votes: QuerySet[Vote]
@@ -123,6 +135,7 @@ class SnapshotVotes:
     counted: int  # the snapshot's votes
     found: int  # the votes exported
     exact: bool
+    unknown_propensity: float | None = None
 
     @property
     def missing(self) -> int:
@@ -132,16 +145,20 @@ class SnapshotVotes:
 def snapshot_votes(snapshot: Snapshot) -> SnapshotVotes:
     """The snapshot's votes for export (its params must hold its filters)."""
     filters = Filters.from_json(snapshot.params["filters"])
+    unknown = snapshot.params.get("unknown_propensity_weight")
+    # A weight is at least 1, so its inverse is a probability the command line accepts.
+    unknown_propensity = 1.0 / unknown if unknown else None
     if snapshot.excluded_votes is None:
         votes = filtered_votes(filters, count=False)[0]
-        return SnapshotVotes(votes, frozenset(), snapshot.votes, votes.count(), exact=False)
+        return SnapshotVotes(votes, frozenset(), snapshot.votes, votes.count(), False, unknown_propensity)
     votes = filtered_votes(filters, count=False, flagged=True)[0]
     # The ids alone, as one array, so the count of what is still there is known before the first
     # line is sent; the recorded exclusions are far too many for an SQL `IN`.
     with transaction.atomic():  # PostgreSQL streams a server-side cursor only in a transaction
         ids = np.fromiter(votes.values_list("id", flat=True).iterator(chunk_size=20_000), dtype=np.int64)
     skip = ids[np.isin(ids, snapshot.excluded_votes.ids(), assume_unique=True)]
-    return SnapshotVotes(votes, frozenset(skip.tolist()), snapshot.votes, ids.size - skip.size, exact=True)
+    found = ids.size - skip.size
+    return SnapshotVotes(votes, frozenset(skip.tolist()), snapshot.votes, found, True, unknown_propensity)
 
 
 def import_battles(path: str | Path) -> ImportReport:

@@ -71,6 +71,13 @@ class Snapshot(models.Model):
     votes = models.PositiveIntegerField()
     votes_digest = models.CharField(max_length=64, help_text="SHA-256 of the votes used, in order.")
     method = models.CharField(max_length=64, default="bradley-terry")
+    # How its votes were weighted (leaderboard.weighting); "none" on snapshots from before weights.
+    weights = models.CharField(
+        max_length=16,
+        choices=[(w, w) for w in ("none", "propensity", "pair-frequency")],
+        default="none",
+        help_text="Per-vote weights of the fit: none, propensity (inverse) or pair-frequency (inverse).",
+    )
     params = models.JSONField(default=dict)
     excluded = models.JSONField(default=dict, help_text="Votes left out, counted by reason.")
     # The flagged votes it left out, by id (null on snapshots published before they were kept: their

@@ -18,11 +18,12 @@ from threadpoolctl import threadpool_limits
 from arena.models import Answer, Battle, Vote
 from arena.services import sampling_plan_write
 from config import metrics
-from leaderboard import boards, integrity_service, locks, rating, testing
+from leaderboard import boards, integrity_service, locks, rating, testing, weighting
 from leaderboard.models import ExcludedVotes, Rating, Snapshot
 from leaderboard.votes import (
     OUTCOME_OF,
     BoardCounts,
+    CellWeights,
     Exclusions,
     Filters,
     board_counts,
@@ -43,38 +44,62 @@ class VoteArrays:
     outcome: np.ndarray
     count: np.ndarray  # votes per row
     features: np.ndarray | None = None  # style control: (votes, 4) style_delta, one vote per row
+    weights: np.ndarray | None = None  # per row, the weight of each of its votes (None: all alike)
 
 
 def vote_arrays(
-    counts: BoardCounts, filters: Filters, *, style: bool = False, excluded: np.ndarray | None = None
+    counts: BoardCounts,
+    filters: Filters,
+    *,
+    style: bool = False,
+    excluded: np.ndarray | None = None,
+    weights: str = "none",
 ) -> VoteArrays:
     """A board's votes as index arrays for the rating engine: its cells with their counts, or for
     style control one row per vote with that vote's style features (leaving out the `excluded` ids
-    the counts were taken without, if given, rather than the votes flagged now)."""
+    the counts were taken without, if given, rather than the votes flagged now); each row weighted
+    as `weights` says (`leaderboard.weighting`; the counts must carry their propensity sums for
+    "propensity")."""
     if not style:
-        return cell_arrays(counts)
+        return cell_arrays(counts, weights=weights)
     model_ids = np.union1d(counts.model_a, counts.model_b)
-    rows = style_rows(filters, excluded)
+    rows = style_rows(filters, excluded, propensity=weights == "propensity")
+    a, b = np.searchsorted(model_ids, rows.model_a), np.searchsorted(model_ids, rows.model_b)
+    w = None
+    if weights == "propensity":
+        w = weighting.vote_weights(rows.weight, weighting.unknown_weight(_cell_weights(counts)))
+    elif weights == "pair-frequency":
+        w = rating.pair_frequency_weights(a, b, model_ids.size)
     return VoteArrays(
         model_ids=model_ids.tolist(),
-        model_a=np.searchsorted(model_ids, rows.model_a),
-        model_b=np.searchsorted(model_ids, rows.model_b),
+        model_a=a,
+        model_b=b,
         outcome=rows.outcome,
         count=np.broadcast_to(np.int64(1), rows.outcome.shape),  # one vote a row, without an array of ones
         features=rows.features,
+        weights=w,
     )
 
 
-def cell_arrays(counts: BoardCounts) -> VoteArrays:
-    """A board's cells as index arrays for the rating engine, each with its number of votes."""
+def cell_arrays(counts: BoardCounts, *, weights: str = "none") -> VoteArrays:
+    """A board's cells as index arrays for the rating engine, each with its number of votes; with
+    propensity weights a cell is two rows (`weighting.split_cells`)."""
     model_ids = np.union1d(counts.model_a, counts.model_b)
-    return VoteArrays(
-        model_ids=model_ids.tolist(),
-        model_a=np.searchsorted(model_ids, counts.model_a),
-        model_b=np.searchsorted(model_ids, counts.model_b),
-        outcome=OUTCOME_OF[counts.winner],
-        count=counts.n,
-    )
+    a, b = np.searchsorted(model_ids, counts.model_a), np.searchsorted(model_ids, counts.model_b)
+    outcome, n, w = OUTCOME_OF[counts.winner], counts.n, None
+    if weights == "propensity":
+        cells = _cell_weights(counts)
+        index, n, w = weighting.split_cells(counts.n, cells, weighting.unknown_weight(cells))
+        a, b, outcome = a[index], b[index], outcome[index]
+    elif weights == "pair-frequency":
+        w = rating.pair_frequency_weights(a, b, model_ids.size, count=n)
+    return VoteArrays(model_ids=model_ids.tolist(), model_a=a, model_b=b, outcome=outcome, count=n, weights=w)
+
+
+def _cell_weights(counts: BoardCounts) -> CellWeights:
+    if counts.weights is None:
+        raise ValueError("propensity weights need counts taken with board_counts(..., propensity=True)")
+    return counts.weights
 
 
 def excluded_counts(left_out: dict[str, int]) -> dict[str, int]:
@@ -87,18 +112,19 @@ COUNT_TRIES = 3  # counts taken again while a sweep or a restore keeps changing 
 
 
 def counts_and_exclusions(
-    filters: Filters, every: list[boards.Board]
+    filters: Filters, every: list[boards.Board], propensity: bool = False
 ) -> tuple[dict[str, BoardCounts], Exclusions] | None:
     """Every board's counts, and the flagged votes they were taken without.
 
     The flags are read before and after the counts (they are separate statements, which PostgreSQL
     does not read from one moment): if a sweep or a restore changed them in between, the counts are
     taken again, so the exclusions a snapshot records are those its counts left out. None if the flags
-    never held still; the next recompute tries again.
+    never held still; the next recompute tries again. With `propensity`, the counts carry their
+    propensity sums.
     """
     before = exclusions(last=filters.last_vote_id)
     for _ in range(COUNT_TRIES):
-        counts = board_counts(filters, every)
+        counts = board_counts(filters, every, propensity)
         after = exclusions(last=filters.last_vote_id)
         if after.same_votes(before):
             return counts, after
@@ -126,7 +152,7 @@ def recompute_all() -> list[Snapshot]:
             return []
         filters, provisional = current_filters("overall")
         every = boards.all_boards(set(boards.LANGUAGE_NAMES))
-        counted = counts_and_exclusions(filters, every)
+        counted = counts_and_exclusions(filters, every, settings.LEADERBOARD_WEIGHTS == "propensity")
         if counted is None:
             return []
         counts, flagged = counted  # the flags are the same for every board: read once, not per board
@@ -201,7 +227,8 @@ def _prepare(board: boards.Board, filters: Filters, counts: BoardCounts, flagged
     if board.category and not counts.votes and latest is None:
         return None  # a category nobody voted in yet: no empty board to show
     digest = counts.digest()
-    if latest and latest.votes_digest == digest and latest.excluded == excluded:
+    weights = settings.LEADERBOARD_WEIGHTS
+    if latest and latest.votes_digest == digest and latest.excluded == excluded and latest.weights == weights:
         return None
     intervals = settings.LEADERBOARD_INTERVALS
     params = {
@@ -213,13 +240,17 @@ def _prepare(board: boards.Board, filters: Filters, counts: BoardCounts, flagged
         "offset": 1000,
         "anchor": "mean",
         "ties": "half a win each side",
+        "weights": weights,
         "min_votes": settings.LEADERBOARD_MIN_VOTES,
         "filters": filters.as_json(),
         # Which integrity rules excluded votes (a keyed digest: the thresholds stay private).
         "integrity_rules": integrity_service.rules_digest(),
         "code_version": CODE_VERSION,
     }
-    arrays = vote_arrays(counts, filters, style=board.style, excluded=flagged.ids)
+    if weights == "propensity":
+        # What a vote without a propensity weighed: its vote export writes the propensity it stands for.
+        params["unknown_propensity_weight"] = weighting.unknown_weight(_cell_weights(counts))
+    arrays = vote_arrays(counts, filters, style=board.style, excluded=flagged.ids, weights=weights)
     return _Job(board, counts, digest, excluded, arrays, params, time.perf_counter() - started)
 
 
@@ -244,6 +275,7 @@ def _fit(
             workers=workers,
             pool=pool,
             intervals=params["intervals"],
+            weights=arrays.weights,
         )
         result = styled.ratings
         details["style"] = {
@@ -266,6 +298,7 @@ def _fit(
             workers=workers,
             pool=pool,
             intervals=params["intervals"],
+            weights=arrays.weights,
         )
     if result is not None:
         # From the cells, not a style board's rows: the same counts, without a pass over every vote.
@@ -311,6 +344,7 @@ def _publish(
             votes=job.counts.votes,
             votes_digest=job.digest,
             method=board.method,
+            weights=job.params["weights"],
             params=job.params,
             excluded=job.excluded,
             excluded_votes=excluded_votes,
@@ -330,7 +364,7 @@ def bootstrap_rounds(board: boards.Board) -> int:
     return settings.LEADERBOARD_CATEGORY_BOOTSTRAP if board.category else settings.LEADERBOARD_BOOTSTRAP
 
 
-CODE_VERSION = "rating-3"  # bump when a change to the engine can move published numbers
+CODE_VERSION = "rating-4"  # bump when a change to the engine can move published numbers
 HEATMAP_MODELS = 20  # the heatmaps show the top models; beyond that a person cannot read them
 
 

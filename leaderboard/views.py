@@ -159,8 +159,10 @@ SNAPSHOT_ID = OpenApiParameter(
     "battle format (`question_id`, `model_a`, `model_b`, `winner`, `tstamp`, `anony`, `language`, "
     "`turn`: the turns the vote covers, `is_code`, `hard`, `long_query`, `conv_metadata`), plus "
     "`propensity` and the voter's optional `reason_tags` and `reason_comment` (empty when none was "
-    "given; they never change a rating): its ratings can be recomputed from them and checked against "
-    "its `votes_digest`. No prompts, no answers, no voters.",
+    "given; they never change a rating): its ratings can be recomputed from them, weighing the votes "
+    "as its `weights` says, and checked against its `votes_digest`. On a propensity-weighted "
+    "snapshot a battle without a propensity carries the one its weight stood for, with "
+    "`propensity_imputed: true`. No prompts, no answers, no voters.",
     parameters=[SNAPSHOT_ID],
     responses={
         (200, "application/x-ndjson"): OpenApiResponse(
@@ -192,7 +194,7 @@ def snapshot_votes(request: HttpRequest, snapshot_id: int) -> HttpResponse:
             error_body("No such snapshot, or it predates vote export.", "not_found"), status=404
         )
     export = dumps.snapshot_votes(snapshot)
-    lines = export_lines(export.votes, skip=export.skip)
+    lines = export_lines(export.votes, skip=export.skip, unknown_propensity=export.unknown_propensity)
     response = StreamingHttpResponse(sent_as_read(lines), content_type="application/x-ndjson")
     response["Content-Disposition"] = (
         f'attachment; filename="arena-{snapshot.board}-{snapshot.pk}-votes.jsonl"'
@@ -318,6 +320,10 @@ class LeaderboardApi(APIView):
             votes = serializers.IntegerField()
             votes_digest = serializers.CharField()
             method = serializers.CharField()
+            weights = serializers.CharField(
+                help_text="How each vote was weighted: propensity (1 / the probability its pair was "
+                "drawn), pair-frequency (1 / its pair's battles, at least 50) or none."
+            )
             params = serializers.DictField()
             excluded = serializers.DictField(child=serializers.IntegerField())
             age_seconds = serializers.IntegerField(help_text="Seconds since this snapshot was computed.")
@@ -369,6 +375,7 @@ class LeaderboardApi(APIView):
                     "votes": snapshot.votes,
                     "votes_digest": snapshot.votes_digest,
                     "method": snapshot.method,
+                    "weights": snapshot.weights,
                     "params": snapshot.public_params,
                     "excluded": snapshot.excluded,
                     "age_seconds": age["age_seconds"],

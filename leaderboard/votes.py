@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, Count, F, FloatField, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce
 
 from arena.models import Vote
 from leaderboard import boards, rating
@@ -152,6 +153,27 @@ def filtered_votes(
     return votes, {reason: n for reason, n in left_out.items() if n}
 
 
+# A battle's propensity that is a probability: the others (and none) count as unknown, never divided
+# by (PostgreSQL would fail on 0).
+KNOWN_PROPENSITY = Q(battle__propensity__gt=0.0, battle__propensity__lte=1.0)
+_ONE = Value(1.0, output_field=FloatField())
+# A vote's inverse-propensity weight (Chiang et al. 2024, eq. 7), with KNOWN_PROPENSITY, and its square.
+WEIGHT = _ONE / F("battle__propensity")
+WEIGHT_SQUARED = _ONE / (F("battle__propensity") * F("battle__propensity"))
+# The same per vote, NULL where unknown (style_rows).
+PROPENSITY_WEIGHT = Case(When(KNOWN_PROPENSITY, then=WEIGHT), default=None, output_field=FloatField())
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """Per cell, over its votes with a known propensity: the sum of their inverse-propensity weights,
+    of their squares, and how many they are (`leaderboard.weighting` fills in the others)."""
+
+    total: np.ndarray  # float64
+    squares: np.ndarray  # float64
+    known: np.ndarray  # int64
+
+
 @dataclass(frozen=True)
 class BoardCounts:
     """A board's counted votes as (model_a, model_b, winner) cells with their number of votes."""
@@ -161,6 +183,7 @@ class BoardCounts:
     winner: np.ndarray  # index into WINNERS
     n: np.ndarray
     left_out: dict[str, int]
+    weights: CellWeights | None = None  # with board_counts(..., propensity=True)
 
     @property
     def votes(self) -> int:
@@ -174,11 +197,15 @@ class BoardCounts:
         return hashlib.sha256(np.ascontiguousarray(cells[:, order]).tobytes()).hexdigest()
 
 
-def board_counts(filters: Filters, every: list[boards.Board]) -> dict[str, BoardCounts]:
+def board_counts(
+    filters: Filters, every: list[boards.Board], propensity: bool = False
+) -> dict[str, BoardCounts]:
     """Every board's cells, as `filtered_votes` would count them, from one scan of the votes.
 
     The counted votes are grouped by pair and outcome (and, while a fresh-vote rule applies, by
-    whether it leaves the vote out), with one count per board of the votes it selects.
+    whether it leaves the vote out), with one count per board of the votes it selects. With
+    `propensity`, each board's cells also get their sums of inverse-propensity weights and of their
+    squares (`CellWeights`), read through a join to the battles.
     """
     keys = ["model_a", "model_b", "winner"]
     votes = counted_votes(last=filters.last_vote_id)
@@ -190,9 +217,29 @@ def board_counts(filters: Filters, every: list[boards.Board]) -> dict[str, Board
         keys.append("stale")
     selections = list(dict.fromkeys(board.votes for board in every))  # boards alike share a count
     counts = {f"n{k}": Count("id", filter=q or None) for k, q in enumerate(selections)}
-    rows = list(votes.values(*keys).annotate(**counts).values_list(*keys, *counts).order_by())
-    columns = list(zip(*rows, strict=True)) or [()] * (len(keys) + len(counts))
-    per_selection = dict(zip(selections, columns[len(keys) :], strict=True))
+    sums = {}
+    if propensity:
+        # Filtered aggregates, not a CASE inside each sum: the condition is tested once per aggregate.
+        for k, q in enumerate(selections):
+            known = q & KNOWN_PROPENSITY
+            sums[f"w{k}"] = Sum(WEIGHT, filter=known)
+            sums[f"s{k}"] = Sum(WEIGHT_SQUARED, filter=known)
+            sums[f"k{k}"] = Count("id", filter=known)
+    aggregates = counts | sums
+    rows = list(votes.values(*keys).annotate(**aggregates).values_list(*keys, *aggregates).order_by())
+    columns = list(zip(*rows, strict=True)) or [()] * (len(keys) + len(aggregates))
+    per_selection = dict(zip(selections, columns[len(keys) : len(keys) + len(counts)], strict=True))
+    # A sum over no known propensity is NULL in SQL: 0 here.
+    weighed = (
+        {
+            selection: [
+                np.array([v or 0 for v in columns[len(keys) + len(counts) + 3 * k + m]]) for m in range(3)
+            ]
+            for k, selection in enumerate(selections)
+        }
+        if propensity
+        else {}
+    )
     a, b = (np.array(column, dtype=np.int64) for column in columns[:2])
     winner = np.array([WINNERS.index(w) for w in columns[2]], dtype=np.int64)
     hidden = np.isin(a, filters.private) | np.isin(b, filters.private)
@@ -203,8 +250,21 @@ def board_counts(filters: Filters, every: list[boards.Board]) -> dict[str, Board
         n = np.array(per_selection[board.votes], dtype=np.int64)
         chosen = counted & (n > 0)
         left_out = {"unpublished_variant": int(n[hidden].sum()), "before_publication": int(n[stale].sum())}
+        weights = None
+        if propensity:
+            total, squares, known = weighed[board.votes]
+            weights = CellWeights(
+                total.astype(np.float64)[chosen],
+                squares.astype(np.float64)[chosen],
+                known.astype(np.int64)[chosen],
+            )
         result[board.slug] = BoardCounts(
-            a[chosen], b[chosen], winner[chosen], n[chosen], {k: v for k, v in left_out.items() if v}
+            a[chosen],
+            b[chosen],
+            winner[chosen],
+            n[chosen],
+            {k: v for k, v in left_out.items() if v},
+            weights,
         )
     return result
 
@@ -217,16 +277,23 @@ class StyleRows:
     model_b: np.ndarray
     outcome: np.ndarray  # rating's outcome codes
     features: np.ndarray  # (votes, features) rating.style_delta of the two answers' style counts
+    weight: np.ndarray | None = None  # with `propensity`: each vote's inverse propensity, 0 if unknown
 
 
-def style_rows(filters: Filters, excluded: np.ndarray | None = None) -> StyleRows:
+def style_rows(
+    filters: Filters, excluded: np.ndarray | None = None, *, propensity: bool = False
+) -> StyleRows:
     """The board's votes with their style features, read as columns in one query.
 
     With `excluded` (sorted vote ids), those votes are left out instead of the votes flagged now: the
-    rows are then the votes a recompute's counts were taken over, whatever a sweep did since."""
+    rows are then the votes a recompute's counts were taken over, whatever a sweep did since. With
+    `propensity`, also each vote's inverse-propensity weight (through a join to the battles)."""
     sides = Vote.STYLE_COLUMNS
     columns = ["id", "model_a", "model_b", "winner", *sides[0], *sides[1]]
     votes = filtered_votes(filters, count=False, flagged=excluded is not None)[0]
+    if propensity:
+        votes = votes.annotate(weight=Coalesce(PROPENSITY_WEIGHT, Value(0.0, output_field=FloatField())))
+        columns.append("weight")
     rows = votes.order_by("id").values_list(*columns)
     dtype = [("id", np.int64), ("model_a", np.int64), ("model_b", np.int64)]
     dtype += [("winner", f"U{max(map(len, WINNERS))}")]
@@ -243,7 +310,11 @@ def style_rows(filters: Filters, excluded: np.ndarray | None = None) -> StyleRow
         raise ValueError("a counted vote has a winner outside Vote.Winner")
     counts = [np.stack([table[column][keep] for column in side], axis=1) for side in sides]
     return StyleRows(
-        table["model_a"][keep], table["model_b"][keep], OUTCOME_OF[winner], rating.style_delta(*counts)
+        table["model_a"][keep],
+        table["model_b"][keep],
+        OUTCOME_OF[winner],
+        rating.style_delta(*counts),
+        table["weight"][keep] if propensity else None,
     )
 
 
