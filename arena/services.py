@@ -305,7 +305,7 @@ def retry_target(*, battle: Battle, side: object) -> tuple[Turn, Answer]:
     if answer.status not in RETRYABLE:
         raise Conflict(
             gettext(
-                "Model %(side)s\u2019s answer ended well, so there is nothing to retry "
+                "Model %(side)s’s answer ended well, so there is nothing to retry "
                 "(regenerate asks both models again)."
             )
             % {"side": str(side).upper()},
@@ -319,7 +319,7 @@ def _require_tries_left(answer: Answer) -> None:
     if answer.attempt >= MAX_TRIES:
         raise Conflict(
             gettext(
-                "Model %(side)s\u2019s answer to this turn was tried %(n)s times, "
+                "Model %(side)s’s answer to this turn was tried %(n)s times, "
                 "the most a turn allows. Vote on the turns before it, or start a new round."
             )
             % {"side": answer.side.upper(), "n": answer.attempt},
