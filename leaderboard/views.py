@@ -10,7 +10,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.utils.translation import get_language
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -37,12 +40,20 @@ def board_page(request: HttpRequest) -> HttpResponse:
     # The newest snapshot's id (an indexed lookup) keys the page; the generation, bumped on every
     # publication, also retires pages whose tabs list other boards.
     latest = Snapshot.objects.of_board(spec.slug).latest_first().values_list("pk", flat=True).first()
-    key = f"leaderboard:page:{spec.slug}:{latest}:{generation()}"
+    key = f"leaderboard:page:{spec.slug}:{latest}:{generation()}:{get_language()}"
     html = cache.get(key)
     if html is None:
-        html = render_to_string("leaderboard/board.html", board_context(spec), request=request)
+        # Rendered for every visitor: the header's language form gets each one's own CSRF token
+        # and address below, never those of the visitor who happened to fill the cache.
+        context = {**board_context(spec), "csrf_token": PAGE_CSRF, "here": PAGE_HERE}
+        html = render_to_string("leaderboard/board.html", context, request=request)
         cache.set(key, html, timeout=24 * 3600)
+    html = html.replace(PAGE_CSRF, get_token(request)).replace(PAGE_HERE, escape(request.get_full_path()))
     return HttpResponse(html)
+
+
+PAGE_CSRF = "arena-page-csrf-token"
+PAGE_HERE = "arena-page-address"
 
 
 def default_board() -> str:
