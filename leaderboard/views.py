@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils.html import escape
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext, gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -62,6 +62,17 @@ def default_board() -> str:
     return "style" if Snapshot.objects.of_board("style").exists() else "overall"
 
 
+# How the page names each reason a vote was left out (arena.models.Vote.Exclusion); the API
+# and the snapshot keep the codes.
+EXCLUDED = {
+    "identity_leak": gettext_lazy("identity leak"),
+    "too_fast": gettext_lazy("too fast"),
+    "anomalous_voter": gettext_lazy("anomalous voter"),
+    "duplicate_prompt": gettext_lazy("duplicate prompt"),
+    "vote_surge": gettext_lazy("vote surge"),
+}
+
+
 def board_context(spec: boards.Board) -> dict[str, Any]:
     snapshot = latest_snapshot(spec.slug)
     # The two boards of every vote always have a tab; a category board has one while its latest
@@ -80,12 +91,13 @@ def board_context(spec: boards.Board) -> dict[str, Any]:
     for r in ratings:
         r.latency = latency.get(str(r.llm_id), {})
     return {
-        "board": spec,
-        "tabs": tabs or [boards.board("overall")],
+        "board": boards.shown(spec),
+        "tabs": [boards.shown(tab) for tab in tabs or [boards.board("overall")]],
         "snapshot": snapshot,
         # Every vote left out, by reason: what the board does not count is never hidden.
         "excluded": [
-            (reason.replace("_", " "), n) for reason, n in (snapshot.excluded if snapshot else {}).items()
+            (EXCLUDED.get(reason, reason.replace("_", " ")), n)
+            for reason, n in (snapshot.excluded if snapshot else {}).items()
         ],
         "ratings": ratings,
         "heatmaps": _heatmaps(details.get("matrices")),
@@ -108,16 +120,16 @@ def _heatmaps(matrices: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [
         {
             "id": "win-rate",
-            "title": "Observed win rate",
-            "note": "Row model against column model; ties count half.",
+            "title": gettext("Observed win rate"),
+            "note": gettext("Row model against column model; ties count half."),
             "columns": names,
             "rows": win_rows,
             "kind": "rate",
         },
         {
             "id": "battles",
-            "title": "Battle counts",
-            "note": "Counted battles between each pair of models.",
+            "title": gettext("Battle counts"),
+            "note": gettext("Counted battles between each pair of models."),
             "columns": names,
             "rows": count_rows,
             "kind": "count",

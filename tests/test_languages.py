@@ -71,6 +71,7 @@ def test_choosing_a_language_sets_the_cookie_and_returns_to_the_page() -> None:
     # The choice beats the browser's own preference.
     html = page(client, "/leaderboard/", **{"accept-language": "zh-CN"})
     assert "<h1>Classement</h1>" in html and 'value="fr" lang="fr" aria-current="true"' in html
+    assert ">Contrôle du style</a>" in html and ">Général (brut)</a>" in html  # the boards' tabs
 
     response = client.post("/i18n/setlang/", {"language": "zh-hans", "csrfmiddlewaretoken": token})
     assert "<h1>排行榜</h1>" in page(client, "/leaderboard/")
