@@ -16,6 +16,7 @@ REMEDIES = {
     "chromium": "Debian's Chromium: `apt-get install chromium`, as `.ci/run` does",
     "redis": "a Redis server and REDIS_URL=redis://127.0.0.1:6379/<n>, as `.ci/run` sets",
     "postgres": "a PostgreSQL server and DATABASE_URL=postgres://..., as `.ci/run` sets",
+    "gettext": "GNU gettext: `apt-get install gettext`, as `.ci/run` does",
 }
 
 
