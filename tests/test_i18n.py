@@ -210,3 +210,23 @@ def test_the_pure_python_compiler_agrees_with_msgfmt(tmp_path: Path, locale: str
                 assert mine.ngettext(entry.msgid, entry.msgid_plural, n) == gnu.ngettext(
                     entry.msgid, entry.msgid_plural, n
                 )
+
+
+def test_no_page_script_declares_gettext_at_its_top_level() -> None:
+    # Classic scripts share one top-level scope: a second `const gettext` there is a SyntaxError
+    # that stops that whole file. Each file declares it inside its own function (IIFE).
+    clashing = [
+        path.name
+        for path in sorted((ROOT / "static" / "arena").glob("*.js"))
+        if re.search(
+            r"^(?:const|let|var|function)\s+(?:gettext|ngettext|interpolate)\b", path.read_text(), re.M
+        )
+    ]
+    assert not clashing, f"move the gettext declaration inside the file's IIFE: {clashing}"
+
+
+def test_every_page_script_puts_its_strings_through_gettext() -> None:
+    # A file that shows text declares the fallback, so that the catalogue's absence never breaks it.
+    for name in ("battle.js", "render.js", "privacy.js", "pow.js"):
+        text = (ROOT / "static" / "arena" / name).read_text()
+        assert "const gettext = window.gettext || ((s) => s);" in text, name
