@@ -181,3 +181,17 @@ def test_the_cached_board_page_gives_each_visitor_their_own_token_address_and_la
     assert response.status_code == 302  # the token in the cached page is this visitor's own
     assert "<h1>Classement</h1>" in page(second, "/leaderboard/")
     assert "<h1>Leaderboard</h1>" in page(first, "/leaderboard/")  # one cached copy per language
+
+
+def test_the_provider_api_answers_in_the_callers_language_too(client: Client) -> None:
+    no_key = client.get("/api/v1/provider/variants/", headers={"accept-language": "fr"})
+    assert no_key.status_code == 401 and no_key.json()["detail"].startswith(
+        "Ce point d’accès nécessite une clé d’API d’organisation"
+    )
+    bad_key = client.get(
+        "/api/v1/provider/variants/", headers={"accept-language": "zh-CN", "authorization": "Api-Key nope"}
+    )
+    assert bad_key.status_code == 401 and bad_key.json()["detail"] in (
+        "API 密钥未知或已被吊销。",
+        "API 密钥格式错误：请发送 `Authorization: Api-Key <key>`。",
+    )
