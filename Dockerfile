@@ -10,6 +10,8 @@ RUN pip install -r requirements.txt
 COPY . .
 # Static files are collected at build time and served by WhiteNoise from the web process.
 RUN DEBUG=true python manage.py collectstatic --noinput
+# The translations' .mo files, with the pure-Python compiler: the image has no GNU gettext.
+RUN python -m config.po locale
 
 # A fixed uid: Kubernetes checks runAsNonRoot against a number (deploy/k8s runs it as 1000).
 RUN useradd --create-home --uid 1000 arena

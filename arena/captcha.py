@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.utils.translation import gettext
 from rest_framework import status
 
 from config.errors import DomainError
@@ -55,7 +56,9 @@ async def siteverify(vendor: str, token: str, address: str) -> dict[str, Any]:
     except (httpx.HTTPError, ValueError):
         verdict = None
     if not isinstance(verdict, dict):
-        raise CaptchaUnavailable("The bot check could not be verified just now; try again in a moment.")
+        raise CaptchaUnavailable(
+            gettext("The bot check could not be verified just now; try again in a moment.")
+        )
     return verdict
 
 
@@ -63,7 +66,9 @@ def verify(vendor: str, token: object, address: str) -> None:
     """Refuses (403) a battle whose token the vendor does not confirm."""
     if not isinstance(token, str) or not token:
         raise CaptchaRefused(
-            'Opening a battle needs the bot check\'s token, sent as "challenge" (or X-Arena-Challenge).',
+            gettext(
+                'Opening a battle needs the bot check\'s token, sent as "challenge" (or X-Arena-Challenge).'
+            ),
             code="challenge_required",
         )
     verdict = async_to_sync(siteverify)(vendor, token, address)
@@ -71,9 +76,12 @@ def verify(vendor: str, token: object, address: str) -> None:
     if verdict.get("success") is not True or (isinstance(score, int | float) and score < RECAPTCHA_MIN_SCORE):
         codes = set(verdict.get("error-codes") or [])
         if codes & USED:
-            raise CaptchaRefused("The bot check's token has been used; check again.", code="challenge_used")
+            raise CaptchaRefused(
+                gettext("The bot check's token has been used; check again."), code="challenge_used"
+            )
         if codes & EXPIRED:
             raise CaptchaRefused(
-                "The bot check's token has expired or been used; check again.", code="challenge_expired"
+                gettext("The bot check's token has expired or been used; check again."),
+                code="challenge_expired",
             )
-        raise CaptchaRefused("The bot check did not confirm this request.")
+        raise CaptchaRefused(gettext("The bot check did not confirm this request."))

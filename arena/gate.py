@@ -39,6 +39,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from rest_framework import status
 
 from arena import captcha
@@ -80,22 +81,56 @@ class Cap:
     def refusal(self, now: float) -> TooMany:
         left = self.seconds - int(now) % self.seconds
         back = timezone.now() + timedelta(seconds=left)
-        window = "this hour" if self.seconds == HOUR else "today"
-        whom = "you" if self.who == "visitor" else "your network"
         return TooMany(
-            f"You have reached the limit of {self.limit} {self.what} {window} for {whom}; "
-            f"come back in {_duration(left)} (at {back:%H:%M} UTC).",
+            _limit_message(self.what, self.seconds, self.who)
+            % {"limit": self.limit, "wait": _duration(left), "time": f"{back:%H:%M}"},
             retry_after=left,
             code=f"{self.what}_limit",
         )
 
 
+def _limit_message(what: str, seconds: int, who: str) -> str:
+    # Whole sentences, one per cap, so that each language can word them its own way.
+    you = who == "visitor"
+    if what == "votes":
+        if you:
+            return gettext(
+                "You have reached the limit of %(limit)s votes today for you; "
+                "come back in %(wait)s (at %(time)s UTC)."
+            )
+        return gettext(
+            "You have reached the limit of %(limit)s votes today for your network; "
+            "come back in %(wait)s (at %(time)s UTC)."
+        )
+    if seconds == HOUR:
+        if you:
+            return gettext(
+                "You have reached the limit of %(limit)s battles this hour for you; "
+                "come back in %(wait)s (at %(time)s UTC)."
+            )
+        return gettext(
+            "You have reached the limit of %(limit)s battles this hour for your network; "
+            "come back in %(wait)s (at %(time)s UTC)."
+        )
+    if you:
+        return gettext(
+            "You have reached the limit of %(limit)s battles today for you; "
+            "come back in %(wait)s (at %(time)s UTC)."
+        )
+    return gettext(
+        "You have reached the limit of %(limit)s battles today for your network; "
+        "come back in %(wait)s (at %(time)s UTC)."
+    )
+
+
 def _duration(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} seconds"
+        return ngettext("%(n)s second", "%(n)s seconds", seconds) % {"n": seconds}
     if seconds < 90 * 60:
-        return f"{round(seconds / 60)} minutes"
-    return f"{round(seconds / 3600)} hours"
+        minutes = round(seconds / 60)
+        return ngettext("%(n)s minute", "%(n)s minutes", minutes) % {"n": minutes}
+    hours = round(seconds / 3600)
+    return ngettext("%(n)s hour", "%(n)s hours", hours) % {"n": hours}
 
 
 def _count(cap: Cap, now: float) -> int:
@@ -155,10 +190,18 @@ def check_open_battles(voter: Voter) -> None:
         limits.insert(0, ("visitor", mine, settings.ARENA_OPEN_BATTLES_PER_VISITOR))
     for who, match, limit in limits:
         if open_.filter(**match).count() >= limit:
-            whom = "you have" if who == "visitor" else "your network has"
+            if who == "visitor":
+                message = gettext(
+                    "You have %(limit)s battles still answering, the most at once; "
+                    "come back when one has finished (a few seconds)."
+                )
+            else:
+                message = gettext(
+                    "Your network has %(limit)s battles still answering, the most at once; "
+                    "come back when one has finished (a few seconds)."
+                )
             raise TooMany(
-                f"{whom.capitalize()} {limit} battles still answering, the most at once; "
-                "come back when one has finished (a few seconds).",
+                message % {"limit": limit},
                 retry_after=5,
                 code="open_battles_limit",
             )
@@ -218,8 +261,10 @@ def issue(voter: Voter) -> dict[str, Any]:
 def _payload(encoded: object) -> dict[str, Any]:
     if not isinstance(encoded, str) or not encoded:
         raise ChallengeError(
-            "Opening a battle needs a solved challenge: GET /api/v1/challenge/, solve it, and send the "
-            'payload as "challenge" (or the X-Arena-Challenge header).',
+            gettext(
+                "Opening a battle needs a solved challenge: GET /api/v1/challenge/, solve it, and send the "
+                'payload as "challenge" (or the X-Arena-Challenge header).'
+            ),
             code="challenge_required",
         )
     try:
@@ -232,7 +277,7 @@ def _payload(encoded: object) -> dict[str, Any]:
         or not all(isinstance(payload.get(f), str) for f in fields if f != "number")
         or not isinstance(payload.get("number"), int)
     ):
-        raise ChallengeError("The challenge payload is not a solved challenge of this site.")
+        raise ChallengeError(gettext("The challenge payload is not a solved challenge of this site."))
     return payload
 
 
@@ -243,28 +288,32 @@ def verify(encoded: object, voter: Voter) -> None:
     valid, _ = altcha.verify_solution_v1(payload, settings.ARENA_CHALLENGE_HMAC_KEY, check_expires=False)
     params = altcha.extract_params_v1(payload)
     if not valid or payload["algorithm"] != "SHA-256":
-        raise ChallengeError("The challenge payload is not a solved challenge of this site.")
+        raise ChallengeError(gettext("The challenge payload is not a solved challenge of this site."))
     try:
         expires = int(params["expires"][0])
         level = int(params["difficulty"][0])
     except (KeyError, ValueError):
-        raise ChallengeError("The challenge payload is not a solved challenge of this site.") from None
+        raise ChallengeError(
+            gettext("The challenge payload is not a solved challenge of this site.")
+        ) from None
     left = expires - int(time.time())
     if left <= 0:
-        raise ChallengeError("The challenge has expired; get a new one.", code="challenge_expired")
+        raise ChallengeError(gettext("The challenge has expired; get a new one."), code="challenge_expired")
     if level * 2 < difficulty(voter):
         raise ChallengeError(
-            "The challenge is easier than your recent activity asks; get a new one.",
+            gettext("The challenge is easier than your recent activity asks; get a new one."),
             code="challenge_too_easy",
         )
     fresh = cache.add(f"gate:challenge-used:{payload['signature']}", 1, left + 1)
     if getattr(cache, "degraded", False):  # recorded in this process only: it could serve again elsewhere
         raise ChallengeUnavailable(
-            "Battles cannot open for a moment: the service that checks challenges is unavailable. "
-            "Try again in a minute."
+            gettext(
+                "Battles cannot open for a moment: the service that checks challenges is unavailable. "
+                "Try again in a minute."
+            )
         )
     if not fresh:
-        raise ChallengeError("This challenge has been used; get a new one.", code="challenge_used")
+        raise ChallengeError(gettext("This challenge has been used; get a new one."), code="challenge_used")
 
 
 def require_challenge(request: HttpRequest, data: dict[str, Any], voter: Voter) -> None:

@@ -36,7 +36,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext
 
 from arena import categories, gate, sampling
 from arena.models import Answer, AnswerAttempt, Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
@@ -71,10 +71,11 @@ def visitor_hash(token: str) -> str:
 
 def clean_prompt(prompt: object) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
-        raise BattleError("The prompt is empty.", code="empty_prompt")
+        raise BattleError(gettext("The prompt is empty."), code="empty_prompt")
     if len(prompt) > settings.ARENA_PROMPT_MAX_CHARS:
         raise BattleError(
-            f"The prompt is {len(prompt)} characters long; the limit is {settings.ARENA_PROMPT_MAX_CHARS}.",
+            gettext("The prompt is %(length)s characters long; the limit is %(limit)s.")
+            % {"length": len(prompt), "limit": settings.ARENA_PROMPT_MAX_CHARS},
             code="prompt_too_long",
         )
     return prompt
@@ -101,7 +102,7 @@ def draw(rng: random.Random | None = None) -> Draw:
     busy = saturated_ids(m.pk for m in models)
     models = [m for m in models if m.pk not in busy]
     if len(models) < 2:
-        raise Unavailable("Fewer than two models are available right now; please try again later.")
+        raise Unavailable(gettext("Fewer than two models are available right now; please try again later."))
     weights = np.array([m.weight for m in models])
     plan = SamplingPlan.objects.latest_first().first() if settings.ARENA_SAMPLER == "active" else None
     if plan is None:
@@ -158,13 +159,18 @@ def _named_models(**names: object) -> list[LLM]:
     for key, name in names.items():
         if not isinstance(name, str) or not name:
             raise BattleError(
-                _("This mode needs %(key)s: the name of a model.") % {"key": key}, code="missing_model"
+                gettext("This mode needs %(field)s: the name of a model.") % {"field": key},
+                code="missing_model",
             )
     named = LLM.objects.public().active().filter(name__in=names.values()).order_by()  # order: none needed
     found = {llm.name: llm for llm in named}
     for key, name in names.items():
         if name not in found:
-            raise BattleError(f"{key}: no available model is named {name!r}.", code="unknown_model")
+            raise BattleError(
+                gettext("%(field)s: no available model is named %(name)s.")
+                % {"field": key, "name": repr(name)},
+                code="unknown_model",
+            )
     return [found[name] for name in names.values()]  # type: ignore[index]
 
 
@@ -185,7 +191,7 @@ def battle_start(
     if mode == Battle.Mode.ANONYMOUS:
         if model_a is not None or model_b is not None:
             raise BattleError(
-                "Anonymous mode draws the models; do not name them.", code="models_in_anonymous"
+                gettext("Anonymous mode draws the models; do not name them."), code="models_in_anonymous"
             )
         drawn = draw()
         a, b = drawn.model_a, drawn.model_b
@@ -194,15 +200,15 @@ def battle_start(
         a, b = _named_models(model_a=model_a, model_b=model_b)
         propensity = None
         if a.pk == b.pk:
-            raise BattleError("model_a and model_b must be two different models.", code="same_model")
+            raise BattleError(gettext("model_a and model_b must be two different models."), code="same_model")
     elif mode == Battle.Mode.DIRECT:
         if model_b is not None:
             raise BattleError(
-                _("A direct chat has one model: name it as model_a only."), code="model_b_in_direct"
+                gettext("A direct chat has one model: name it as model_a only."), code="model_b_in_direct"
             )
         (a,), b, propensity = _named_models(model_a=model_a), None, None
     else:
-        raise BattleError('mode must be "anonymous", "named" or "direct".', code="unknown_mode")
+        raise BattleError(gettext('mode must be "anonymous", "named" or "direct".'), code="unknown_mode")
     with transaction.atomic():
         gate.check_open_battles(gate.Voter(visitor=visitor, network=network))
         battle = Battle.objects.create(
@@ -227,7 +233,7 @@ def battle_of_visitor(*, battle_id: object, visitor: str | None) -> Battle:
         except (Battle.DoesNotExist, ValidationError, ValueError, TypeError):
             battle = None
     if battle is None:
-        raise NotFound("No such battle.")
+        raise NotFound(gettext("No such battle."))
     return battle
 
 
@@ -235,27 +241,41 @@ def battle_continue(*, battle: Battle, prompt: object) -> Turn:
     prompt = clean_prompt(prompt)
     moderation.screen_sync(prompt, visitor=battle.visitor_hash)
     if battle.state == Battle.State.VOTED:
-        raise Conflict("This battle is over: it has a vote. Start a new round.", code="already_voted")
+        raise Conflict(
+            gettext("This battle is over: it has a vote. Start a new round."), code="already_voted"
+        )
     if battle.state == Battle.State.FAILED:
         raise Conflict(
-            "An answer to the latest turn did not end well: retry it or ask both again before a follow-up.",
+            gettext(
+                "An answer to the latest turn did not end well: "
+                "retry it or ask both again before a follow-up."
+            ),
             code="battle_failed",
         )
     if battle.state != Battle.State.READY:
-        raise Conflict("Wait for both answers to end before asking a follow-up.", code="answers_pending")
+        raise Conflict(
+            gettext("Wait for both answers to end before asking a follow-up."), code="answers_pending"
+        )
     index = battle.turns.count()
     if index >= settings.ARENA_MAX_TURNS:
-        raise Conflict(f"A battle has at most {settings.ARENA_MAX_TURNS} turns.", code="too_many_turns")
+        raise Conflict(
+            gettext("A battle has at most %(n)s turns.") % {"n": settings.ARENA_MAX_TURNS},
+            code="too_many_turns",
+        )
     # The conditional update is the claim: two follow-ups sent at once cannot both open a turn.
     with transaction.atomic():
         if not Battle.objects.filter(pk=battle.pk, state=Battle.State.READY).update(
             state=Battle.State.PENDING
         ):
-            raise Conflict("Wait for both answers to end before asking a follow-up.", code="answers_pending")
+            raise Conflict(
+                gettext("Wait for both answers to end before asking a follow-up."), code="answers_pending"
+            )
         try:
             turn = battle.open_turn(index, prompt)
         except IntegrityError as exc:
-            raise Conflict("Another follow-up was sent at the same time.", code="answers_pending") from exc
+            raise Conflict(
+                gettext("Another follow-up was sent at the same time."), code="answers_pending"
+            ) from exc
     battle.state = Battle.State.PENDING
     return turn
 
@@ -272,22 +292,29 @@ class Retried:
 
 def _require_ended(battle: Battle) -> None:
     if battle.state == Battle.State.VOTED:
-        raise Conflict("This battle is over: it has a vote. Start a new round.", code="already_voted")
+        raise Conflict(
+            gettext("This battle is over: it has a vote. Start a new round."), code="already_voted"
+        )
     if battle.state != Battle.State.READY and battle.state != Battle.State.FAILED:
-        raise Conflict("The answers are still coming: wait for them, or stop them.", code="answers_pending")
+        raise Conflict(
+            gettext("The answers are still coming: wait for them, or stop them."), code="answers_pending"
+        )
 
 
 def retry_target(*, battle: Battle, side: object) -> tuple[Turn, Answer]:
     """The latest turn and its answer on `side`, if that answer may be tried again; else why not."""
     if side not in battle.sides:
-        raise BattleError('side must be "a" or "b" ("a" in a direct chat).', code="unknown_side")
+        raise BattleError(gettext('side must be "a" or "b" ("a" in a direct chat).'), code="unknown_side")
     _require_ended(battle)
     turn = battle.turns.latest("index")
     answer = turn.answers.get(side=side)
     if answer.status not in RETRYABLE:
         raise Conflict(
-            f"Model {str(side).upper()}\u2019s answer ended well, so there is nothing to retry "
-            "(regenerate asks both models again).",
+            gettext(
+                "Model %(side)s’s answer ended well, so there is nothing to retry "
+                "(regenerate asks both models again)."
+            )
+            % {"side": str(side).upper()},
             code="side_did_not_fail",
         )
     _require_tries_left(answer)
@@ -297,8 +324,11 @@ def retry_target(*, battle: Battle, side: object) -> tuple[Turn, Answer]:
 def _require_tries_left(answer: Answer) -> None:
     if answer.attempt >= MAX_TRIES:
         raise Conflict(
-            f"Model {answer.side.upper()}\u2019s answer to this turn was tried {answer.attempt} times, "
-            "the most a turn allows. Vote on the turns before it, or start a new round.",
+            gettext(
+                "Model %(side)s’s answer to this turn was tried %(n)s times, "
+                "the most a turn allows. Vote on the turns before it, or start a new round."
+            )
+            % {"side": answer.side.upper(), "n": answer.attempt},
             code="too_many_tries",
         )
 
@@ -375,7 +405,7 @@ def _claim_for_new_try(battle: Battle, voter: gate.Voter) -> None:
         state=Battle.State.PENDING, updated=timezone.now()
     ):
         raise Conflict(
-            "The battle changed meanwhile (in another window?); reload it.", code="answers_pending"
+            gettext("The battle changed meanwhile (in another window?); reload it."), code="answers_pending"
         )
     battle.state = Battle.State.PENDING
 
@@ -408,7 +438,8 @@ def battle_stop(*, battle: Battle) -> str:
         cache.set(stop_key(battle.pk), True, settings.UPSTREAM_TOTAL_TIMEOUT + 60)
         return battle.state
     raise Conflict(
-        "Nothing is being answered in this battle, so there is nothing to stop.", code="not_streaming"
+        gettext("Nothing is being answered in this battle, so there is nothing to stop."),
+        code="not_streaming",
     )
 
 
@@ -496,20 +527,22 @@ def battle_vote(*, battle: Battle, winner: object, tags: object = None, comment:
     vote (400) rather than store it without them."""
     if battle.mode == Battle.Mode.DIRECT:
         raise Conflict(
-            _("A direct chat with one model takes no vote: it counts on no board."), code="direct_chat"
+            gettext("A direct chat with one model takes no vote: it counts on no board."), code="direct_chat"
         )
     if winner not in Vote.Winner.values:
-        raise BattleError('winner must be one of "a", "b", "tie", "bothbad".', code="unknown_winner")
+        raise BattleError(gettext('winner must be one of "a", "b", "tie", "bothbad".'), code="unknown_winner")
     tags, comment = clean_reasons(tags, comment)
     if battle.state == Battle.State.VOTED:
-        raise Conflict("This battle already has a vote.", code="already_voted")
+        raise Conflict(gettext("This battle already has a vote."), code="already_voted")
     if battle.state != Battle.State.READY and battle.state != Battle.State.FAILED:
-        raise Conflict("Both answers must end before you vote.", code="answers_pending")
+        raise Conflict(gettext("Both answers must end before you vote."), code="answers_pending")
     turns = list(battle.turns.prefetch_related("answers", "attempts"))
     covered = voted_turns(battle, turns)
     if not covered:
         raise Conflict(
-            "An answer in this battle failed, so it cannot be voted on yet: retry it, or ask both again.",
+            gettext(
+                "An answer in this battle failed, so it cannot be voted on yet: retry it, or ask both again."
+            ),
             code="battle_failed",
         )
     answers = {side: [a.text for t in covered for a in t.answers.all() if a.side == side] for side in Side}
@@ -534,7 +567,7 @@ def battle_vote(*, battle: Battle, winner: object, tags: object = None, comment:
         with transaction.atomic():
             # Claim the battle: only one request can move it from the state read above to voted.
             if not Battle.objects.filter(pk=battle.pk, state=battle.state).update(state=Battle.State.VOTED):
-                raise Conflict("This battle already has a vote.", code="already_voted")
+                raise Conflict(gettext("This battle already has a vote."), code="already_voted")
             vote = Vote.objects.create(
                 battle=battle,
                 winner=winner,
@@ -546,7 +579,7 @@ def battle_vote(*, battle: Battle, winner: object, tags: object = None, comment:
                 VoteReason.objects.create(vote=vote, tags=tags, comment=comment)
             after_vote(vote=vote)
     except IntegrityError as exc:
-        raise Conflict("This battle already has a vote.", code="already_voted") from exc
+        raise Conflict(gettext("This battle already has a vote."), code="already_voted") from exc
     battle.state = Battle.State.VOTED
     return vote
 

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from arena.models import Answer, Battle, Side, Turn
 from arena.services import battle_of_visitor, stop_key
@@ -134,7 +135,9 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
         return plan
     battle.refresh_from_db(fields=["state"])
     if battle.state == Battle.State.STREAMING:
-        raise Conflict("This battle is already streaming in another window.", code="already_streaming")
+        raise Conflict(
+            gettext("This battle is already streaming in another window."), code="already_streaming"
+        )
     return StreamPlan(battle, turn, live=False)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -203,6 +204,7 @@ class VisitorDataApi(APIView):
         visitor_hash = visitor(request)
         if visitor_hash is None:
             raise NotFound(
-                "This browser holds no visitor cookie, so nothing is stored for it.", code="no_visitor"
+                gettext("This browser holds no visitor cookie, so nothing is stored for it."),
+                code="no_visitor",
             )
         return visitor_hash

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework import status
 
 from arena.models import Answer, AnswerAttempt, Battle, BattleShare, Turn, Visitor, VoterFlag
@@ -47,9 +48,12 @@ def require_consent(*, visitor: str | None) -> None:
     """Refuses a battle to a visitor who has not accepted the terms in force, before any model is called."""
     if consent_required(visitor):
         raise ConsentRequired(
-            "Accept the terms before your first prompt: read them at /terms/, then "
-            f'POST /api/v1/visitor/consent with {{"terms_version": "{settings.ARENA_TERMS_VERSION}"}} '
-            "(a browser does this with the Accept button on the arena page)."
+            gettext(
+                "Accept the terms before your first prompt: read them at /terms/, then "
+                'POST /api/v1/visitor/consent with {"terms_version": "%(version)s"} '
+                "(a browser does this with the Accept button on the arena page)."
+            )
+            % {"version": settings.ARENA_TERMS_VERSION}
         )
 
 
@@ -57,8 +61,11 @@ def accept_terms(*, visitor: str, terms_version: object) -> Visitor:
     """Stores the visitor's acceptance of the terms in force; the version they read must be it."""
     if terms_version != settings.ARENA_TERMS_VERSION:
         raise Conflict(
-            f"The terms in force are version {settings.ARENA_TERMS_VERSION!r}, not {terms_version!r}: "
-            "read them again at /terms/ and accept that version.",
+            gettext(
+                "The terms in force are version %(version)s, not %(sent)s: "
+                "read them again at /terms/ and accept that version."
+            )
+            % {"version": repr(settings.ARENA_TERMS_VERSION), "sent": repr(terms_version)},
             code="terms_changed",
         )
     row, _ = Visitor.objects.update_or_create(

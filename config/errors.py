@@ -12,6 +12,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext, gettext_lazy
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -46,7 +47,8 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
-TOO_LARGE = ("The request body is too large.", "too_large")
+# Messages in the request's language (LocaleMiddleware); the codes stay English, for programs.
+TOO_LARGE = (gettext_lazy("The request body is too large."), "too_large")
 
 # The database cannot be reached or dropped the connection: a passing state, not a bug of ours.
 DATABASE_DOWN = (OperationalError, InterfaceError)
@@ -59,7 +61,9 @@ def database_down(exc: BaseException) -> dict[str, Any]:
     """The 503 body for a request the database could not serve; logged, since operators alert on it."""
     logger.error("Database unavailable, answering 503 (%s: %s)", type(exc).__name__, exc)
     return error_body(
-        "The service is unavailable for a moment (its database cannot be reached); try again shortly.",
+        gettext(
+            "The service is unavailable for a moment (its database cannot be reached); try again shortly."
+        ),
         "database_unavailable",
     )
 
@@ -82,7 +86,7 @@ class TooMany(DomainError):
 
 
 def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
-    return {"detail": message, "code": code, **extra}
+    return {"detail": str(message), "code": code, **extra}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -100,7 +104,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(error_body("; ".join(exc.messages), "invalid"), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
-            error_body("Invalid input.", "invalid", errors=exc.detail), status=status.HTTP_400_BAD_REQUEST
+            error_body(gettext("Invalid input."), "invalid", errors=exc.detail),
+            status=status.HTTP_400_BAD_REQUEST,
         )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
@@ -119,7 +124,9 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
         return defaults.bad_request(request, exception)
     if isinstance(exception, RequestDataTooBig):
         return JsonResponse(error_body(*TOO_LARGE), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    return JsonResponse(error_body("Bad request.", "bad_request"), status=status.HTTP_400_BAD_REQUEST)
+    return JsonResponse(
+        error_body(gettext("Bad request."), "bad_request"), status=status.HTTP_400_BAD_REQUEST
+    )
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -127,7 +134,9 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     not a number, say); the HTML page elsewhere."""
     if not request.path_info.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    return JsonResponse(error_body("No such resource.", "not_found"), status=status.HTTP_404_NOT_FOUND)
+    return JsonResponse(
+        error_body(gettext("No such resource."), "not_found"), status=status.HTTP_404_NOT_FOUND
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -139,7 +148,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if isinstance(exc, DATABASE_DOWN):
         return database_unavailable(exc)
     return JsonResponse(
-        error_body("Server error.", "server_error"), status=status.HTTP_500_INTERNAL_SERVER_ERROR
+        error_body(gettext("Server error."), "server_error"), status=status.HTTP_500_INTERNAL_SERVER_ERROR
     )
 
 

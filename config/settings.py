@@ -80,6 +80,9 @@ MIDDLEWARE = [
     "config.errors.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the visitor's choice (the django_language cookie set by the header's switcher),
+    # else the browser's Accept-Language, else LANGUAGE_CODE.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "config.origin.origin_check",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -465,7 +468,11 @@ STORAGES = {
     },
 }
 
-LANGUAGE_CODE = "en-us"
+# --- Languages (README "Languages"; CONTRIBUTING.md says how to add a string) ---------------------
+LANGUAGE_CODE = "en"
+# Each shipped complete (tests/test_i18n.py); the names are shown in the header's switcher.
+LANGUAGES = [("en", "English"), ("fr", "Français"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -4,6 +4,8 @@ from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.i18n import JavaScriptCatalog, set_language
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework import serializers
@@ -71,6 +73,15 @@ urlpatterns = [
     path("healthz", health(healthz), name="healthz"),
     path("readyz", ready(readyz), name="readyz"),
     path("metrics", metrics, name="metrics"),
+    # The header's language switcher posts here (a form, CSRF-checked; it sets the language cookie).
+    path("i18n/setlang/", set_language, name="set_language"),
+    # The JS strings of the active language, a script file (the CSP allows no inline one); pages
+    # ask for it with ?lang=<code>, so that a browser's cached copy is one language's.
+    path(
+        "jsi18n/",
+        cache_control(public=True, max_age=60 * 60)(JavaScriptCatalog.as_view()),
+        name="javascript-catalog",
+    ),
     path("", include("arena.urls")),
     path("", include("leaderboard.urls")),
     path("", include("providers.urls")),

@@ -5,24 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_noop
 
+# Names in English; the board page shows them in the visitor's language (`shown`).
 LANGUAGE_NAMES = {
-    "en": "English",
-    "fr": "French",
-    "de": "German",
-    "es": "Spanish",
-    "it": "Italian",
-    "pt": "Portuguese",
-    "nl": "Dutch",
-    "ru": "Russian",
-    "zh": "Chinese",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "ar": "Arabic",
-    "hi": "Hindi",
-    "el": "Greek",
-    "he": "Hebrew",
-    "th": "Thai",
+    "en": gettext_noop("English"),
+    "fr": gettext_noop("French"),
+    "de": gettext_noop("German"),
+    "es": gettext_noop("Spanish"),
+    "it": gettext_noop("Italian"),
+    "pt": gettext_noop("Portuguese"),
+    "nl": gettext_noop("Dutch"),
+    "ru": gettext_noop("Russian"),
+    "zh": gettext_noop("Chinese"),
+    "ja": gettext_noop("Japanese"),
+    "ko": gettext_noop("Korean"),
+    "ar": gettext_noop("Arabic"),
+    "hi": gettext_noop("Hindi"),
+    "el": gettext_noop("Greek"),
+    "he": gettext_noop("Hebrew"),
+    "th": gettext_noop("Thai"),
 }
 
 
@@ -44,18 +46,46 @@ FIXED = [
     # Style control first, as the default view: a model should not climb by writing longer.
     Board(
         "style",
-        "Style control",
-        "Every counted anonymous vote, with answer length, headers, lists and bold as covariates: "
-        "ratings as if both answers had the same style.",
+        gettext_noop("Style control"),
+        gettext_noop(
+            "Every counted anonymous vote, with answer length, headers, lists and bold as covariates: "
+            "ratings as if both answers had the same style."
+        ),
         style=True,
     ),
-    Board("overall", "Overall (raw)", "Every counted anonymous vote, without style control."),
-    Board("coding", "Coding", "Prompts with code or programming terms.", Q(coding=True), category=True),
     Board(
-        "hard", "Hard prompts", "Specific, constrained, problem-solving prompts.", Q(hard=True), category=True
+        "overall",
+        gettext_noop("Overall (raw)"),
+        gettext_noop("Every counted anonymous vote, without style control."),
     ),
-    Board("long-query", "Long queries", "Prompts of 500 tokens or more.", Q(long_query=True), category=True),
-    Board("multi-turn", "Multi-turn", "Battles with follow-up questions.", Q(multi_turn=True), category=True),
+    Board(
+        "coding",
+        gettext_noop("Coding"),
+        gettext_noop("Prompts with code or programming terms."),
+        Q(coding=True),
+        category=True,
+    ),
+    Board(
+        "hard",
+        gettext_noop("Hard prompts"),
+        gettext_noop("Specific, constrained, problem-solving prompts."),
+        Q(hard=True),
+        category=True,
+    ),
+    Board(
+        "long-query",
+        gettext_noop("Long queries"),
+        gettext_noop("Prompts of 500 tokens or more."),
+        Q(long_query=True),
+        category=True,
+    ),
+    Board(
+        "multi-turn",
+        gettext_noop("Multi-turn"),
+        gettext_noop("Battles with follow-up questions."),
+        Q(multi_turn=True),
+        category=True,
+    ),
 ]
 _FIXED = {board.slug: board for board in FIXED}
 
@@ -63,6 +93,17 @@ _FIXED = {board.slug: board for board in FIXED}
 def language_board(code: str) -> Board:
     name = LANGUAGE_NAMES.get(code, code)
     return Board(f"language-{code}", name, f"Prompts written in {name}.", Q(language=code), category=True)
+
+
+def shown(board: Board) -> dict[str, object]:
+    """What the board page shows of a board, in the active language; the API keeps the English."""
+    code = board.slug.removeprefix("language-")
+    if board.slug.startswith("language-") and code in LANGUAGE_NAMES:
+        name = gettext(LANGUAGE_NAMES[code])
+        description = gettext("Prompts written in %(language)s.") % {"language": name}
+    else:
+        name, description = gettext(board.title), gettext(board.description)
+    return {"slug": board.slug, "title": name, "description": description, "category": board.category}
 
 
 def board(slug: str) -> Board | None:

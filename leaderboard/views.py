@@ -11,8 +11,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.translation import get_language, gettext, gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -40,15 +43,19 @@ def board_page(request: HttpRequest) -> HttpResponse:
     # The newest snapshot's id (an indexed lookup) keys the page; the generation, bumped on every
     # publication, also retires pages whose tabs list other boards.
     latest = Snapshot.objects.of_board(spec.slug).latest_first().values_list("pk", "created").first()
-    key = f"leaderboard:page:{spec.slug}:{latest[0] if latest else None}:{generation()}"
+    key = f"leaderboard:page:{spec.slug}:{latest[0] if latest else None}:{generation()}:{get_language()}"
     html = cache.get(key)
     if html is None:
-        html = render_to_string("leaderboard/board.html", board_context(spec), request=request)
+        # Rendered for every visitor: the header's language form gets each one's own CSRF token
+        # and address below, never those of the visitor who happened to fill the cache.
+        context = {**board_context(spec), "csrf_token": PAGE_CSRF, "here": PAGE_HERE}
+        html = render_to_string("leaderboard/board.html", context, request=request)
         cache.set(key, html, timeout=24 * 3600)
     if latest:
         # The age changes by the minute: rendered here, into the cached page.
         age = render_to_string("leaderboard/snapshot_age.html", {"age": snapshot_age(latest[1])}, request)
         html = html.replace(AGE_MARKER, age, 1)
+    html = html.replace(PAGE_CSRF, get_token(request)).replace(PAGE_HERE, escape(request.get_full_path()))
     return HttpResponse(html)
 
 
@@ -75,10 +82,25 @@ def snapshot_age(created: datetime) -> dict[str, Any]:
     }
 
 
+PAGE_CSRF = "arena-page-csrf-token"
+PAGE_HERE = "arena-page-address"
+
+
 def default_board() -> str:
     """The style-controlled board once it has a snapshot; the raw board before (a board with no
     style counts yet)."""
     return "style" if Snapshot.objects.of_board("style").exists() else "overall"
+
+
+# How the page names each reason a vote was left out (arena.models.Vote.Exclusion); the API
+# and the snapshot keep the codes.
+EXCLUDED = {
+    "identity_leak": gettext_lazy("identity leak"),
+    "too_fast": gettext_lazy("too fast"),
+    "anomalous_voter": gettext_lazy("anomalous voter"),
+    "duplicate_prompt": gettext_lazy("duplicate prompt"),
+    "vote_surge": gettext_lazy("vote surge"),
+}
 
 
 def board_context(spec: boards.Board) -> dict[str, Any]:
@@ -99,12 +121,13 @@ def board_context(spec: boards.Board) -> dict[str, Any]:
     for r in ratings:
         r.latency = latency.get(str(r.llm_id), {})
     return {
-        "board": spec,
-        "tabs": tabs or [boards.board("overall")],
+        "board": boards.shown(spec),
+        "tabs": [boards.shown(tab) for tab in tabs or [boards.board("overall")]],
         "snapshot": snapshot,
         # Every vote left out, by reason: what the board does not count is never hidden.
         "excluded": [
-            (reason.replace("_", " "), n) for reason, n in (snapshot.excluded if snapshot else {}).items()
+            (EXCLUDED.get(reason, reason.replace("_", " ")), n)
+            for reason, n in (snapshot.excluded if snapshot else {}).items()
         ],
         "ratings": ratings,
         "heatmaps": _heatmaps(details.get("matrices")),
@@ -127,16 +150,16 @@ def _heatmaps(matrices: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [
         {
             "id": "win-rate",
-            "title": "Observed win rate",
-            "note": "Row model against column model; ties count half.",
+            "title": gettext("Observed win rate"),
+            "note": gettext("Row model against column model; ties count half."),
             "columns": names,
             "rows": win_rows,
             "kind": "rate",
         },
         {
             "id": "battles",
-            "title": "Battle counts",
-            "note": "Counted battles between each pair of models.",
+            "title": gettext("Battle counts"),
+            "note": gettext("Counted battles between each pair of models."),
             "columns": names,
             "rows": count_rows,
             "kind": "count",

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import URLValidator
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -48,7 +49,7 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, Mapping):
             unknown = sorted(str(key) for key in data if key not in self.fields)
             if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+                raise serializers.ValidationError({key: [gettext("Unknown field.")] for key in unknown})
         return super().to_internal_value(data)
 
 
@@ -184,13 +185,15 @@ class ProviderApi(APIView):
         if 0 < pk <= MAX_ID:
             variant = LLM.objects.variants().of_organization(self.provider.organization).filter(pk=pk).first()
         if variant is None:
-            raise NotFound("No such variant.", code="no_such_variant")
+            raise NotFound(gettext("No such variant."), code="no_such_variant")
         return variant
 
     def check_may_release(self) -> None:
         if not self.provider.may_release:
             raise exceptions.PermissionDenied(
-                "Only an owner's key may publish or retire a variant; this key was issued to a member."
+                gettext(
+                    "Only an owner's key may publish or retire a variant; this key was issued to a member."
+                )
             )
 
 

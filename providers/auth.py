@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -55,13 +56,15 @@ class APIKeyAuthentication(BaseAuthentication):
         # Refused before any query: a NUL or an endless string is not a key, and PostgreSQL would
         # reject a NUL in a query parameter with an error instead of "no such key".
         if not secret or len(secret) > MAX_KEY_LENGTH or not secret.isascii() or not secret.isprintable():
-            raise exceptions.AuthenticationFailed("Malformed API key: send `Authorization: Api-Key <key>`.")
+            raise exceptions.AuthenticationFailed(
+                gettext("Malformed API key: send `Authorization: Api-Key <key>`.")
+            )
         try:
             api_key = OrganizationAPIKey.objects.get_from_key(secret)
         except OrganizationAPIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
+            raise exceptions.AuthenticationFailed(gettext("Unknown or revoked API key.")) from None
         if api_key.has_expired:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
+            raise exceptions.AuthenticationFailed(gettext("This API key has expired."))
         role = Membership.Role.OWNER
         if api_key.user_id is not None:
             membership = (
@@ -71,7 +74,7 @@ class APIKeyAuthentication(BaseAuthentication):
             )
             if membership is None or not membership.user.is_active:
                 raise exceptions.AuthenticationFailed(
-                    "The member this API key was issued to no longer belongs to the organisation."
+                    gettext("The member this API key was issued to no longer belongs to the organisation.")
                 )
             role = membership.role
         now = timezone.now()
@@ -86,7 +89,9 @@ class APIKeyAuthentication(BaseAuthentication):
 
 
 class IsProvider(BasePermission):
-    message = "This endpoint needs an organisation API key: send `Authorization: Api-Key <key>`."
+    message = gettext_lazy(
+        "This endpoint needs an organisation API key: send `Authorization: Api-Key <key>`."
+    )
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.user, Provider)

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from config.errors import Conflict, DomainError, Unavailable
 from providers import crypto
@@ -71,7 +72,7 @@ def variant_submit(*, organization: Organization, codename: str, endpoint: Endpo
     _check_codename_free(organization, codename)
     if endpoint.api_key and not crypto.available():
         raise Unavailable(
-            "This arena cannot store API keys yet: its operator has not set FIELD_ENCRYPTION_KEY.",
+            gettext("This arena cannot store API keys yet: its operator has not set FIELD_ENCRYPTION_KEY."),
             code="key_storage_unavailable",
         )
     check_address(endpoint.base_url)
@@ -112,8 +113,11 @@ def _check_slots(organization: Organization) -> None:
     limit = settings.PROVIDER_MAX_VARIANTS_UNDER_TEST
     if LLM.objects.under_test().of_organization(organization).count() >= limit:
         raise Conflict(
-            f"Rule: at most {limit} private variants under test at once per organisation. "
-            "Publish or retire one of yours before submitting another.",
+            gettext(
+                "Rule: at most %(limit)s private variants under test at once per organisation. "
+                "Publish or retire one of yours before submitting another."
+            )
+            % {"limit": limit},
             code="too_many_variants",
         )
 
@@ -125,7 +129,10 @@ def _check_codename_free(organization: Organization, codename: str) -> None:
 
 def _codename_taken(codename: str) -> Conflict:
     return Conflict(
-        f"The codename {codename!r} is already used by one of your variants (retired ones keep theirs).",
+        gettext(
+            "The codename %(codename)s is already used by one of your variants (retired ones keep theirs)."
+        )
+        % {"codename": repr(codename)},
         code="codename_taken",
     )
 
@@ -139,20 +146,23 @@ def check_address(base_url: str) -> None:
     """
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DomainError("base_url must be an http:// or https:// address.", code="invalid_base_url")
+        raise DomainError(
+            gettext("base_url must be an http:// or https:// address."), code="invalid_base_url"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise DomainError("base_url has an invalid port.", code="invalid_base_url") from None
+        raise DomainError(gettext("base_url has an invalid port."), code="invalid_base_url") from None
     if parts.username or parts.password:
         raise DomainError(
-            "base_url must not carry credentials: send the key as api_key.", code="invalid_base_url"
+            gettext("base_url must not carry credentials: send the key as api_key."), code="invalid_base_url"
         )
     if settings.PROVIDER_ALLOW_PRIVATE_URLS:
         return
     if parts.scheme != "https":
         raise DomainError(
-            "base_url must be an https:// address: the key travels with each call.", code="insecure_base_url"
+            gettext("base_url must be an https:// address: the key travels with each call."),
+            code="insecure_base_url",
         )
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
@@ -161,7 +171,9 @@ def check_address(base_url: str) -> None:
     for address in addresses:
         if not is_public(address):
             raise DomainError(
-                f"base_url resolves to {address}, which is not a public address.", code="private_base_url"
+                gettext("base_url resolves to %(address)s, which is not a public address.")
+                % {"address": address},
+                code="private_base_url",
             )
 
 
@@ -264,9 +276,9 @@ def variant_publish(*, variant: LLM, name: str | None = None) -> LLM:
     """
     name = public_name(variant.codename if name is None else name)
     if variant.published_at is not None:
-        raise Conflict("This variant is already published.", code="already_published")
+        raise Conflict(gettext("This variant is already published."), code="already_published")
     if variant.retired_at is not None:
-        raise Conflict("A retired variant cannot be published; submit it again.", code="retired")
+        raise Conflict(gettext("A retired variant cannot be published; submit it again."), code="retired")
     others = LLM.objects.exclude(pk=variant.pk)
     if others.filter(name=name).exists():
         raise _name_taken(name)
@@ -287,7 +299,7 @@ def variant_publish(*, variant: LLM, name: str | None = None) -> LLM:
     except IntegrityError as exc:
         raise _name_taken(name) from exc
     if not claimed:
-        raise Conflict("This variant was published or retired meanwhile.", code="already_published")
+        raise Conflict(gettext("This variant was published or retired meanwhile."), code="already_published")
     variant.refresh_from_db()
     logger.info("variant published: organization_id=%s id=%s name=%s", variant.owner_id, variant.pk, name)
     return variant
@@ -298,17 +310,23 @@ def public_name(name: str) -> str:
     hidden = drawless_characters(name)
     if hidden:
         raise DomainError(
-            f"name contains characters that draw nothing ({', '.join(hidden)}); remove them.",
+            gettext("name contains characters that draw nothing (%(characters)s); remove them.")
+            % {"characters": ", ".join(hidden)},
             code="invalid_name",
         )
     name = unicodedata.normalize("NFKC", name)
     if not name.strip() or name != name.strip():
-        raise DomainError("name must not be empty or start or end with spaces.", code="invalid_name")
+        raise DomainError(gettext("name must not be empty or start or end with spaces."), code="invalid_name")
     limit = LLM._meta.get_field("name").max_length or 0
     if len(name) > limit:  # NFKC may lengthen a name ("㎒" is "MHz")
-        raise DomainError(f"name is longer than {limit} characters.", code="invalid_name")
+        raise DomainError(
+            gettext("name is longer than %(limit)s characters.") % {"limit": limit}, code="invalid_name"
+        )
     if name_key(name).startswith(name_key(PRIVATE_NAME_PREFIX)):
-        raise DomainError(f"Public names cannot start with {PRIVATE_NAME_PREFIX!r}.", code="invalid_name")
+        raise DomainError(
+            gettext("Public names cannot start with %(prefix)s.") % {"prefix": repr(PRIVATE_NAME_PREFIX)},
+            code="invalid_name",
+        )
     return name
 
 
@@ -319,14 +337,20 @@ def _looks_like(name: str, other: LLM) -> DomainError:
         seen = other.name if name_key(other.name) == name_key(name) else other.display_name
         shown = f" ({seen!r})"
     return DomainError(
-        f"The name {name!r} can be mistaken for the name of another model{shown}: choose one that "
-        "reads differently, not only in case, separators or lookalike letters.",
+        gettext(
+            "The name %(name)s can be mistaken for the name of another model%(shown)s: choose one that "
+            "reads differently, not only in case, separators or lookalike letters."
+        )
+        % {"name": repr(name), "shown": shown},
         code="confusable_name",
     )
 
 
 def _name_taken(name: str) -> Conflict:
-    return Conflict(f"The name {name!r} is already used by another model; choose another.", code="name_taken")
+    return Conflict(
+        gettext("The name %(name)s is already used by another model; choose another.") % {"name": repr(name)},
+        code="name_taken",
+    )
 
 
 def variant_retire(*, variant: LLM) -> LLM:

@@ -4,16 +4,23 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from django.core.cache import cache
 
-from config import asgi
+from config import asgi, po
 from providers.models import LLM
 
 pytest_plugins = ["tests.network", "tests.skips", "tests.upstream", "tests.vendor_upstreams"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The translations, compiled where a .mo is missing or older than its .po: `make test` does it
+    # too, but a single test file run straight from pytest must not see an English-only interface.
+    po.compile_all(Path(__file__).resolve().parent.parent / "locale")
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ REMEDIES = {
     "redis": "a Redis server and REDIS_URL=redis://127.0.0.1:6379/<n>, as `.ci/run` sets",
     "sentry": "sentry-sdk, from requirements.txt: `pip install -r requirements.txt`",
     "postgres": "a PostgreSQL server and DATABASE_URL=postgres://..., as `.ci/run` sets",
+    "gettext": "GNU gettext: `apt-get install gettext`, as `.ci/run` does",
 }
 
 

@@ -44,6 +44,8 @@ NOT_OPERATIONS = {
     "api/v1/docs/": "the schema's Swagger UI page",
     "api/v1/redoc/": "the schema's Redoc page",
     "metrics": "the operators' Prometheus metrics, refused to the public",
+    "i18n/setlang/": "the header's language switcher (Django's set_language form target)",
+    "jsi18n/": "the pages' JavaScript translation catalogue",
 }
 NOT_OPERATIONS_UNDER = ("admin/",)  # the operators' admin
 

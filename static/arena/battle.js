@@ -6,10 +6,14 @@
 "use strict";
 
 (() => {
-  // Inside the function: a top-level const would clash with another script's of the same name.
-  const gettext = window.gettext || ((s) => s);
   const root = document.getElementById("arena");
   if (!root) return;
+  // Strings through Django's catalogue (/jsi18n/, loaded before this file); English without it.
+  const gettext = window.gettext || ((s) => s);
+  const ngettext = window.ngettext || ((s, p, n) => (n === 1 ? s : p));
+  const interpolate =
+    window.interpolate || ((f, o) => f.replace(/%\((\w+)\)s/g, (_, k) => String(o[k])));
+  const fmt = (text, values) => interpolate(text, values, true);
 
   const HOMES = { anonymous: "/", named: "/named/", direct: "/chat/" };
   const MODE = Object.hasOwn(HOMES, root.dataset.mode) ? root.dataset.mode : "anonymous";
@@ -51,8 +55,8 @@
     };
   }
   const SIDES = Object.keys(panes); // the page's panes: "a" alone in a direct chat
-  const REGENERATE = DIRECT ? gettext("Ask again") : "Ask both again";
-  const PLACEHOLDER = DIRECT ? gettext("Ask the model anything…") : "Ask both models anything…";
+  const REGENERATE = DIRECT ? gettext("Ask again") : gettext("Ask both again");
+  const PLACEHOLDER = DIRECT ? gettext("Ask the model anything…") : gettext("Ask both models anything…");
   if (DIRECT) {
     // The vote bar stays for its Stop and Ask-again tools; a direct chat has no vote to cast.
     voteGroup.hidden = true;
@@ -88,7 +92,7 @@
         cache: "no-store",
       });
     } catch {
-      throw new Error("Could not reach the server. Check your connection and try again.");
+      throw new Error(gettext("Could not reach the server. Check your connection and try again."));
     }
     let data = null;
     try {
@@ -115,9 +119,9 @@
   async function paid(path, body, busy) {
     const check = window.arenaCaptcha || window.arenaPow;
     for (let attempt = 0; ; attempt++) {
-      busy("Checking…");
+      busy(gettext("Checking…"));
       const challenge = check ? await check.take() : null;
-      busy("Sending…");
+      busy(gettext("Sending…"));
       try {
         return await post(path, challenge ? { ...body, challenge } : body);
       } catch (error) {
@@ -161,8 +165,8 @@
       const first = data.errors ? firstMessage(data.errors) : "";
       return first ? `${data.detail} ${first}` : data.detail;
     }
-    if (status === 429) return "Too many requests. Wait a moment and try again.";
-    return `The server could not handle that (HTTP ${status}). Try again in a moment.`;
+    if (status === 429) return gettext("Too many requests. Wait a moment and try again.");
+    return fmt(gettext("The server could not handle that (HTTP %(status)s). Try again in a moment."), { status });
   }
 
   function firstMessage(errors) {
@@ -197,7 +201,7 @@
   const PROMPT_MAX = Number(root.dataset.promptMax) || 0;
   const promptCount = $("#prompt-count");
   const promptTooLong = $("#prompt-too-long");
-  const number = (n) => n.toLocaleString("en");
+  const number = (n) => n.toLocaleString(document.documentElement.lang || "en");
 
   function promptLength(text) {
     let length = 0;
@@ -209,7 +213,10 @@
     const length = promptLength(text);
     if (!PROMPT_MAX || length <= PROMPT_MAX) return "";
     const limit = number(PROMPT_MAX);
-    return `Your prompt is ${number(length)} characters long; the limit is ${limit}. Shorten it to send it.`;
+    return fmt(
+      gettext("Your prompt is %(length)s characters long; the limit is %(limit)s. Shorten it to send it."),
+      { length: number(length), limit },
+    );
   }
 
   function countPrompt() {
@@ -220,7 +227,9 @@
     promptCount.classList.toggle("is-over", over);
     prompt.setAttribute("aria-invalid", String(over));
     // Said once when the prompt goes over, not at every key: the text stays the same while over.
-    const message = over ? `Too long to send: the limit is ${number(PROMPT_MAX)} characters.` : "";
+    const message = over
+      ? fmt(gettext("Too long to send: the limit is %(limit)s characters."), { limit: number(PROMPT_MAX) })
+      : "";
     if (promptTooLong.textContent !== message) promptTooLong.textContent = message;
   }
 
@@ -231,7 +240,7 @@
     if (send.disabled) return;
     const text = prompt.value;
     if (!text.trim()) {
-      showFormError("Type a question first.");
+      showFormError(gettext("Type a question first."));
       prompt.focus();
       return;
     }
@@ -247,8 +256,8 @@
       body = { prompt: text, mode: MODE };
       if (MODE === "named") {
         const [a, b] = pickers.map((select) => select.value);
-        if (!a || !b) return showFormError("Pick a model for both sides.");
-        if (a === b) return showFormError("Pick two different models.");
+        if (!a || !b) return showFormError(gettext("Pick a model for both sides."));
+        if (a === b) return showFormError(gettext("Pick two different models."));
         body.model_a = a;
         body.model_b = b;
       } else if (DIRECT) {
@@ -302,7 +311,7 @@
       pane.empty.hidden = true;
       const turn = el("div", "turn");
       const asked = el("div", "turn__prompt");
-      asked.append(el("span", "turn__who", "You"), promptNode(text));
+      asked.append(el("span", "turn__who", gettext("You")), promptNode(text));
       const answer = el("div", "answer");
       const body = el("div", "answer__body");
       answer.append(body);
@@ -323,7 +332,7 @@
     }
     setVotes(false);
     voteBox.hidden = false;
-    voteNote.textContent = DIRECT ? gettext("The model is answering…") : "Voting opens when both answers have finished.";
+    voteNote.textContent = DIRECT ? gettext("The model is answering…") : gettext("Voting opens when both answers have finished.");
     voteNote.classList.remove("is-error");
     regenerateButton.hidden = true;
     stopButton.hidden = false;
@@ -382,7 +391,7 @@
       setStatus(pane, "done");
       endAnswer(pane);
     } else if (event.type === "error") {
-      fail(pane, event.text || "This answer failed.");
+      fail(pane, event.text || gettext("This answer failed."));
     }
   }
 
@@ -394,8 +403,8 @@
     const box = el("div", wasStopped ? "answer__error is-stopped" : "answer__error");
     box.setAttribute("role", "alert");
     box.append(
-      el("strong", "", wasStopped ? "Stopped. " : "This answer failed. "),
-      document.createTextNode(wasStopped ? "This answer was stopped before it ended." : message),
+      el("strong", "", wasStopped ? gettext("Stopped.") + " " : gettext("This answer failed.") + " "),
+      document.createTextNode(wasStopped ? gettext("This answer was stopped before it ended.") : message),
     );
     answer.el.append(box);
     endAnswer(pane);
@@ -410,7 +419,7 @@
     for (const side of SIDES) {
       const pane = panes[side];
       if (pane.answer && (pane.answer.state === "waiting" || pane.answer.state === "streaming")) {
-        fail(pane, "The connection to the server was lost before this answer finished.");
+        fail(pane, gettext("The connection to the server was lost before this answer finished."));
       }
     }
     finish();
@@ -470,28 +479,37 @@
           ? gettext("The answer is in. Ask a follow-up, or start a new chat.")
           : gettext("The answer did not complete. Retry it, or start a new chat.");
     } else if (detail.state === "ready") {
-      voteNote.textContent = "Both answers are in. Which one is better?";
+      voteNote.textContent = gettext("Both answers are in. Which one is better?");
     } else {
       const what =
         failed.length === 1
-          ? `Model ${failed[0].toUpperCase()}’s latest answer did not complete`
-          : "Neither latest answer completed";
-      let next = "It was tried as often as a turn allows";
-      if (actions.retry.length) next = `Retry ${actions.retry.length > 1 ? "them" : "it"}, or ask both again`;
-      else if (actions.regenerate) next = "Ask both again";
-      voteNote.textContent = actions.vote
-        ? `${what}. ${next} — or vote now on the turn${actions.vote_covers > 1 ? "s" : ""} before it.`
-        : `${what}, so this round can’t be voted on yet. ${next}${
-            actions.retry.length || actions.regenerate ? "" : "; start a new round"
-          }.`;
+          ? fmt(gettext("Model %(side)s’s latest answer did not complete"), { side: failed[0].toUpperCase() })
+          : gettext("Neither latest answer completed");
+      let next = gettext("It was tried as often as a turn allows");
+      if (actions.retry.length > 1) next = gettext("Retry them, or ask both again");
+      else if (actions.retry.length) next = gettext("Retry it, or ask both again");
+      else if (actions.regenerate) next = gettext("Ask both again");
+      let note;
+      if (actions.vote) {
+        note = ngettext(
+          "%(what)s. %(next)s — or vote now on the turn before it.",
+          "%(what)s. %(next)s — or vote now on the turns before it.",
+          actions.vote_covers,
+        );
+      } else if (actions.retry.length || actions.regenerate) {
+        note = gettext("%(what)s, so this round can’t be voted on yet. %(next)s.");
+      } else {
+        note = gettext("%(what)s, so this round can’t be voted on yet. %(next)s; start a new round.");
+      }
+      voteNote.textContent = fmt(note, { what, next });
     }
 
     form.hidden = !actions.follow_up;
     if (actions.follow_up) {
       promptLabel.textContent = DIRECT
         ? gettext("Ask a follow-up — the model sees the conversation so far")
-        : "Ask a follow-up — both models see the conversation so far";
-      prompt.placeholder = "Ask a follow-up…";
+        : gettext("Ask a follow-up — both models see the conversation so far");
+      prompt.placeholder = gettext("Ask a follow-up…");
     }
     setComposerBusy(false);
     if (!focus) return;
@@ -512,10 +530,13 @@
       return;
     }
     if (!button) {
-      button = el("button", "btn btn--small answer__retry", "Retry");
+      button = el("button", "btn btn--small answer__retry", gettext("Retry"));
       button.type = "button";
       button.dataset.retry = pane.el.dataset.side;
-      button.setAttribute("aria-label", `Retry model ${pane.el.dataset.side.toUpperCase()}’s answer`);
+      button.setAttribute(
+        "aria-label",
+        fmt(gettext("Retry model %(side)s’s answer"), { side: pane.el.dataset.side.toUpperCase() }),
+      );
       button.addEventListener("click", () => retry(pane.el.dataset.side, button));
       const box = answer.el.querySelector(".answer__error") || answer.el;
       box.append(button);
@@ -534,7 +555,7 @@
     try {
       data = await paid(`${API}${id}/retry/`, { side }, (label) => (button.textContent = label));
     } catch (error) {
-      button.textContent = "Retry";
+      button.textContent = gettext("Retry");
       button.disabled = false;
       voteNote.textContent = error.message;
       voteNote.classList.add("is-error");
@@ -546,9 +567,13 @@
     awaitAnswers([side]);
     if (data.fresh_model) {
       // Honest about what changed, without saying which model it is.
-      voteNote.textContent =
-        `Model ${side.toUpperCase()} failed twice, so a different model, drawn at random, answers ` +
-        `for side ${side.toUpperCase()} now. Voting opens when both answers have finished.`;
+      voteNote.textContent = fmt(
+        gettext(
+          "Model %(side)s failed twice, so a different model, drawn at random, answers for side %(side)s now. " +
+            "Voting opens when both answers have finished.",
+        ),
+        { side: side.toUpperCase() },
+      );
     }
     openStream();
   }
@@ -588,7 +613,7 @@
   async function stop() {
     if (!battle || stopButton.hidden || stopButton.disabled) return;
     stopButton.disabled = true;
-    stopButton.textContent = "Stopping…";
+    stopButton.textContent = gettext("Stopping…");
     try {
       // The stream ends by itself within a moment, each side with its "stopped" event.
       await post(`${API}${battle.id}/stop/`);
@@ -598,7 +623,7 @@
       closeStream();
       broken();
     } finally {
-      stopButton.textContent = "Stop";
+      stopButton.textContent = gettext("Stop");
     }
   }
 
@@ -630,7 +655,7 @@
   async function vote(winner, button) {
     if (!battle || button.disabled) return;
     setVotes(false);
-    voteNote.textContent = "Sending your vote…";
+    voteNote.textContent = gettext("Sending your vote…");
     voteNote.classList.remove("is-error");
     let data;
     try {
@@ -648,7 +673,12 @@
     loadHistory();
   }
 
-  const VERDICT = { a: "A is better", b: "B is better", tie: "Tie", bothbad: "Both are bad" };
+  const VERDICT = {
+    a: gettext("A is better"),
+    b: gettext("B is better"),
+    tie: gettext("Tie"),
+    bothbad: gettext("Both are bad"),
+  };
 
   function reveal(data) {
     battle.state = "voted";
@@ -666,7 +696,7 @@
     for (const side of SIDES) {
       const pane = panes[side];
       const model = data[`model_${side}`] || {};
-      names[side] = model.label || "an unnamed model";
+      names[side] = model.label || gettext("an unnamed model");
       pane.el.classList.toggle("is-winner", winner === side);
       pane.el.classList.toggle("is-loser", winner === "a" || winner === "b" ? winner !== side : false);
       pane.reveal.replaceChildren();
@@ -679,9 +709,13 @@
       pane.reveal.hidden = false;
     }
     voteNote.classList.remove("is-error");
-    voteNote.textContent =
-      `You voted “${VERDICT[winner] || winner}”. Model A was ${names.a}; model B was ${names.b}. ` +
-      "Thanks — start a new round whenever you like.";
+    voteNote.textContent = fmt(
+      gettext(
+        "You voted “%(verdict)s”. Model A was %(a)s; model B was %(b)s. " +
+          "Thanks — start a new round whenever you like.",
+      ),
+      { verdict: VERDICT[winner] || winner, a: names.a, b: names.b },
+    );
     newRound.hidden = false;
     newRound.classList.add("btn--primary");
     newRound.focus();
@@ -690,9 +724,9 @@
   }
 
   function badgeFor(winner, side) {
-    if (winner === side) return { kind: "win", text: "Your pick" };
-    if (winner === "tie") return { kind: "tie", text: "Tie" };
-    if (winner === "bothbad") return { kind: "bad", text: "Both bad" };
+    if (winner === side) return { kind: "win", text: gettext("Your pick") };
+    if (winner === "tie") return { kind: "tie", text: gettext("Tie") };
+    if (winner === "bothbad") return { kind: "bad", text: gettext("Both bad") };
     return null;
   }
 
@@ -742,7 +776,7 @@
     newRound.hidden = true;
     newRound.classList.remove("btn--primary");
     form.hidden = false;
-    promptLabel.textContent = "Your question";
+    promptLabel.textContent = gettext("Your question");
     prompt.placeholder = PLACEHOLDER;
     showFormError("");
     setComposerBusy(false);
@@ -768,7 +802,9 @@
       detail = await get(`${API}${id}/`);
     } catch (error) {
       reset();
-      showFormError(error.status === 404 ? "That battle is not yours, or it no longer exists." : error.message);
+      showFormError(
+        error.status === 404 ? gettext("That battle is not yours, or it no longer exists.") : error.message,
+      );
       return;
     }
     reset();
@@ -788,7 +824,9 @@
     } else if (detail.state === "streaming") {
       // Another window streams it (or one closed a moment ago): read it again until it ends.
       awaitAnswers(SIDES.filter((s) => detail.turns.at(-1).answers[s].status === "streaming"));
-      voteNote.textContent = "These answers are being written in another window; this page follows them.";
+      voteNote.textContent = gettext(
+        "These answers are being written in another window; this page follows them.",
+      );
       stopButton.hidden = true;
       watching = setTimeout(() => resume(id), 1000);
     } else {
@@ -804,7 +842,7 @@
       pane.empty.hidden = true;
       const box = el("div", "turn");
       const asked = el("div", "turn__prompt");
-      asked.append(el("span", "turn__who", "You"), el("p", "turn__prompt-text", turn.prompt));
+      asked.append(el("span", "turn__who", gettext("You")), el("p", "turn__prompt-text", turn.prompt));
       const answerEl = el("div", "answer");
       const body = el("div", "answer__body");
       answerEl.append(body);
@@ -817,7 +855,7 @@
         setStatus(pane, "done");
         endAnswer(pane);
       } else if (stored.status === "error" || stored.status === "stopped") {
-        fail(pane, "This answer did not complete.", stored.status === "stopped");
+        fail(pane, gettext("This answer did not complete."), stored.status === "stopped");
       } else {
         renderNow(pane.answer);
       }
@@ -827,10 +865,10 @@
   // --- the visitor's recent battles -------------------------------------------------------------
 
   const STATE_LABEL = {
-    pending: "waiting for answers",
-    streaming: "answering",
-    ready: "ready for your vote",
-    failed: "an answer did not complete",
+    pending: gettext("waiting for answers"),
+    streaming: gettext("answering"),
+    ready: gettext("ready for your vote"),
+    failed: gettext("an answer did not complete"),
   };
 
   async function loadHistory() {
@@ -844,15 +882,19 @@
     historyList.replaceChildren(
       ...battles.map((item) => {
         const row = el("li", "history__item");
-        const link = el("a", "history__link", item.prompt || "(no prompt)");
+        const link = el("a", "history__link", item.prompt || gettext("(no prompt)"));
         link.href = `/b/${item.id}/`;
         if (location.pathname === link.pathname) link.setAttribute("aria-current", "page");
-        let meta = item.winner ? `voted: ${VERDICT[item.winner]}` : STATE_LABEL[item.state] || item.state;
+        let meta = item.winner
+          ? fmt(gettext("voted: %(verdict)s"), { verdict: VERDICT[item.winner] })
+          : STATE_LABEL[item.state] || item.state;
         if (item.mode === "direct") meta = gettext("chat") + (item.model_a ? ` · ${item.model_a.label}` : "");
-        else if (item.model_a && item.model_b) meta += ` · ${item.model_a.label} vs ${item.model_b.label}`;
-        if (item.turns > 1) meta += ` · ${item.turns} turns`;
+        else if (item.model_a && item.model_b) {
+          meta += " · " + fmt(gettext("%(a)s vs %(b)s"), { a: item.model_a.label, b: item.model_b.label });
+        }
+        if (item.turns > 1) meta += " · " + fmt(ngettext("%(n)s turn", "%(n)s turns", item.turns), { n: item.turns });
         const when = new Date(item.created);
-        const time = el("time", "history__when", when.toLocaleString());
+        const time = el("time", "history__when", when.toLocaleString(document.documentElement.lang || undefined));
         time.dateTime = item.created;
         const details = el("span", "history__meta", `${meta} · `);
         details.append(time);
@@ -866,11 +908,11 @@
   // --- small helpers ----------------------------------------------------------------------------
 
   const STATUS = {
-    waiting: "Waiting…",
-    streaming: "Streaming…",
-    done: "Done",
-    error: "Failed",
-    stopped: "Stopped",
+    waiting: gettext("Waiting…"),
+    streaming: gettext("Streaming…"),
+    done: gettext("Done"),
+    error: gettext("Failed"),
+    stopped: gettext("Stopped"),
   };
 
   function setStatus(pane, state) {
@@ -882,7 +924,7 @@
   function setComposerBusy(busy, label) {
     prompt.disabled = busy || !consented;
     send.disabled = busy || !consented;
-    send.textContent = busy ? label || "Sending…" : "Send";
+    send.textContent = busy ? label || gettext("Sending…") : gettext("Send");
     countPrompt(); // the prompt may have been emptied (sent, new round)
   }
 

@@ -6,6 +6,11 @@
 "use strict";
 
 (() => {
+  // Strings through Django's catalogue (/jsi18n/, loaded before this file); English without it.
+  const gettext = window.gettext || ((s) => s);
+  const interpolate =
+    window.interpolate || ((f, o) => f.replace(/%\((\w+)\)s/g, (_, k) => String(o[k])));
+  const fmt = (text, values) => interpolate(text, values, true);
   const CHALLENGE_URL = "/api/v1/challenge/";
   const BATCH = 2000; // hashes in flight between two yields to the page
   const MARGIN_MS = 30_000; // a challenge this close to expiring is solved anew
@@ -36,14 +41,16 @@
       const found = (await Promise.all(digests)).findIndex((digest) => equal(digest, target));
       if (found >= 0) return start + found;
     }
-    throw new Error("The challenge has no solution.");
+    throw new Error(gettext("The challenge has no solution."));
   }
 
   async function solveNext() {
     const started = performance.now();
     const response = await fetch(CHALLENGE_URL, { credentials: "same-origin", cache: "no-store" });
     if (response.status === 204) return { payload: null, expires: Infinity };
-    if (!response.ok) throw new Error(`The challenge could not be fetched (HTTP ${response.status}).`);
+    if (!response.ok) {
+      throw new Error(fmt(gettext("The challenge could not be fetched (HTTP %(status)s)."), { status: response.status }));
+    }
     const challenge = await response.json();
     if (!challenge.challenge) return { payload: null, expires: Infinity }; // a vendor's check, not ours
     const number = await search(challenge);

@@ -2,6 +2,11 @@
 "use strict";
 
 (() => {
+  // Strings through Django's catalogue (/jsi18n/, loaded before this file); English without it.
+  const gettext = window.gettext || ((s) => s);
+  const interpolate =
+    window.interpolate || ((f, o) => f.replace(/%\((\w+)\)s/g, (_, k) => String(o[k])));
+  const fmt = (text, values) => interpolate(text, values, true);
   const button = document.getElementById("delete-data");
   const note = document.getElementById("delete-note");
   const download = document.getElementById("download-data");
@@ -15,9 +20,11 @@
 
   button.addEventListener("click", async () => {
     const sure = window.confirm(
-      "Delete your data? Battles without a vote are deleted; in voted battles your prompts and the " +
-        "answers are erased and the anonymous vote is kept, as is a voter flag if the integrity check " +
-        "raised one. This cannot be undone.",
+      gettext(
+        "Delete your data? Battles without a vote are deleted; in voted battles your prompts and the " +
+          "answers are erased and the anonymous vote is kept, as is a voter flag if the integrity check " +
+          "raised one. This cannot be undone.",
+      ),
     );
     if (!sure) return;
     button.disabled = true;
@@ -30,20 +37,28 @@
       });
     } catch {
       button.disabled = false;
-      say("Could not reach the server. Check your connection and try again.", false);
+      say(gettext("Could not reach the server. Check your connection and try again."), false);
       return;
     }
     const data = await response.json().catch(() => null);
     if (!response.ok) {
       button.disabled = false;
-      say((data && data.detail) || `The server could not delete it (HTTP ${response.status}).`, false);
+      say(
+        (data && data.detail) ||
+          fmt(gettext("The server could not delete it (HTTP %(status)s)."), { status: response.status }),
+        false,
+      );
       return;
     }
     button.hidden = true;
     if (download) download.hidden = true; // nothing is linked to this browser any more
     say(
-      `Done: ${data.battles_deleted} battle(s) deleted, ${data.battles_anonymised} voted battle(s) ` +
-        "erased and unlinked from you.",
+      fmt(
+        gettext(
+          "Done: %(deleted)s battle(s) deleted, %(anonymised)s voted battle(s) erased and unlinked from you.",
+        ),
+        { deleted: data.battles_deleted, anonymised: data.battles_anonymised },
+      ),
       true,
     );
   });

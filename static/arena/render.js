@@ -10,6 +10,11 @@
 "use strict";
 
 window.arenaRender = (() => {
+  // Strings through Django's catalogue (/jsi18n/, loaded before this file); English without it.
+  const gettext = window.gettext || ((s) => s);
+  const interpolate =
+    window.interpolate || ((f, o) => f.replace(/%\((\w+)\)s/g, (_, k) => String(o[k])));
+  const fmt = (text, values) => interpolate(text, values, true);
   const { markdownit, texmath, katex, hljs, DOMPurify } = window;
 
   // --- caches: a streaming answer's formulas and code are drawn again at every change of its tail -
@@ -86,9 +91,10 @@ window.arenaRender = (() => {
   md.renderer.rules.image = (tokens, idx) => {
     const token = tokens[idx];
     const alt = token.children ? md.renderer.renderInlineAsText(token.children, md.options, {}) : "";
-    const label = md.utils.escapeHtml(`Image: ${alt || "untitled"}`);
+    const label = md.utils.escapeHtml(fmt(gettext("Image: %(alt)s"), { alt: alt || gettext("untitled") }));
     const src = md.utils.escapeHtml(token.attrGet("src") || "");
-    return `<a class="md-image" href="${src}" title="Not loaded here: opens where it lives">${label}</a>`;
+    const title = md.utils.escapeHtml(gettext("Not loaded here: opens where it lives"));
+    return `<a class="md-image" href="${src}" title="${title}">${label}</a>`;
   };
 
   // --- DOMPurify ---------------------------------------------------------------------------------
@@ -204,9 +210,12 @@ window.arenaRender = (() => {
       const code = pre.querySelector("code");
       if (!code) continue;
       const language = (code.className.match(/(?:^|\s)language-(\S+)/) || [])[1] || "";
-      const copy = el("button", "md-code__copy", "Copy");
+      const copy = el("button", "md-code__copy", gettext("Copy"));
       copy.type = "button";
-      copy.setAttribute("aria-label", language ? `Copy the ${language} code` : "Copy the code");
+      copy.setAttribute(
+        "aria-label",
+        language ? fmt(gettext("Copy the %(language)s code"), { language }) : gettext("Copy the code"),
+      );
       const bar = el("div", "md-code__bar");
       bar.append(el("span", "md-code__lang", language || "text"), copy);
       const frame = el("div", "md-code");
@@ -232,11 +241,11 @@ window.arenaRender = (() => {
     if (!button) return;
     const code = button.closest(".md-code").querySelector("pre code");
     const ok = await copyText(code ? code.textContent.replace(/\n$/, "") : "");
-    button.textContent = ok ? "Copied" : "Copy failed";
+    button.textContent = ok ? gettext("Copied") : gettext("Copy failed");
     button.classList.toggle("is-done", ok);
     clearTimeout(button.arenaTimer);
     button.arenaTimer = setTimeout(() => {
-      button.textContent = "Copy";
+      button.textContent = gettext("Copy");
       button.classList.remove("is-done");
     }, 2000);
   });
@@ -279,10 +288,13 @@ window.arenaRender = (() => {
     body.classList.add("is-folded");
     const toggle = el("button", "turn__unfold", "");
     toggle.type = "button";
-    const size = `${[...text].length.toLocaleString("en")} characters`; // code points, as counted when typed
+    // Code points, as counted when typed.
+    const size = [...text].length.toLocaleString(document.documentElement.lang || "en");
     const show = (folded) => {
       body.classList.toggle("is-folded", folded);
-      toggle.textContent = folded ? `Show the whole prompt (${size})` : "Show less";
+      toggle.textContent = folded
+        ? fmt(gettext("Show the whole prompt (%(size)s characters)"), { size })
+        : gettext("Show less");
       toggle.setAttribute("aria-expanded", String(!folded));
     };
     toggle.addEventListener("click", () => show(!body.classList.contains("is-folded")));

@@ -26,6 +26,7 @@ from providers.models import LLM
 
 ROOT = Path(__file__).resolve().parents[2]
 # The answers' renderer (static/arena/render.js) and its libraries, served from this site.
+CATALOGUE = "/jsi18n/?lang=en"  # the pages' translated strings, before their scripts
 RENDERER = [
     "/static/vendor/markdown-it/markdown-it.min.js",
     "/static/vendor/katex/katex.min.js",
@@ -257,8 +258,15 @@ def test_the_battle_pages_show_the_vendors_widget_and_allow_only_its_origins(
     assert 'data-sitekey="the-site-key"' in box.group(2)
     assert 'data-callback="arenaCaptchaSolved"' in box.group(2)
     scripts = re.findall(r'<script src="([^"]+)" defer></script>', page)
-    # Ours first, so that the callbacks exist when the vendor's script calls them; no proof-of-work.
-    assert scripts == ["/static/arena/captcha.js", widget["script"], *RENDERER, "/static/arena/battle.js"]
+    # Ours first (after the translations), so that the callbacks exist when the vendor's script
+    # calls them; no proof-of-work.
+    assert scripts == [
+        CATALOGUE,
+        "/static/arena/captcha.js",
+        widget["script"],
+        *RENDERER,
+        "/static/arena/battle.js",
+    ]
 
     policy = directives(response["Content-Security-Policy"])
     for name, origins in widget["csp"].items():
@@ -284,7 +292,7 @@ def test_without_a_vendor_the_page_solves_the_proof_of_work_and_allows_no_vendor
     page = response.content.decode()
     assert 'id="captcha"' not in page and "the-site-key" not in page
     scripts = re.findall(r'<script src="([^"]+)"', page)
-    assert scripts == ["/static/arena/pow.js", *RENDERER, "/static/arena/battle.js"]
+    assert scripts == [CATALOGUE, "/static/arena/pow.js", *RENDERER, "/static/arena/battle.js"]
     policy = response["Content-Security-Policy"]
     assert not any(host in policy for host in VENDOR_HOSTS)
     assert directives(policy)["script-src"] == ["'self'"] and "frame-src" not in directives(policy)
