@@ -12,7 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -94,7 +94,9 @@ class BattleImageApi(APIView):
         battle = battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         if not battle.image:
             raise NotFound("This battle has no image.")
-        mime = MIME_TYPES[battle.image.name.rsplit(".", 1)[-1]]
-        response = FileResponse(battle.image.open("rb"), content_type=mime)
+        image = message_image(battle)
+        assert image is not None
+        # Read whole (at most ARENA_IMAGE_MAX_BYTES): a file iterator would be consumed synchronously under ASGI.
+        response = HttpResponse(image.data, content_type=image.mime_type)
         response["Cache-Control"] = "private, max-age=3600"
         return response

@@ -56,6 +56,7 @@ FIXED = [
     ),
     Board("long-query", "Long queries", "Prompts of 500 tokens or more.", Q(long_query=True), category=True),
     Board("multi-turn", "Multi-turn", "Battles with follow-up questions.", Q(multi_turn=True), category=True),
+    Board("vision", "Vision", "Battles whose prompt carried an image.", Q(vision=True), category=True),
 ]
 _FIXED = {board.slug: board for board in FIXED}
 

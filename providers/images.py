@@ -31,6 +31,7 @@ JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
 JPEG_DROPPED = {0xE1, 0xED, 0xFE}
 WEBP_DROPPED = {b"EXIF", b"XMP "}
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF"}
 
 
 class ImageError(DomainError):
@@ -72,10 +73,10 @@ def check(data: bytes) -> CheckedImage:
     try:
         width, height, clean = readers[mime_type](data)
     except _Broken as exc:
-        kind = EXTENSIONS[mime_type].upper()
+        kind = NAMES[mime_type]
         raise ImageError(f"The {kind} file is damaged or incomplete: {exc}.", code="bad_image") from exc
     except (struct.error, IndexError) as exc:
-        kind = EXTENSIONS[mime_type].upper()
+        kind = NAMES[mime_type]
         raise ImageError(f"The {kind} file is damaged or incomplete.", code="bad_image") from exc
     side, pixels = settings.ARENA_IMAGE_MAX_SIDE, settings.ARENA_IMAGE_MAX_PIXELS
     if width < 1 or height < 1:
@@ -201,24 +202,29 @@ def _webp(data: bytes) -> tuple[int, int, bytes]:
 def _gif(data: bytes) -> tuple[int, int, bytes]:
     width, height, flags = struct.unpack("<HHB", data[6:11])
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    out = [data[:pos]]
+    out, first = [data[:pos]], True
     while True:
         if pos >= len(data):
-            raise _Broken("it ends before its first frame")
+            raise _Broken("it ends before its trailer")
         introducer = data[pos]
-        if introducer == 0x21:  # an extension: only graphic control (transparency) is kept
+        if introducer == 0x3B:
+            if first:
+                raise _Broken("it has no frame")
+            return width, height, b"".join(out) + b"\x3b"
+        if introducer == 0x21:  # an extension: only the first frame's graphic control is kept
             end = _sub_blocks(data, pos + 2)
-            if data[pos + 1] == 0xF9:
+            if first and data[pos + 1] == 0xF9:
                 out.append(data[pos:end])
-            pos = end
-        elif introducer == 0x2C:  # the first frame: kept, and the file ends after it
+        elif introducer == 0x2C:  # a frame: the first is kept; the others are walked, to be whole
             local = data[pos + 9]
             start = pos + 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
             end = _sub_blocks(data, start + 1)
-            out.append(data[pos:end])
-            return width, height, b"".join(out) + b"\x3b"
+            if first:
+                out.append(data[pos:end])
+            first = False
         else:
             raise _Broken("a block has an unknown introducer")
+        pos = end
 
 
 def _sub_blocks(data: bytes, pos: int) -> int:
