@@ -68,7 +68,7 @@ class BattleCreateFormSerializer(BattleCreateInputSerializer):
     image = serializers.FileField(
         required=False,
         help_text="An image the first prompt carries: PNG, JPEG, WebP (still) or GIF (its first "
-        "frame), at most 5 MB, 4096 pixels a side and 16 million pixels (ARENA_IMAGE_MAX_*). "
+        "frame), at most 5 MB, 4096 pixels a side and 16 million pixels by default. "
         "Metadata such as EXIF is removed before it is stored or sent. Only models that read "
         "images are drawn (or may be named); it is never sent to another.",
     )

@@ -203,8 +203,8 @@ def answer(model: str, messages: list[Message]) -> str:
     users = [m["content"] for m in messages if m["role"] == "user"]
     if users and ECHO_MARKER in users[-1]:
         return _echo(users[-1])
-    texts = [[m["role"], m["content"], m["image"].base64() if "image" in m else ""] for m in messages]
-    seed = hashlib.sha256(json.dumps([model, texts], sort_keys=True).encode()).digest()
+    plain = [{**m, "image": m["image"].base64()} if "image" in m else m for m in messages]
+    seed = hashlib.sha256(json.dumps([model, plain], sort_keys=True).encode()).digest()
     rng = random.Random(int.from_bytes(seed[:8], "big"))
     seen = [_seen(m["image"]) for m in messages if "image" in m]
     return "".join(seen) + STYLES.get(model, STYLES[DEFAULT_STYLE])(Prompt(messages), rng)
