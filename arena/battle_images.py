@@ -33,14 +33,19 @@ class NotForImages(DomainError):
 
 
 def require_small_body(request: Request) -> None:
-    """A body longer than an image and its fields is refused before it is read (413)."""
+    """A multipart body longer than an image and its fields is refused before it is read (413);
+    a JSON body has its own limit (config.parsers)."""
+    if not request.content_type.startswith("multipart/"):
+        return
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     limit = settings.ARENA_IMAGE_MAX_BYTES + FORM_ALLOWANCE
     if length > limit:
-        raise images.ImageTooLarge(f"The request body is {length} bytes; an image may be {settings.ARENA_IMAGE_MAX_BYTES}.")
+        raise images.ImageTooLarge(
+            f"The request body is {length} bytes; an image may be {settings.ARENA_IMAGE_MAX_BYTES}."
+        )
 
 
 def uploaded(request: Request) -> images.CheckedImage | None:
@@ -96,7 +101,7 @@ class BattleImageApi(APIView):
             raise NotFound("This battle has no image.")
         image = message_image(battle)
         assert image is not None
-        # Read whole (at most ARENA_IMAGE_MAX_BYTES): a file iterator would be consumed synchronously under ASGI.
+        # Read whole (at most ARENA_IMAGE_MAX_BYTES): ASGI would consume a file iterator synchronously.
         response = HttpResponse(image.data, content_type=image.mime_type)
         response["Cache-Control"] = "private, max-age=3600"
         return response

@@ -66,7 +66,7 @@ class Battle(models.Model):
     propensity = models.FloatField(null=True, blank=True)
     # The image the first prompt carries (arena.images: checked, metadata stripped), through the
     # storage API so a deployment may keep it in an object store; only vision models see it.
-    image = models.FileField(upload_to="battle-images/%Y/%m/", blank=True, default="")
+    image = models.FileField(upload_to="battle-images/%Y/%m/", blank=True, default="", db_default="")
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -351,7 +351,7 @@ class Vote(models.Model):
     long_query = models.BooleanField(default=False)
     multi_turn = models.BooleanField(default=False)
     hard = models.BooleanField(default=False)
-    vision = models.BooleanField(default=False)  # the battle carried an image (set_facts)
+    vision = models.BooleanField(default=False, db_default=False)  # the battle carried an image (set_facts)
     # What the ratings read, copied from the battle and from conv_metadata when the vote is stored
     # (set_facts), so that a recompute scans this one table: no join, no JSON (leaderboard.services).
     # conv_metadata itself lives beside it (VoteMetadata), out of the rows every recompute scans.

@@ -66,7 +66,7 @@ def request_body(spec: CallSpec, messages: list[Message]) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
-    """An image goes first, as an `image` block with a base64 source (Anthropic's advice: image, then text)."""
+    """An image goes first (Anthropic's advice), as an `image` block with a base64 source."""
     image = message.get("image")
     if image is None:
         return {"role": message["role"], "content": message["content"]}

@@ -217,7 +217,9 @@ def _seen(image: Image) -> str:
         checked = images.check(image.data)
     except images.ImageError:
         return f"You sent a {kind} image of {len(image.data) // 1024} KB. "
-    return f"You sent a {kind} image of {checked.width}×{checked.height} pixels, {len(image.data) // 1024} KB. "
+    return (
+        f"You sent a {kind} image of {checked.width}×{checked.height} pixels, {len(image.data) // 1024} KB. "
+    )
 
 
 def fails(messages: list[Message]) -> bool:

@@ -58,9 +58,7 @@ class Gemini(Backend):
 def request_body(spec: CallSpec, messages: list[Message]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "contents": [
-            {"role": ROLES[m["role"]], "parts": _parts(m)}
-            for m in messages
-            if m["role"] != "system"
+            {"role": ROLES[m["role"]], "parts": _parts(m)} for m in messages if m["role"] != "system"
         ],
         "generationConfig": {"temperature": spec.temperature, "maxOutputTokens": spec.max_tokens},
     }

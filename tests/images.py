@@ -26,7 +26,10 @@ def png(width: int = 4, height: int = 3, *, exif: bytes = b"", rows: bool = True
 
 def jpeg(width: int = 8, height: int = 8, *, exif: bytes = b"") -> bytes:
     """A JPEG's structure: JFIF, an EXIF APP1 segment, a frame header, a scan and its end marker."""
-    segments = [b"\xff\xd8", b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"]
+    segments = [
+        b"\xff\xd8",
+        b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
+    ]
     if exif:
         body = b"Exif\x00\x00" + exif
         segments.append(b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body)

@@ -103,7 +103,10 @@ def test_a_follow_up_sends_the_image_with_the_first_prompt_only(
     assert reply.status_code == 201, reply.text
     stream(web, str(played.pk))
     last = openai_upstream.requests[-1]["json"]["messages"]
-    assert last[0]["content"][1] == {"type": "image_url", "image_url": {"url": data_url(images.jpeg(), "image/jpeg")}}
+    assert last[0]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": data_url(images.jpeg(), "image/jpeg")},
+    }
     assert [m["content"] for m in last[1:] if m["role"] == "user"] == ["And its colour?"]
 
 
@@ -123,8 +126,14 @@ def test_anthropic_gets_an_image_block_and_gemini_an_inline_data_part(
         (LLM.Backend.GEMINI, gemini_upstream, "gemini-2.5-flash", "TEST_GEMINI_KEY"),
     ):
         LLM.objects.create(
-            name=f"{backend}-eye", backend=backend, base_url=upstream.base_url, model=model,
-            api_key_env=key, temperature=0.3, max_tokens=50, vision=True,
+            name=f"{backend}-eye",
+            backend=backend,
+            base_url=upstream.base_url,
+            model=model,
+            api_key_env=key,
+            temperature=0.3,
+            max_tokens=50,
+            vision=True,
         )
     started(web, images.gif(frames=3, comment=b"taken at home"))
     first_frame = base64.b64encode(images.gif(frames=1)).decode()
@@ -137,7 +146,10 @@ def test_anthropic_gets_an_image_block_and_gemini_an_inline_data_part(
             {
                 "role": "user",
                 "content": [
-                    {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": first_frame}},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/gif", "data": first_frame},
+                    },
                     {"type": "text", "text": PROMPT},
                 ],
             }
@@ -146,7 +158,10 @@ def test_anthropic_gets_an_image_block_and_gemini_an_inline_data_part(
     }
     [gemini] = [r["json"] for r in gemini_upstream.requests]
     assert gemini["contents"] == [
-        {"role": "user", "parts": [{"inline_data": {"mime_type": "image/gif", "data": first_frame}}, {"text": PROMPT}]}
+        {
+            "role": "user",
+            "parts": [{"inline_data": {"mime_type": "image/gif", "data": first_frame}}, {"text": PROMPT}],
+        }
     ]
 
 
@@ -158,8 +173,13 @@ def test_only_vision_models_are_drawn_for_an_image_and_the_others_for_text(
 ) -> None:
     openai_upstream.default = Behaviour(text="Text only here.")
     blind = {
-        LLM.objects.create(name=f"blind-{n}", backend=LLM.Backend.OPENAI_COMPATIBLE,
-                           base_url=openai_upstream.base_url, model=f"blind-up-{n}", weight=50).pk
+        LLM.objects.create(
+            name=f"blind-{n}",
+            backend=LLM.Backend.OPENAI_COMPATIBLE,
+            base_url=openai_upstream.base_url,
+            model=f"blind-up-{n}",
+            weight=50,
+        ).pk
         for n in range(3)
     }
     for _ in range(6):
@@ -230,8 +250,14 @@ def test_a_model_no_longer_marked_vision_fails_its_side_and_never_gets_the_image
     ],
 )
 def test_a_bad_image_is_refused_with_its_reason_and_nothing_is_stored(
-    web: httpx.Client, openai_pair: tuple[LLM, LLM], openai_upstream: FakeOpenAI, media: Path,
-    image: bytes, name: str, status: int, code: str,
+    web: httpx.Client,
+    openai_pair: tuple[LLM, LLM],
+    openai_upstream: FakeOpenAI,
+    media: Path,
+    image: bytes,
+    name: str,
+    status: int,
+    code: str,
 ) -> None:
     response = create(web, image, name)
     assert response.status_code == status, response.text
@@ -261,7 +287,10 @@ def test_an_image_in_a_json_body_or_twice_is_refused(
     twice = web.post(
         "/api/v1/battles/",
         data={"prompt": PROMPT},
-        files=[("image", ("a.png", images.png(), "image/png")), ("image", ("b.png", images.png(), "image/png"))],
+        files=[
+            ("image", ("a.png", images.png(), "image/png")),
+            ("image", ("b.png", images.png(), "image/png")),
+        ],
     )
     assert twice.status_code == 400 and twice.json()["code"] == "too_many_images"
     assert not Battle.objects.exists() and not files(media)
@@ -313,7 +342,9 @@ def started_text(web: httpx.Client) -> tuple[str, list[dict[str, Any]]]:
     return response.json()["id"], events
 
 
-def test_the_demo_vision_models_answer_with_the_image_type_and_pixels(web: httpx.Client, live_asgi: str) -> None:
+def test_the_demo_vision_models_answer_with_the_image_type_and_pixels(
+    web: httpx.Client, live_asgi: str
+) -> None:
     for style in ("concise", "structured"):
         LLM.objects.create(name=f"demo-{style}", backend=LLM.Backend.DEMO, model=style, vision=True)
     _, events = started(web, images.png(4, 3))
