@@ -5,6 +5,8 @@
 // nothing here parses model output as HTML.
 "use strict";
 
+const gettext = window.gettext || ((s) => s);
+
 (() => {
   const root = document.getElementById("arena");
   if (!root) return;
@@ -32,6 +34,14 @@
   const consentError = $("#consent-error");
   const historyBox = $("#history");
   const historyList = $("#history-list");
+  const attach = $("#attach");
+  const imageInput = $("#image");
+  const imagePreview = $("#image-preview");
+  const imageThumb = imagePreview && imagePreview.querySelector('[data-role="thumb"]');
+  const imageRemove = $("#image-remove");
+  // What the server takes (providers/images.py checks it again, and strips its metadata).
+  const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+  const IMAGE_MAX_BYTES = 5 * 1024 * 1024;
 
   const panes = {};
   for (const el of root.querySelectorAll(".pane")) {
@@ -66,10 +76,11 @@
   async function call(method, path, body) {
     let response;
     try {
+      const form = body instanceof FormData; // an image goes as multipart/form-data, its boundary set by fetch
       response = await fetch(path, {
         method,
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: form ? { Accept: "application/json" } : { "Content-Type": "application/json", Accept: "application/json" },
+        body: body === undefined || form ? body : JSON.stringify(body),
         credentials: "same-origin",
         cache: "no-store",
       });
@@ -105,13 +116,62 @@
       const challenge = check ? await check.take() : null;
       busy("Sending…");
       try {
-        return await post(path, challenge ? { ...body, challenge } : body);
+        return await post(path, withField(body, "challenge", challenge));
       } catch (error) {
         if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
       } finally {
         if (check) check.refresh();
       }
     }
+  }
+
+  function withField(body, key, value) {
+    if (!value) return body;
+    if (!(body instanceof FormData)) return { ...body, [key]: value };
+    const copy = new FormData();
+    for (const [k, v] of body) copy.append(k, v);
+    copy.set(key, value);
+    return copy;
+  }
+
+  // --- an image for the first prompt ------------------------------------------------------------
+
+  let image = null; // {file, url}: the attached file and its data: URL (the page's CSP allows data: images)
+
+  function clearImage() {
+    image = null;
+    if (!imageInput) return;
+    imageInput.value = "";
+    imagePreview.hidden = true;
+    imageThumb.removeAttribute("src");
+  }
+
+  if (imageInput) {
+    imageInput.addEventListener("change", () => {
+      const file = imageInput.files[0];
+      clearImage();
+      if (!file) return;
+      if (!IMAGE_TYPES.includes(file.type)) {
+        showFormError(gettext("Attach a PNG, JPEG, WebP or GIF image."));
+        return;
+      }
+      if (file.size > IMAGE_MAX_BYTES) {
+        showFormError(gettext("The image is larger than 5 MB."));
+        return;
+      }
+      showFormError("");
+      const reader = new FileReader();
+      reader.addEventListener("load", () => {
+        image = { file, url: reader.result };
+        imageThumb.src = reader.result;
+        imagePreview.hidden = false;
+      });
+      reader.readAsDataURL(file);
+    });
+    imageRemove.addEventListener("click", () => {
+      clearImage();
+      prompt.focus();
+    });
   }
 
   // --- consent ----------------------------------------------------------------------------------
@@ -240,6 +300,14 @@
       }
     }
 
+    const sentImage = battle ? null : image;
+    if (sentImage) {
+      const form = new FormData();
+      for (const [key, value] of Object.entries(body)) form.append(key, value);
+      form.append("image", sentImage.file);
+      body = form;
+    }
+
     setComposerBusy(true);
     showFormError("");
     let data;
@@ -259,7 +327,8 @@
     }
     lastPrompt = text;
     prompt.value = "";
-    addTurn(text);
+    clearImage();
+    addTurn(text, sentImage && sentImage.url);
     openStream();
   }
 
@@ -267,6 +336,7 @@
     battle = { id: data.id, state: "pending" };
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
+    if (attach) attach.hidden = true; // an image goes with the first prompt only
     showNames(data);
   }
 
@@ -278,13 +348,14 @@
     }
   }
 
-  function addTurn(text) {
+  function addTurn(text, imageUrl) {
     for (const side of SIDES) {
       const pane = panes[side];
       pane.empty.hidden = true;
       const turn = el("div", "turn");
       const asked = el("div", "turn__prompt");
       asked.append(el("span", "turn__who", "You"), promptNode(text));
+      if (imageUrl) asked.append(turnImage(imageUrl));
       const answer = el("div", "answer");
       const body = el("div", "answer__body");
       answer.append(body);
@@ -710,6 +781,8 @@
     newRound.hidden = true;
     newRound.classList.remove("btn--primary");
     form.hidden = false;
+    if (attach) attach.hidden = false;
+    clearImage();
     promptLabel.textContent = "Your question";
     prompt.placeholder = "Ask both models anything…";
     showFormError("");
@@ -745,7 +818,8 @@
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
     showNames(detail);
-    for (const turn of detail.turns) showStoredTurn(turn);
+    if (attach) attach.hidden = true;
+    for (const turn of detail.turns) showStoredTurn(turn, turn.index === 0 ? detail.image : null);
     if (detail.turns.length) lastPrompt = detail.turns[detail.turns.length - 1].prompt;
 
     if (detail.state === "pending") {
@@ -763,7 +837,7 @@
     }
   }
 
-  function showStoredTurn(turn) {
+  function showStoredTurn(turn, imageUrl) {
     const answered = {};
     for (const side of SIDES) answered[side] = turn.answers[side];
     for (const side of SIDES) {
@@ -772,6 +846,7 @@
       const box = el("div", "turn");
       const asked = el("div", "turn__prompt");
       asked.append(el("span", "turn__who", "You"), el("p", "turn__prompt-text", turn.prompt));
+      if (imageUrl) asked.append(turnImage(imageUrl));
       const answerEl = el("div", "answer");
       const body = el("div", "answer__body");
       answerEl.append(body);
@@ -848,6 +923,7 @@
   function setComposerBusy(busy, label) {
     prompt.disabled = busy || !consented;
     send.disabled = busy || !consented;
+    if (imageInput) imageInput.disabled = busy || !consented;
     send.textContent = busy ? label || "Sending…" : "Send";
     countPrompt(); // the prompt may have been emptied (sent, new round)
   }
@@ -891,6 +967,13 @@
     if (window.arenaRender) return window.arenaRender.answer(container, text);
     container.classList.add("is-plain");
     container.textContent = text;
+  }
+
+  function turnImage(url) {
+    const img = el("img", "turn__image");
+    img.src = url;
+    img.alt = gettext("The image sent with this question");
+    return img;
   }
 
   function promptNode(text) {
