@@ -350,3 +350,42 @@ def test_the_demo_vision_models_answer_with_the_image_type_and_pixels(
     _, events = started(web, images.png(4, 3))
     assert text_of(events, "a").startswith("You sent a PNG image of 4×3 pixels")
     assert text_of(events, "b").startswith("You sent a PNG image of 4×3 pixels")
+
+
+# --- the registry flag, and the check on its own ----------------------------------------------------
+
+
+def test_load_models_sets_vision_and_refuses_anything_but_a_boolean(db: None) -> None:
+    from django.conf import settings as django_settings
+
+    from providers.services import ModelFileError, load_models, parse_models_file
+
+    entry = {"name": "eye", "backend": "demo", "model": "concise", "vision": True}
+    load_models([entry])
+    assert LLM.objects.get(name="eye").vision
+    with pytest.raises(ModelFileError, match='"vision" must be true or false'):
+        load_models([{**entry, "vision": "yes"}])
+    assert LLM.objects.get(name="eye").vision
+    load_models([{**entry, "vision": False}])
+    assert not LLM.objects.get(name="eye").vision
+    demo = parse_models_file(Path(django_settings.BASE_DIR) / "providers" / "demo_models.yaml")
+    assert sum(1 for e in demo if e.get("vision") is True) >= 2
+
+
+@pytest.mark.parametrize(
+    ("made", "plain", "mime"),
+    [
+        (images.png(exif=EXIF), images.png(), "image/png"),
+        (images.jpeg(exif=EXIF), images.jpeg(), "image/jpeg"),
+        (images.webp(exif=EXIF), images.webp(), "image/webp"),
+        (images.gif(frames=4, comment=EXIF), images.gif(frames=1), "image/gif"),
+    ],
+)
+def test_the_check_keeps_the_picture_and_leaves_the_metadata_out(
+    made: bytes, plain: bytes, mime: str
+) -> None:
+    from providers.images import check
+
+    checked = check(made)
+    assert checked.mime_type == mime and checked.data == plain and b"GPS" not in checked.data
+    assert check(checked.data).data == plain  # what is stored checks again, unchanged
