@@ -34,14 +34,8 @@ const gettext = window.gettext || ((s) => s);
   const consentError = $("#consent-error");
   const historyBox = $("#history");
   const historyList = $("#history-list");
-  const attach = $("#attach");
-  const imageInput = $("#image");
-  const imagePreview = $("#image-preview");
-  const imageThumb = imagePreview && imagePreview.querySelector('[data-role="thumb"]');
-  const imageRemove = $("#image-remove");
-  // What the server takes (providers/images.py checks it again, and strips its metadata).
-  const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
-  const IMAGE_MAX_BYTES = 5 * 1024 * 1024;
+  // The image control (static/arena/attach.js); absent, the page works without images.
+  const attach = window.arenaAttach || { taken: () => null, clear() {}, show() {}, disable() {} };
 
   const panes = {};
   for (const el of root.querySelectorAll(".pane")) {
@@ -132,46 +126,6 @@ const gettext = window.gettext || ((s) => s);
     for (const [k, v] of body) copy.append(k, v);
     copy.set(key, value);
     return copy;
-  }
-
-  // --- an image for the first prompt ------------------------------------------------------------
-
-  let image = null; // {file, url}: the attached file and its data: URL (the page's CSP allows data: images)
-
-  function clearImage() {
-    image = null;
-    if (!imageInput) return;
-    imageInput.value = "";
-    imagePreview.hidden = true;
-    imageThumb.removeAttribute("src");
-  }
-
-  if (imageInput) {
-    imageInput.addEventListener("change", () => {
-      const file = imageInput.files[0];
-      clearImage();
-      if (!file) return;
-      if (!IMAGE_TYPES.includes(file.type)) {
-        showFormError(gettext("Attach a PNG, JPEG, WebP or GIF image."));
-        return;
-      }
-      if (file.size > IMAGE_MAX_BYTES) {
-        showFormError(gettext("The image is larger than 5 MB."));
-        return;
-      }
-      showFormError("");
-      const reader = new FileReader();
-      reader.addEventListener("load", () => {
-        image = { file, url: reader.result };
-        imageThumb.src = reader.result;
-        imagePreview.hidden = false;
-      });
-      reader.readAsDataURL(file);
-    });
-    imageRemove.addEventListener("click", () => {
-      clearImage();
-      prompt.focus();
-    });
   }
 
   // --- consent ----------------------------------------------------------------------------------
@@ -300,7 +254,7 @@ const gettext = window.gettext || ((s) => s);
       }
     }
 
-    const sentImage = battle ? null : image;
+    const sentImage = battle ? null : attach.taken();
     if (sentImage) {
       const form = new FormData();
       for (const [key, value] of Object.entries(body)) form.append(key, value);
@@ -327,7 +281,7 @@ const gettext = window.gettext || ((s) => s);
     }
     lastPrompt = text;
     prompt.value = "";
-    clearImage();
+    attach.clear();
     addTurn(text, sentImage && sentImage.url);
     openStream();
   }
@@ -336,7 +290,7 @@ const gettext = window.gettext || ((s) => s);
     battle = { id: data.id, state: "pending" };
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
-    if (attach) attach.hidden = true; // an image goes with the first prompt only
+    attach.show(false); // an image goes with the first prompt only
     showNames(data);
   }
 
@@ -781,8 +735,7 @@ const gettext = window.gettext || ((s) => s);
     newRound.hidden = true;
     newRound.classList.remove("btn--primary");
     form.hidden = false;
-    if (attach) attach.hidden = false;
-    clearImage();
+    attach.show(true);
     promptLabel.textContent = "Your question";
     prompt.placeholder = "Ask both models anything…";
     showFormError("");
@@ -818,7 +771,7 @@ const gettext = window.gettext || ((s) => s);
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
     showNames(detail);
-    if (attach) attach.hidden = true;
+    attach.show(false);
     for (const turn of detail.turns) showStoredTurn(turn, turn.index === 0 ? detail.image : null);
     if (detail.turns.length) lastPrompt = detail.turns[detail.turns.length - 1].prompt;
 
@@ -923,7 +876,7 @@ const gettext = window.gettext || ((s) => s);
   function setComposerBusy(busy, label) {
     prompt.disabled = busy || !consented;
     send.disabled = busy || !consented;
-    if (imageInput) imageInput.disabled = busy || !consented;
+    attach.disable(busy || !consented);
     send.textContent = busy ? label || "Sending…" : "Send";
     countPrompt(); // the prompt may have been emptied (sent, new round)
   }
