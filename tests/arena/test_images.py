@@ -313,6 +313,8 @@ def test_the_image_is_shown_to_its_visitor_only(
     text_only = web.post("/api/v1/battles/", json={"prompt": "hello"}).json()["id"]
     assert web.get(f"/api/v1/battles/{text_only}/").json()["image"] is None
     assert web.get(f"/api/v1/battles/{text_only}/image").status_code == 404
+    download = web.get("/api/v1/visitor/data").json()
+    assert sorted(str(b["image"]) for b in download["battles"]) == sorted([detail["image"], "None"])
 
 
 def test_a_vote_on_an_image_battle_counts_on_the_vision_board_and_the_export_says_so(
