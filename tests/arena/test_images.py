@@ -391,3 +391,31 @@ def test_the_check_keeps_the_picture_and_leaves_the_metadata_out(
     checked = check(made)
     assert checked.mime_type == mime and checked.data == plain and b"GPS" not in checked.data
     assert check(checked.data).data == plain  # what is stored checks again, unchanged
+
+
+def test_a_fresh_model_for_an_image_battle_is_drawn_among_vision_models_only(
+    make_llm: Any, media: Path
+) -> None:
+    from arena import services
+    from arena.models import Answer
+    from providers.images import check
+
+    eyes = [make_llm(model="concise", vision=True) for _ in range(3)]
+    blind = [make_llm(model="concise", weight=100) for _ in range(3)]
+    played = services.battle_start(visitor="v", prompt="What is this?", image=check(images.png()))
+    assert {played.model_a_id, played.model_b_id} < {m.pk for m in eyes}
+    turn = played.turns.get()
+    answer = turn.answers.get(side="a")
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.ERROR)
+    answer.refresh_from_db()
+    services.AnswerAttempt.objects.create(
+        turn=turn,
+        side="a",
+        llm_id=answer.llm_id,
+        attempt=1,
+        status=Answer.Status.ERROR,
+        reason=services.AnswerAttempt.Reason.RETRY,
+    )
+    drawn = {services.fresh_model(battle=played, turn=turn, answer=answer).pk for _ in range(20)}
+    spare = {m.pk for m in eyes} - {played.model_a_id, played.model_b_id}
+    assert drawn == spare and not drawn & {m.pk for m in blind}
