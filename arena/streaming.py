@@ -115,8 +115,11 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     else:
         for side in sides:
             try:
-                if image is not None:
-                    battle_images.require_vision(battle.llm(side))  # never sent to one that is not
+                if image is not None and not battle.llm(side).vision:  # never sent to one that is not
+                    raise UpstreamError(
+                        "This model does not read images.",
+                        detail=f"{battle.llm(side).name} is not marked vision: the image was not sent",
+                    )
                 spec = call_spec(battle.llm(side))
                 plan.calls[side] = (spec, _conversation(turn, side, earlier, image))
             except Exception as exc:  # reported on that side's stream, like any failed call

@@ -224,7 +224,8 @@ def test_a_model_no_longer_marked_vision_fails_its_side_and_never_gets_the_image
     played = Battle.objects.get(pk=response.json()["id"])
     LLM.objects.filter(pk=played.model_a_id).update(vision=False)
     events, _ = stream(web, str(played.pk))
-    assert any(e["type"] == "error" and e["side"] == "a" for e in events), events
+    [error] = [e for e in events if e["type"] == "error" and e["side"] == "a"]
+    assert error["text"] == "This model does not read images."  # the side's model stays unnamed
     sent = [r["json"]["model"] for r in openai_upstream.requests]
     assert sent == [played.model_b.model]
 
