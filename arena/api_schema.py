@@ -66,6 +66,16 @@ class BattleCreateInputSerializer(serializers.Serializer):
     )
 
 
+class BattleCreateFormSerializer(BattleCreateInputSerializer):
+    image = serializers.FileField(
+        required=False,
+        help_text="An image the first prompt carries: PNG, JPEG, WebP (still) or GIF (its first "
+        "frame), at most 5 MB, 4096 pixels a side and 16 million pixels by default. "
+        "Metadata such as EXIF is removed before it is stored or sent. Only models that read "
+        "images are drawn (or may be named); it is never sent to another.",
+    )
+
+
 class BattleCreatedSerializer(BattleModelsSerializer):
     id = serializers.UUIDField()
     mode = serializers.ChoiceField(choices=Battle.Mode.choices)
@@ -97,6 +107,9 @@ class VoteWinnerSerializer(serializers.Serializer):
 
 class BattleDetailSerializer(BattleCreatedSerializer):
     turns = TurnSerializer(many=True)
+    image = serializers.CharField(
+        allow_null=True, help_text="The address of the image the first prompt carried, or null."
+    )
     vote = VoteWinnerSerializer(allow_null=True)
 
 
@@ -247,11 +260,28 @@ battle_create = extend_schema(
     "Needs the terms accepted (`POST /api/v1/visitor/consent`) and, where the site asks, a solved "
     "challenge. Sets the `arena_visitor` cookie that owns the battle. The prompt is moderated "
     "before any model is called. Caps per visitor and per network: battles an hour, battles "
-    "answering at once.",
-    request=BattleCreateInputSerializer,
+    "answering at once. To send an image with the prompt, post multipart/form-data with the same "
+    "fields and an `image` file; a bad image is a 400 (413 when too large) with the reason, and "
+    "nothing is stored.",
+    request={
+        "application/json": BattleCreateInputSerializer,
+        "multipart/form-data": BattleCreateFormSerializer,
+    },
     responses={
         201: OpenApiResponse(BattleCreatedSerializer, description="The battle, its turn waiting to stream."),
         **errors(400, 403, 413, 429, 503),
+    },
+)
+
+battle_image = extend_schema(
+    operation_id="battles_image_retrieve",
+    summary="The image of a battle's first prompt",
+    description="The image as stored (metadata removed), with its type; 404 when the battle has "
+    "none. " + VISITOR_COOKIE,
+    parameters=[BATTLE_ID],
+    responses={
+        (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
+        **errors(404),
     },
 )
 

@@ -65,6 +65,9 @@ class Battle(models.Model):
     # models out or saturated and the sampler in force then (arena.sampling): what inverse-propensity
     # weights divide by. None for a named battle and for battles imported or older than the field.
     propensity = models.FloatField(null=True, blank=True)
+    # The image the first prompt carries (arena.images: checked, metadata stripped), through the
+    # storage API so a deployment may keep it in an object store; only vision models see it.
+    image = models.FileField(upload_to="battle-images/%Y/%m/", blank=True, default="", db_default="")
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -354,6 +357,7 @@ class Vote(models.Model):
     long_query = models.BooleanField(default=False)
     multi_turn = models.BooleanField(default=False)
     hard = models.BooleanField(default=False)
+    vision = models.BooleanField(default=False, db_default=False)  # the battle carried an image (set_facts)
     # What the ratings read, copied from the battle and from conv_metadata when the vote is stored
     # (set_facts), so that a recompute scans this one table: no join, no JSON (leaderboard.services).
     # conv_metadata itself lives beside it (VoteMetadata), out of the rows every recompute scans.
@@ -404,6 +408,7 @@ class Vote(models.Model):
         """Copy the battle's mode and models and the style counts onto the vote (bulk_create callers
         call this themselves). None of them can change after the vote."""
         self.anonymous = self.battle.mode == Battle.Mode.ANONYMOUS
+        self.vision = bool(self.battle.image)
         self.model_a_id = self.battle.model_a_id
         self.model_b_id = self.battle.model_b_id
         for columns, counts in zip(self.STYLE_COLUMNS, style_counts(self.conv_metadata), strict=True):

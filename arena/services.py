@@ -38,13 +38,13 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext
 
-from arena import categories, gate, sampling
+from arena import battle_images, categories, gate, sampling
 from arena.models import Answer, AnswerAttempt, Battle, SamplingPlan, Side, Turn, Vote, prompt_hash
 from arena.reasons import VoteReason, clean_reasons
 from arena.signals import vote_recorded
 from config import metrics
 from config.errors import Conflict, DomainError, NotFound, Unavailable
-from providers import moderation
+from providers import images, moderation
 from providers.models import LLM
 from providers.text import names_itself
 from providers.variants import record_test_vote
@@ -89,19 +89,25 @@ class Draw:
     sampler: str  # "active", or "weights" (chosen, or without a plan yet)
 
 
-def draw(rng: random.Random | None = None) -> Draw:
+def draw(rng: random.Random | None = None, *, vision: bool = False) -> Draw:
     """Two distinct drawable models, by the sampler in force (ARENA_SAMPLER, see arena.sampling),
-    sides shuffled.
+    sides shuffled; with `vision`, among the models that read images only.
 
     Reads the drawable models and at most the latest sampling plan, never the votes: a draw costs
     the same however many votes the board holds.
     """
     rng = rng or random.SystemRandom()
-    models = list(LLM.objects.drawable())
+    models = list(LLM.objects.drawable().filter(**({"vision": True} if vision else {})))
     # A local server with requests queued would keep a voter waiting: left out until it catches up.
     busy = saturated_ids(m.pk for m in models)
     models = [m for m in models if m.pk not in busy]
     if len(models) < 2:
+        if vision:
+            raise Unavailable(
+                gettext(
+                    "Fewer than two models that read images are available right now; please try again later."
+                )
+            )
         raise Unavailable(gettext("Fewer than two models are available right now; please try again later."))
     weights = np.array([m.weight for m in models])
     plan = SamplingPlan.objects.latest_first().first() if settings.ARENA_SAMPLER == "active" else None
@@ -183,9 +189,11 @@ def battle_start(
     mode: object = Battle.Mode.ANONYMOUS,
     model_a: object = None,
     model_b: object = None,
+    image: images.CheckedImage | None = None,
 ) -> Battle:
     """A new battle of the visitor (their `visitor_hash`) from a network (its `network_hash`), its
-    first turn waiting to be streamed; refused (429) while they have as many open as they may."""
+    first turn waiting to be streamed; refused (429) while they have as many open as they may.
+    With an `image` (checked already), only models that read images answer it."""
     prompt = clean_prompt(prompt)
     moderation.screen_sync(prompt, visitor=visitor)  # before any model is drawn or called
     if mode == Battle.Mode.ANONYMOUS:
@@ -193,7 +201,7 @@ def battle_start(
             raise BattleError(
                 gettext("Anonymous mode draws the models; do not name them."), code="models_in_anonymous"
             )
-        drawn = draw()
+        drawn = draw(vision=image is not None)
         a, b = drawn.model_a, drawn.model_b
         propensity: float | None = drawn.propensity
     elif mode == Battle.Mode.NAMED:
@@ -209,9 +217,11 @@ def battle_start(
         (a,), b, propensity = _named_models(model_a=model_a), None, None
     else:
         raise BattleError(gettext('mode must be "anonymous", "named" or "direct".'), code="unknown_mode")
+    if image is not None:
+        battle_images.require_vision(a, b)
     with transaction.atomic():
         gate.check_open_battles(gate.Voter(visitor=visitor, network=network))
-        battle = Battle.objects.create(
+        battle = Battle(
             mode=mode,
             model_a=a,
             model_b=b,
@@ -220,7 +230,15 @@ def battle_start(
             prompt_hash=prompt_hash(prompt),
             propensity=propensity,
         )
-        battle.open_turn(0, prompt)
+        if image is not None:
+            battle_images.store(battle, image)
+        try:
+            battle.save(force_insert=True)
+            battle.open_turn(0, prompt)
+        except BaseException:
+            if battle.image:
+                battle.image.delete(save=False)  # nothing stored for a battle that was not opened
+            raise
     return battle
 
 
@@ -365,7 +383,8 @@ def fresh_model(
         return None
     other = battle.llm(Side.B if answer.side == Side.A else Side.A)
     tried = {llm for llm, _ in tries} | {other.pk}
-    models = [m for m in LLM.objects.drawable() if m.pk not in tried]
+    drawable = LLM.objects.drawable().filter(**({"vision": True} if battle.image else {}))
+    models = [m for m in drawable if m.pk not in tried]
     busy = saturated_ids(m.pk for m in models)
     models = [m for m in models if m.pk not in busy]
     if not models:

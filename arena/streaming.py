@@ -25,11 +25,12 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from arena import battle_images
 from arena.models import Answer, Battle, Side, Turn
 from arena.services import battle_of_visitor, stop_key
 from config import metrics
 from config.errors import Conflict
-from providers.base import CallSpec, Chunk, Message, UpstreamError
+from providers.base import CallSpec, Chunk, Image, Message, UpstreamError
 from providers.http import call_spec, client
 from providers.registry import backend_for
 from providers.text import VisibleStream
@@ -110,13 +111,19 @@ def plan_stream(*, battle_id: object, visitor: str | None) -> StreamPlan:
     plan = StreamPlan(battle, turn, live=True, others_ok=others_ok)
     try:
         earlier = _earlier_turns(turn)
+        image = battle_images.message_image(battle)
     except Exception as exc:  # reported on the streamed sides, like any failed call
         plan.calls = dict.fromkeys(sides, exc)
     else:
         for side in sides:
             try:
+                if image is not None and not battle.llm(side).vision:  # never sent to one that is not
+                    raise UpstreamError(
+                        "This model does not read images.",
+                        detail=f"{battle.llm(side).name} is not marked vision: the image was not sent",
+                    )
                 spec = call_spec(battle.llm(side))
-                plan.calls[side] = (spec, _conversation(turn, side, earlier))
+                plan.calls[side] = (spec, _conversation(turn, side, earlier, image))
             except Exception as exc:  # reported on that side's stream, like any failed call
                 plan.calls[side] = exc
     params = {
@@ -150,13 +157,16 @@ def _earlier_turns(turn: Turn) -> list[Turn]:
     )
 
 
-def _conversation(turn: Turn, side: str, earlier: list[Turn]) -> list[Message]:
+def _conversation(turn: Turn, side: str, earlier: list[Turn], image: Image | None = None) -> list[Message]:
+    """Every turn's prompt and this side's answers; the battle's image goes with the first prompt."""
     messages: list[Message] = []
     for past in earlier:
         messages.append({"role": "user", "content": past.prompt})
         answer = next(a for a in past.answers.all() if a.side == side)
         messages.append({"role": "assistant", "content": answer.text})
     messages.append({"role": "user", "content": turn.prompt})
+    if image is not None:
+        messages[0]["image"] = image
     return messages
 
 

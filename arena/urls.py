@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from arena import share_views, views, visitor_views
+from arena import battle_images, share_views, views, visitor_views
 
 urlpatterns = [
     path("", views.battle_page, name="battle"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/challenge/", views.ChallengeApi.as_view(), name="challenge"),
     path("api/v1/battles/", views.BattleCreateApi.as_view(), name="battle-create"),
     path("api/v1/battles/<str:battle_id>/", views.BattleDetailApi.as_view(), name="battle-detail"),
+    path("api/v1/battles/<str:battle_id>/image", battle_images.BattleImageApi.as_view(), name="battle-image"),
     path("api/v1/battles/<str:battle_id>/stream", views.battle_stream, name="battle-stream"),
     path("api/v1/battles/<str:battle_id>/turns/", views.BattleTurnCreateApi.as_view(), name="battle-turn"),
     path("api/v1/battles/<str:battle_id>/vote/", views.BattleVoteApi.as_view(), name="battle-vote"),

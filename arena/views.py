@@ -14,15 +14,17 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import api_schema, gate, reasons, services, streaming, visitors
+from arena import api_schema, battle_images, gate, reasons, services, streaming, visitors
 from arena.models import Battle
 from arena.suggestions import SUGGESTIONS
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, NotFound, error_body
+from config.parsers import JSONParser
 from config.schema import errors
 from providers.models import LLM
 
@@ -121,6 +123,9 @@ class ChallengeApi(APIView):
 
 
 class BattleCreateApi(APIView):
+    # JSON, or multipart/form-data when the first prompt carries an image (arena.battle_images).
+    parser_classes = [JSONParser, MultiPartParser]
+
     class InputSerializer(serializers.Serializer):
         prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
         mode = serializers.ChoiceField(choices=Battle.Mode.choices, default=Battle.Mode.ANONYMOUS)
@@ -130,14 +135,16 @@ class BattleCreateApi(APIView):
     @api_schema.battle_create
     def post(self, request: Request) -> Response:
         visitors.require_consent(visitor=visitor(request))
+        battle_images.require_small_body(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        image = battle_images.uploaded(request)
         token = visitor_token(request) or secrets.token_urlsafe(32)
         voter = gate.voter_of(request, services.visitor_hash(token))
         gate.require_challenge(request, request.data, voter)
         with gate.spending(gate.battle_caps(voter)):
             battle = services.battle_start(
-                visitor=voter.visitor, network=voter.network, **data.validated_data
+                visitor=voter.visitor, network=voter.network, image=image, **data.validated_data
             )
         body = {"id": str(battle.id), "mode": battle.mode, "state": battle.state, **battle_models(battle)}
         response = Response(body, status=status.HTTP_201_CREATED)
@@ -164,6 +171,7 @@ class BattleDetailApi(APIView):
                 "mode": battle.mode,
                 "state": battle.state,
                 "turns": turns,
+                "image": battle_images.url(battle),
                 "vote": {"winner": vote.winner} if vote else None,
                 **battle_models(battle),
                 "actions": ActionsSerializer(services.battle_actions(battle, stored)).data,

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import services, visitors
+from arena import battle_images, services, visitors
 from arena.models import Answer, AnswerAttempt, Battle, Visitor, Vote
 from arena.reasons import VoteReason
 from arena.views import (
@@ -127,6 +127,7 @@ def battle_record(battle: Battle) -> dict[str, Any]:
         "state": battle.state,
         "created": battle.created.isoformat(),
         **battle_models(battle),
+        "image": battle_images.url(battle),  # the first prompt's image, downloaded from there
         "turns": [
             {
                 "index": turn.index,

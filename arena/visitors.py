@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -98,6 +99,7 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         voted = list(battles.voted().values_list("pk", flat=True))
         # A shared page would go on showing what is erased here: forgetting revokes every share.
         BattleShare.objects.filter(battle_id__in=voted).delete()
+        images = list(battles.exclude(image="").values_list("image", flat=True))
         Turn.objects.filter(battle_id__in=voted).update(prompt="")
         # The error may quote the prompt back; the sampling parameters and timings are the models'.
         Answer.objects.filter(turn__battle_id__in=voted).update(text="", error="")
@@ -105,13 +107,15 @@ def forget_visitor(*, visitor: str) -> Forgotten:
         VoteReason.objects.filter(vote__battle_id__in=voted).update(comment="")
         # The prompt's hash goes with the prompt: a short prompt could be confirmed from it.
         anonymised = Battle.objects.filter(pk__in=voted).update(
-            visitor_hash="", network_hash="", prompt_hash=""
+            visitor_hash="", network_hash="", prompt_hash="", image=""
         )
         unvoted = battles.exclude(pk__in=voted)
         deleted = unvoted.count()
         unvoted.delete()
         FlaggedPrompt.objects.filter(visitor=visitor).delete()  # prompts moderation refused
         Visitor.objects.filter(pk=visitor).delete()
+    for name in images:  # the prompts' images go with the prompts (a vote keeps that there was one)
+        default_storage.delete(name)
     return Forgotten(battles_deleted=deleted, battles_anonymised=anonymised)
 
 

@@ -245,6 +245,10 @@ METRICS_QUEUES = env.list("METRICS_QUEUES", default=["celery"])
 
 # --- Arena ------------------------------------------------------------------------------------
 ARENA_PROMPT_MAX_CHARS = env.int("ARENA_PROMPT_MAX_CHARS", default=16000)
+# An image a battle may carry (arena.images): its bytes, its longer side and its pixel count.
+ARENA_IMAGE_MAX_BYTES = env.int("ARENA_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
+ARENA_IMAGE_MAX_SIDE = env.int("ARENA_IMAGE_MAX_SIDE", default=4096)
+ARENA_IMAGE_MAX_PIXELS = env.int("ARENA_IMAGE_MAX_PIXELS", default=16_000_000)
 ARENA_MAX_TURNS = env.int("ARENA_MAX_TURNS", default=10)
 # Follow-up turns per client IP: each calls both models again, as a new battle does.
 ARENA_TURN_RATE = env.str("ARENA_TURN_RATE", default="30/minute")
@@ -458,6 +462,8 @@ SPECTACULAR_SETTINGS = {
 # --- Static files ----------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Battle images go through the default storage: files under MEDIA_ROOT unless STORAGES says otherwise.
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "media"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

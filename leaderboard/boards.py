@@ -86,6 +86,13 @@ FIXED = [
         Q(multi_turn=True),
         category=True,
     ),
+    Board(
+        "vision",
+        gettext_noop("Vision"),
+        gettext_noop("Battles whose prompt carried an image."),
+        Q(vision=True),
+        category=True,
+    ),
 ]
 _FIXED = {board.slug: board for board in FIXED}
 

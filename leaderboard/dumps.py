@@ -83,6 +83,7 @@ def export_record(vote: Vote, *, unknown_propensity: float | None = None) -> dic
         "is_code": vote.coding,
         "hard": vote.hard,
         "long_query": vote.long_query,
+        "has_image": vote.vision,  # whether the prompt carried an image; the image is never exported
         "conv_metadata": vote.conv_metadata,
         "propensity": propensity,  # the probability its pair was drawn with (null if unknown)
         **imputed,
@@ -223,6 +224,7 @@ def _rows(record: dict[str, Any], models: dict[str, LLM]) -> tuple[Battle, Vote]
         conv_metadata=metadata if isinstance(metadata, dict) else {},
     )
     vote.set_facts()  # bulk_create does not call save()
+    vote.vision = record.get("has_image") is True  # the image itself is never in a dump
     return battle, vote
 
 

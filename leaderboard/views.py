@@ -325,7 +325,7 @@ class BoardQuerySerializer(serializers.Serializer):
         max_length=64,
         required=False,
         help_text="The board: style (the default once it has a snapshot), overall, coding, hard, "
-        "long-query, multi-turn, or language-<code> (language-en, language-zh, ...).",
+        "long-query, multi-turn, vision, or language-<code> (language-en, language-zh, ...).",
     )
 
 

@@ -48,7 +48,7 @@ class LLMAdmin(admin.ModelAdmin):
             "Calling it",
             {"fields": ("backend", "base_url", "model", "api_key_env", "temperature", "max_tokens")},
         ),
-        ("In the arena", {"fields": ("weight", "visibility", "state", "state_reason")}),
+        ("In the arena", {"fields": ("weight", "vision", "visibility", "state", "state_reason")}),
         (
             "Provider variant",
             {

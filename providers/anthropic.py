@@ -57,12 +57,22 @@ def request_body(spec: CallSpec, messages: list[Message]) -> dict[str, Any]:
         "model": spec.model,
         "max_tokens": spec.max_tokens,
         "temperature": spec.temperature,
-        "messages": [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"],
+        "messages": [_message(m) for m in messages if m["role"] != "system"],
         "stream": True,
     }
     if system:
         body["system"] = system
     return body
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """An image goes first (Anthropic's advice), as an `image` block with a base64 source."""
+    image = message.get("image")
+    if image is None:
+        return {"role": message["role"], "content": message["content"]}
+    source = {"type": "base64", "media_type": image.mime_type, "data": image.base64()}
+    blocks = [{"type": "image", "source": source}, {"type": "text", "text": message["content"]}]
+    return {"role": message["role"], "content": blocks}
 
 
 async def _call(

@@ -7,9 +7,10 @@ one thing: the upstream at the other end of the socket.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, TypedDict
+from typing import ClassVar, Literal, NotRequired, TypedDict
 
 import httpx
 
@@ -17,9 +18,25 @@ import httpx
 PUBLIC_ONLY = "arena.public_only"
 
 
+@dataclass(frozen=True)
+class Image:
+    """An image a user message carries, checked already (arena.images); each adapter writes it in
+    its vendor's format, and only to a model marked `vision`."""
+
+    mime_type: str
+    data: bytes = field(repr=False)
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.mime_type};base64,{self.base64()}"
+
+
 class Message(TypedDict):
     role: Literal["system", "user", "assistant"]
     content: str
+    image: NotRequired[Image]
 
 
 @dataclass(frozen=True)

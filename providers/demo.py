@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 from django.core.cache import cache
 
-from providers.base import Backend, CallSpec, Chunk, Message, UpstreamError
+from providers import images
+from providers.base import Backend, CallSpec, Chunk, Image, Message, UpstreamError
 
 ERROR_MARKER = "[demo:error]"
 # Answers with the rest of the prompt, as written: a person can see how any Markdown renders.
@@ -202,9 +203,23 @@ def answer(model: str, messages: list[Message]) -> str:
     users = [m["content"] for m in messages if m["role"] == "user"]
     if users and ECHO_MARKER in users[-1]:
         return _echo(users[-1])
-    seed = hashlib.sha256(json.dumps([model, messages], sort_keys=True).encode()).digest()
+    plain = [{**m, "image": m["image"].base64()} if "image" in m else m for m in messages]
+    seed = hashlib.sha256(json.dumps([model, plain], sort_keys=True).encode()).digest()
     rng = random.Random(int.from_bytes(seed[:8], "big"))
-    return STYLES.get(model, STYLES[DEFAULT_STYLE])(Prompt(messages), rng)
+    seen = [_seen(m["image"]) for m in messages if "image" in m]
+    return "".join(seen) + STYLES.get(model, STYLES[DEFAULT_STYLE])(Prompt(messages), rng)
+
+
+def _seen(image: Image) -> str:
+    """What a demo model can tell of an image without looking: its type, size and pixels."""
+    kind = image.mime_type.removeprefix("image/").upper()
+    try:
+        checked = images.check(image.data)
+    except images.ImageError:
+        return f"You sent a {kind} image of {len(image.data) // 1024} KB. "
+    return (
+        f"You sent a {kind} image of {checked.width}×{checked.height} pixels, {len(image.data) // 1024} KB. "
+    )
 
 
 def fails(messages: list[Message]) -> bool:

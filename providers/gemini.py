@@ -58,9 +58,7 @@ class Gemini(Backend):
 def request_body(spec: CallSpec, messages: list[Message]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "contents": [
-            {"role": ROLES[m["role"]], "parts": [{"text": m["content"]}]}
-            for m in messages
-            if m["role"] != "system"
+            {"role": ROLES[m["role"]], "parts": _parts(m)} for m in messages if m["role"] != "system"
         ],
         "generationConfig": {"temperature": spec.temperature, "maxOutputTokens": spec.max_tokens},
     }
@@ -68,6 +66,15 @@ def request_body(spec: CallSpec, messages: list[Message]) -> dict[str, Any]:
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     return body
+
+
+def _parts(message: Message) -> list[dict[str, Any]]:
+    """An image is an `inline_data` part (mime_type and base64 data) before the text."""
+    image = message.get("image")
+    text = {"text": message["content"]}
+    if image is None:
+        return [text]
+    return [{"inline_data": {"mime_type": image.mime_type, "data": image.base64()}}, text]
 
 
 async def _call(

@@ -119,6 +119,11 @@ class LLM(models.Model):
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     state_reason = models.TextField(blank=True, help_text="Why the model is in outage; for operators.")
+    vision = models.BooleanField(
+        default=False,
+        db_default=False,  # rows written by code that predates the field read as not vision
+        help_text="Reads images: only such models are drawn for a battle with an image.",
+    )
     # --- Private variants submitted through the provider API (providers/api.py) ---
     owner = models.ForeignKey(
         "Organization",

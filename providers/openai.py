@@ -90,7 +90,7 @@ async def _call(
 ) -> AsyncIterator[Chunk]:
     payload: dict[str, Any] = {
         "model": spec.model,
-        "messages": messages,
+        "messages": [wire_message(m) for m in messages],
         "stream": True,
         "temperature": spec.temperature,
         "max_tokens": spec.max_tokens,
@@ -146,6 +146,18 @@ async def _call(
     if not done and not finish_reason:
         raise exchange.error(CUT_OFF, f"{url}: the stream ended without [DONE] or a finish_reason")
     yield Chunk("finish", finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A message as chat completions takes it: an image as an `image_url` part holding a data URL."""
+    image = message.get("image")
+    if image is None:
+        return {"role": message["role"], "content": message["content"]}
+    parts = [
+        {"type": "text", "text": message["content"]},
+        {"type": "image_url", "image_url": {"url": image.data_url()}},
+    ]
+    return {"role": message["role"], "content": parts}
 
 
 def _status_error(exchange: Exchange, response: httpx.Response, body: bytes) -> UpstreamError:

@@ -47,6 +47,7 @@ KEYS = (
     "weight",
     "visibility",
     "state",
+    "vision",
 )
 # Keys people reach for when they paste a key into the file; it would then sit in version control.
 SECRET_KEYS = frozenset({"api_key", "apikey", "key", "token", "secret", "password", "authorization"})
@@ -230,6 +231,8 @@ def _problems(entry: Any) -> list[str]:
             f'"api_key_env" must be the name of an environment variable (like OPENAI_API_KEY), '
             f'not "{env_name}"'
         )
+    if "vision" in entry and not isinstance(entry["vision"], bool):
+        problems.append(f'"vision" must be true or false, not {entry["vision"]!r}')
     number("temperature", 0, 2)
     number("weight", 0, math.inf)
     if "max_tokens" in entry:

@@ -5,6 +5,8 @@
 // nothing here parses model output as HTML.
 "use strict";
 
+const gettext = window.gettext || ((s) => s);
+
 (() => {
   const root = document.getElementById("arena");
   if (!root) return;
@@ -40,6 +42,8 @@
   const consentError = $("#consent-error");
   const historyBox = $("#history");
   const historyList = $("#history-list");
+  // The image control (static/arena/attach.js); absent, the page works without images.
+  const attach = window.arenaAttach || { taken: () => null, clear() {}, show() {}, disable() {} };
 
   const panes = {};
   for (const el of root.querySelectorAll(".pane")) {
@@ -84,10 +88,11 @@
   async function call(method, path, body) {
     let response;
     try {
+      const form = body instanceof FormData; // an image goes as multipart/form-data, its boundary set by fetch
       response = await fetch(path, {
         method,
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: form ? { Accept: "application/json" } : { "Content-Type": "application/json", Accept: "application/json" },
+        body: body === undefined || form ? body : JSON.stringify(body),
         credentials: "same-origin",
         cache: "no-store",
       });
@@ -123,13 +128,22 @@
       const challenge = check ? await check.take() : null;
       busy(gettext("Sending…"));
       try {
-        return await post(path, challenge ? { ...body, challenge } : body);
+        return await post(path, withField(body, "challenge", challenge));
       } catch (error) {
         if (attempt > 0 || !String(error.code || "").startsWith("challenge_")) throw error;
       } finally {
         if (check) check.refresh();
       }
     }
+  }
+
+  function withField(body, key, value) {
+    if (!value) return body;
+    if (!(body instanceof FormData)) return { ...body, [key]: value };
+    const copy = new FormData();
+    for (const [k, v] of body) copy.append(k, v);
+    copy.set(key, value);
+    return copy;
   }
 
   // --- consent ----------------------------------------------------------------------------------
@@ -266,6 +280,14 @@
       }
     }
 
+    const sentImage = battle ? null : attach.taken();
+    if (sentImage) {
+      const form = new FormData();
+      for (const [key, value] of Object.entries(body)) form.append(key, value);
+      form.append("image", sentImage.file);
+      body = form;
+    }
+
     setComposerBusy(true);
     showFormError("");
     let data;
@@ -285,7 +307,8 @@
     }
     lastPrompt = text;
     prompt.value = "";
-    addTurn(text);
+    attach.clear();
+    addTurn(text, sentImage && sentImage.url);
     openStream();
   }
 
@@ -294,6 +317,7 @@
     root.classList.add("has-battle");
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
+    attach.show(false); // an image goes with the first prompt only
     showNames(data);
   }
 
@@ -305,13 +329,14 @@
     }
   }
 
-  function addTurn(text) {
+  function addTurn(text, imageUrl) {
     for (const side of SIDES) {
       const pane = panes[side];
       pane.empty.hidden = true;
       const turn = el("div", "turn");
       const asked = el("div", "turn__prompt");
       asked.append(el("span", "turn__who", gettext("You")), promptNode(text));
+      if (imageUrl) asked.append(turnImage(imageUrl));
       const answer = el("div", "answer");
       const body = el("div", "answer__body");
       answer.append(body);
@@ -776,6 +801,7 @@
     newRound.hidden = true;
     newRound.classList.remove("btn--primary");
     form.hidden = false;
+    attach.show(true);
     promptLabel.textContent = gettext("Your question");
     prompt.placeholder = PLACEHOLDER;
     showFormError("");
@@ -814,7 +840,8 @@
     newRound.hidden = false;
     for (const select of pickers) select.disabled = true;
     showNames(detail);
-    for (const turn of detail.turns) showStoredTurn(turn);
+    attach.show(false);
+    for (const turn of detail.turns) showStoredTurn(turn, turn.index === 0 ? detail.image : null);
     if (detail.turns.length) lastPrompt = detail.turns[detail.turns.length - 1].prompt;
 
     if (detail.state === "pending") {
@@ -834,7 +861,7 @@
     }
   }
 
-  function showStoredTurn(turn) {
+  function showStoredTurn(turn, imageUrl) {
     const answered = {};
     for (const side of SIDES) answered[side] = turn.answers[side];
     for (const side of SIDES) {
@@ -843,6 +870,7 @@
       const box = el("div", "turn");
       const asked = el("div", "turn__prompt");
       asked.append(el("span", "turn__who", gettext("You")), el("p", "turn__prompt-text", turn.prompt));
+      if (imageUrl) asked.append(turnImage(imageUrl));
       const answerEl = el("div", "answer");
       const body = el("div", "answer__body");
       answerEl.append(body);
@@ -924,6 +952,7 @@
   function setComposerBusy(busy, label) {
     prompt.disabled = busy || !consented;
     send.disabled = busy || !consented;
+    attach.disable(busy || !consented);
     send.textContent = busy ? label || gettext("Sending…") : gettext("Send");
     countPrompt(); // the prompt may have been emptied (sent, new round)
   }
@@ -967,6 +996,13 @@
     if (window.arenaRender) return window.arenaRender.answer(container, text);
     container.classList.add("is-plain");
     container.textContent = text;
+  }
+
+  function turnImage(url) {
+    const img = el("img", "turn__image");
+    img.src = url;
+    img.alt = gettext("The image sent with this question");
+    return img;
   }
 
   function promptNode(text) {

@@ -110,7 +110,7 @@ def arena(personas: Personas, openai_upstream: FakeOpenAI, settings: Any, make_l
     # resolver and loopback-only sockets (tests/network.py), anything outside it.
     settings.PROVIDER_ALLOW_PRIVATE_URLS = False
     assert personas.owner.organization is not None
-    p1, p2 = make_llm(), make_llm()
+    p1, p2 = make_llm(vision=True), make_llm(vision=True)  # a generated image battle draws them too
     variant = make_variant(personas.owner.organization, "fuzzed")
     for n in range(6):
         voted_battle(p1, p2, "ab"[n % 2])
