@@ -5,8 +5,6 @@
 // nothing here parses model output as HTML.
 "use strict";
 
-const gettext = window.gettext || ((s) => s);
-
 (() => {
   const root = document.getElementById("arena");
   if (!root) return;
