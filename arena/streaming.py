@@ -4,7 +4,7 @@
 before any call goes out); `stream_events` then runs both calls and relays what they send. After a
 retry only the retried side waits, and only it is called and streamed.
 
-A stream ends early when the visitor closes it or asks for a stop (`arena.services.battle_stop`,
+A stream ends early when the visitor closes it or asks for a stop (`arena.rounds.battle_stop`,
 seen here in the cache within STOP_POLL seconds, whichever process streams): the calls still
 running are cancelled and their answers recorded as stopped.
 """
@@ -27,7 +27,8 @@ from django.utils.translation import gettext
 
 from arena import battle_images
 from arena.models import Answer, Battle, Side, Turn
-from arena.services import battle_of_visitor, stop_key
+from arena.rounds import stop_key
+from arena.services import battle_of_visitor
 from config import metrics
 from config.errors import Conflict
 from providers.base import CallSpec, Chunk, Image, Message, UpstreamError
@@ -294,7 +295,7 @@ async def _run_turn(plan: StreamPlan, sides: list[asyncio.Task[bool]], queue: as
 
 
 async def _stop_when_asked(plan: StreamPlan, sides: list[asyncio.Task[bool]]) -> None:
-    """Cancel the side tasks once a stop is asked (arena.services.battle_stop); until then, look."""
+    """Cancel the side tasks once a stop is asked (arena.rounds.battle_stop); until then, look."""
     key = stop_key(plan.battle.pk)
     # Not the request's thread-sensitive executor: this task may outlive the request's handler.
     asked = sync_to_async(cache.get, thread_sensitive=False)

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import api_schema, battle_images, gate, reasons, services, streaming, visitors
+from arena import api_schema, battle_images, gate, reasons, rounds, services, streaming, visitors
 from arena.models import Battle
 from arena.suggestions import SUGGESTIONS
 from arena.throttles import TurnCreateThrottle
@@ -281,10 +281,10 @@ class BattleRetryApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         side = data.validated_data["side"]
-        services.retry_target(battle=battle, side=side)  # refused before a challenge is spent on it
+        rounds.retry_target(battle=battle, side=side)  # refused before a challenge is spent on it
         voter = new_try_voter(request, battle)
         with gate.spending(gate.battle_caps(voter)):
-            retried = services.battle_retry(battle=battle, side=side, voter=voter)
+            retried = rounds.battle_retry(battle=battle, side=side, voter=voter)
         body = {
             "state": battle.state,
             "turn": retried.turn.index,
@@ -320,10 +320,10 @@ class BattleRegenerateApi(APIView):
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.regenerate_target(battle=battle)  # refused before a challenge is spent on it
+        rounds.regenerate_target(battle=battle)  # refused before a challenge is spent on it
         voter = new_try_voter(request, battle)
         with gate.spending(gate.battle_caps(voter)):
-            turn = services.battle_regenerate(battle=battle, voter=voter)
+            turn = rounds.battle_regenerate(battle=battle, voter=voter)
         body = {"state": battle.state, "turn": turn.index}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
@@ -349,7 +349,7 @@ class BattleStopApi(APIView):
     )
     def post(self, request: Request, battle_id: str) -> Response:
         battle = services.battle_of_visitor(battle_id=battle_id, visitor=visitor(request))
-        state = services.battle_stop(battle=battle)
+        state = rounds.battle_stop(battle=battle)
         return Response(self.OutputSerializer({"state": state}).data, status=status.HTTP_202_ACCEPTED)
 
 

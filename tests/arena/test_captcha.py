@@ -27,6 +27,12 @@ from providers.models import LLM
 ROOT = Path(__file__).resolve().parents[2]
 # The answers' renderer (static/arena/render.js) and its libraries, served from this site.
 CATALOGUE = "/jsi18n/?lang=en"  # the pages' translated strings, before their scripts
+PAGE = [
+    "/static/arena/home.js",
+    "/static/arena/attach.js",
+    "/static/arena/battle.js",
+    "/static/arena/share.js",
+]
 RENDERER = [
     "/static/vendor/markdown-it/markdown-it.min.js",
     "/static/vendor/katex/katex.min.js",
@@ -265,7 +271,7 @@ def test_the_battle_pages_show_the_vendors_widget_and_allow_only_its_origins(
         "/static/arena/captcha.js",
         widget["script"],
         *RENDERER,
-        "/static/arena/battle.js",
+        *PAGE,
     ]
 
     policy = directives(response["Content-Security-Policy"])
@@ -292,7 +298,7 @@ def test_without_a_vendor_the_page_solves_the_proof_of_work_and_allows_no_vendor
     page = response.content.decode()
     assert 'id="captcha"' not in page and "the-site-key" not in page
     scripts = re.findall(r'<script src="([^"]+)"', page)
-    assert scripts == [CATALOGUE, "/static/arena/pow.js", *RENDERER, "/static/arena/battle.js"]
+    assert scripts == [CATALOGUE, "/static/arena/pow.js", *RENDERER, *PAGE]
     policy = response["Content-Security-Policy"]
     assert not any(host in policy for host in VENDOR_HOSTS)
     assert directives(policy)["script-src"] == ["'self'"] and "frame-src" not in directives(policy)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from arena.models import Battle, Turn, Vote
+from arena.models import AnswerAttempt, Battle, Turn, Vote
 from leaderboard.boards import board
 from leaderboard.dumps import export_lines
 from providers.models import LLM
@@ -397,7 +397,7 @@ def test_the_check_keeps_the_picture_and_leaves_the_metadata_out(
 def test_a_fresh_model_for_an_image_battle_is_drawn_among_vision_models_only(
     make_llm: Any, media: Path
 ) -> None:
-    from arena import services
+    from arena import rounds, services
     from arena.models import Answer
     from providers.images import check
 
@@ -409,14 +409,14 @@ def test_a_fresh_model_for_an_image_battle_is_drawn_among_vision_models_only(
     answer = turn.answers.get(side="a")
     Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.ERROR)
     answer.refresh_from_db()
-    services.AnswerAttempt.objects.create(
+    AnswerAttempt.objects.create(
         turn=turn,
         side="a",
         llm_id=answer.llm_id,
         attempt=1,
         status=Answer.Status.ERROR,
-        reason=services.AnswerAttempt.Reason.RETRY,
+        reason=AnswerAttempt.Reason.RETRY,
     )
-    drawn = {services.fresh_model(battle=played, turn=turn, answer=answer).pk for _ in range(20)}
+    drawn = {rounds.fresh_model(battle=played, turn=turn, answer=answer).pk for _ in range(20)}
     spare = {m.pk for m in eyes} - {played.model_a_id, played.model_b_id}
     assert drawn == spare and not drawn & {m.pk for m in blind}

@@ -18,7 +18,7 @@ import pytest
 from django.core.cache import cache
 from httpx_sse import connect_sse
 
-from arena import services
+from arena import rounds, services
 from arena.models import Answer, AnswerAttempt, Battle, Vote
 from arena.solve_challenge import solved_payload
 from providers.models import LLM
@@ -209,7 +209,7 @@ def test_a_stopped_answer_never_counts_towards_a_fresh_model(web: httpx.Client, 
     AnswerAttempt.objects.filter(turn=turn).update(status=Answer.Status.ERROR)
     Answer.objects.filter(turn=turn).update(status=Answer.Status.ERROR)
     answer.refresh_from_db()
-    assert services.fresh_model(battle=battle, turn=turn, answer=answer) is not None
+    assert rounds.fresh_model(battle=battle, turn=turn, answer=answer) is not None
 
 
 def test_named_battles_keep_the_models_the_visitor_chose(
@@ -347,7 +347,7 @@ def test_a_stop_asked_of_an_earlier_stream_does_not_stop_the_next(
     battle_id = start(web)
     stream(web, battle_id)
     # Left in the cache by a stop that came as the earlier stream ended by itself.
-    cache.set(services.stop_key(battle_id), True, 60)
+    cache.set(rounds.stop_key(battle_id), True, 60)
     assert regenerate(web, battle_id).status_code == 201
     assert stream(web, battle_id)[0][-1]["state"] == "ready"
 
@@ -580,21 +580,20 @@ def test_the_fresh_model_is_drawn_by_weight_never_from_the_other_side_nor_a_mode
         visitor="v", prompt="Hi", mode="named", model_a=first.name, model_b=second.name
     )
     answer = failed_twice(battle, "a")
-    assert services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None  # named mode
+    assert rounds.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None  # named mode
 
     Battle.objects.filter(pk=battle.pk).update(mode=Battle.Mode.ANONYMOUS)
     battle.refresh_from_db()
     rng = random.Random(5)
     drawn = [
-        services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer, rng=rng)
-        for _ in range(800)
+        rounds.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer, rng=rng) for _ in range(800)
     ]
     assert {m.pk for m in drawn} == {heavy.pk, light.pk}
     assert sum(m.pk == heavy.pk for m in drawn) / 800 == pytest.approx(0.75, abs=0.05)
 
     # Nothing left to draw: the side's own model tries again.
     LLM.objects.filter(pk__in=[heavy.pk, light.pk]).update(weight=0)
-    assert services.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None
+    assert rounds.fresh_model(battle=battle, turn=battle.turns.get(), answer=answer) is None
 
 
 @pytest.mark.django_db
@@ -611,4 +610,4 @@ def test_a_follow_up_never_draws_a_fresh_model(make_llm: Callable[..., LLM]) -> 
         )
     Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.ERROR, attempt=3)
     answer.refresh_from_db()
-    assert services.fresh_model(battle=battle, turn=follow_up, answer=answer) is None
+    assert rounds.fresh_model(battle=battle, turn=follow_up, answer=answer) is None

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from arena.sharing import BattleShare, share_create
 from leaderboard import services
 from leaderboard.models import Snapshot
 from providers.models import LLM, Organization
@@ -45,6 +46,9 @@ def public_paths() -> list[str]:
                 route.replace("<int:snapshot_id>", str(s))
                 for s in Snapshot.objects.values_list("pk", flat=True)
             ]
+        elif "<str:token>" in route:  # a shared battle's page, once for each share
+            tokens = BattleShare.objects.values_list("token", flat=True)
+            paths += [route.replace("<str:token>", token) for token in tokens]
         else:
             assert "<" not in route, f"a public route this test cannot fill in: {route}"
             paths.append(route)
@@ -61,13 +65,16 @@ def test_a_private_variants_id_and_codename_appear_in_no_public_response(
     variant = make_variant(organization, CODENAME, pk=PRIVATE_ID)
     for n in range(6):
         voted_battle(p1, p2, "ab"[n % 2])
-        voted_battle(variant, p1, "ab"[n % 2])
+        shared = voted_battle(variant, p1, "ab"[n % 2])
+    shared.battle.open_turn(0, "Hello")
+    share_create(battle=shared.battle)  # the visitor shared a battle the private variant answered
     services.recompute_all()
     assert Snapshot.objects.exists()
     assert LLM.objects.get(pk=PRIVATE_ID).visibility == LLM.Visibility.PRIVATE
 
     paths = public_paths()
     assert {"/", "/leaderboard/", "/api/v1/leaderboard/", "/api/v1/models/", "/testing-ledger/"} <= set(paths)
+    assert any(path.startswith("/s/") for path in paths)
     assert any(path.endswith("/votes") for path in paths) and any(path.endswith("/csv") for path in paths)
     for path in paths:
         response = client.get(path)
