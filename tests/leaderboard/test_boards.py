@@ -239,3 +239,5 @@ def test_the_default_board_has_its_tab_even_before_a_vote_counts(models: list[LL
     services.recompute_all()
     page = client.get("/leaderboard/").content.decode()
     assert '?board=style" aria-current="page"' in page and '?board=overall"' in page
+    # An empty style or overall board says that no vote counts yet, not a category board's threshold.
+    assert "No vote is counted on this board yet." in page and "votes on this board yet" not in page
