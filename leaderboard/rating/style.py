@@ -68,6 +68,8 @@ _STYLE_CHORD_TOL = 1e-6
 # calls hold the GIL (repeat, reduceat, a matrix-vector product), and worker threads hand it over
 # between calls: blocks of a million values keep those hand-overs rare.
 _STYLE_BLOCK = 1 << 20
+# Battles per block of the sandwich's sums (`_style_outers`): a few MB of temporaries, in cache.
+_OUTER_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ class _StyleDesign:
         for start in range(0, battles, _STYLE_BLOCK):
             end = min(start + _STYLE_BLOCK, battles)
             block = with_one[1:, start:end]
-            block[...] = x[order[start:end]].T
+            # take, not x[order]: the same rows, gathered several times faster.
+            block[...] = np.take(x, order[start:end], axis=0).T
             block -= mean[:, None]
             block /= std[:, None]
             np.negative(block, out=block, where=flip[start:end])
@@ -430,24 +433,37 @@ def rate_style(
     )
 
 
-def _style_outer(design: _StyleDesign, per_battle: np.ndarray) -> np.ndarray:
-    """sum_b per_battle_b u_b u_b' over battles, u_b = (e_i - e_j, x_b) its parameter direction.
+def _style_outers(design: _StyleDesign, per_battle: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """For each vector v, sum_b v_b u_b u_b' over battles, u_b = (e_i - e_j, x_b) its parameter direction.
 
-    (m + k, m + k), float64 throughout (the point Hessian of `_StyleProblem` rounds in float32,
-    harmless for a search direction, not for a covariance).
+    (m + k, m + k) each, float64 throughout (the point Hessian of `_StyleProblem` rounds in float32,
+    harmless for a search direction, not for a covariance). One pass over the battles, block by block
+    of whole pairs, so that no (1 + k, battles) temporary is made.
     """
     graph, m = design.graph, design.graph.n_models
     k = design.with_one.shape[0] - 1
-    weighted = design.with_one * per_battle
-    per_pair = (
-        np.add.reduceat(weighted, design.seg_start, axis=1) if per_battle.size else np.zeros((k + 1, 0))
-    )
-    outer = graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
-    cross = graph.incidence @ per_pair[1:].T
-    outer[:m, m:] = cross
-    outer[m:, :m] = cross.T
-    outer[m:, m:] = weighted[1:] @ design.with_one[1:].T
-    return outer
+    battles, pairs = design.y.size, design.seg_start.size
+    per_pair = [np.zeros((k + 1, pairs)) for _ in per_battle]
+    square = [np.zeros((k, k)) for _ in per_battle]
+    ends = np.append(design.seg_start, battles)
+    cuts = np.searchsorted(ends, np.arange(_OUTER_BLOCK, battles, _OUTER_BLOCK), side="left")
+    edges = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]]))
+    for first, last in itertools.pairwise(edges.tolist()):
+        start, end = int(ends[first]), int(ends[last])
+        rows = design.with_one[:, start:end]
+        for vector, sums, block in zip(per_battle, per_pair, square, strict=True):
+            weighted = rows * vector[start:end]
+            sums[:, first:last] = np.add.reduceat(weighted, design.seg_start[first:last] - start, axis=1)
+            block += weighted[1:] @ rows[1:].T
+    outers = []
+    for sums, block in zip(per_pair, square, strict=True):
+        outer = graph.hessian(sums[0][:, None], extra=k)[:, :, 0]
+        cross = graph.incidence @ sums[1:].T
+        outer[:m, m:] = cross
+        outer[m:, :m] = cross.T
+        outer[m:, m:] = block
+        outers.append(outer)
+    return outers
 
 
 def _style_covariance(point: _StyleProblem, params: np.ndarray) -> np.ndarray:
@@ -461,7 +477,6 @@ def _style_covariance(point: _StyleProblem, params: np.ndarray) -> np.ndarray:
     if w is not None:
         curvature *= w
         resid *= w
-    hessian = _style_outer(design, curvature)
+    hessian, outer = _style_outers(design, (curvature, resid * resid))
     hessian[np.diag_indices(hessian.shape[0])] += point.ridge[:, 0]
-    outer = _style_outer(design, resid * resid)
     return _robust_covariance(hessian, outer, _components(design.graph.i, design.graph.j, m))
