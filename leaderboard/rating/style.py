@@ -68,7 +68,8 @@ _STYLE_CHORD_TOL = 1e-6
 # calls hold the GIL (repeat, reduceat, a matrix-vector product), and worker threads hand it over
 # between calls: blocks of a million values keep those hand-overs rare.
 _STYLE_BLOCK = 1 << 20
-# Battles per block of the sandwich's sums (`_style_outers`): a few MB of temporaries, in cache.
+# Battles per block of the Hessian's and the sandwich's sums (`_StyleDesign.blocks`): temporaries of a
+# few MB, in cache, where whole-length ones cost fresh pages.
 _OUTER_BLOCK = 1 << 16
 
 
@@ -128,6 +129,15 @@ class _StyleDesign:
     @property
     def x(self) -> np.ndarray:  # (k, battles)
         return self.with_one[1:]
+
+    def blocks(self) -> list[tuple[int, int, int, int]]:
+        """(first battle, end battle, first pair, end pair) of blocks of about _OUTER_BLOCK battles,
+        each ending where a pair does (a pair longer than that is one block)."""
+        battles, pairs = self.y.size, self.seg_start.size
+        ends = np.append(self.seg_start, battles)
+        cuts = np.searchsorted(ends, np.arange(_OUTER_BLOCK, battles, _OUTER_BLOCK), side="left")
+        edges = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]]))
+        return [(int(ends[p0]), int(ends[p1]), int(p0), int(p1)) for p0, p1 in itertools.pairwise(edges)]
 
     @classmethod
     def build(
@@ -232,15 +242,22 @@ class _StyleProblem:
     def hessian(self, curv: np.ndarray, cols: np.ndarray) -> np.ndarray:
         d, m = self.design, self.m
         k = d.with_one.shape[0] - 1
-        weighted = d.with_one_32 * curv[:, 0].astype(np.float32)
-        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms.
-        per_pair = np.add.reduceat(weighted, d.seg_start, axis=1) if curv.size else np.zeros((k + 1, 0))
+        c = curv[:, 0].astype(np.float32)
+        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms; block by block
+        # of whole pairs, as `_style_outers`, without a (1 + k, battles) temporary.
+        per_pair = np.empty((k + 1, d.seg_start.size), dtype=np.float32)
+        square = np.zeros((k, k), dtype=np.float32)
+        for start, end, first, last in d.blocks():
+            rows = d.with_one_32[:, start:end]
+            weighted = rows * c[start:end]
+            per_pair[:, first:last] = np.add.reduceat(weighted, d.seg_start[first:last] - start, axis=1)
+            square += weighted[1:] @ rows[1:].T
         per_pair = per_pair.astype(np.float64)
         hess = d.graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
         cross = d.graph.incidence @ per_pair[1:].T
         hess[:m, m:] = cross
         hess[m:, :m] = cross.T
-        hess[m:, m:] = weighted[1:] @ d.with_one_32[1:].T
+        hess[m:, m:] = square
         hess[np.diag_indices(m + k)] += self.ridge[:, 0]
         return hess[None]
 
@@ -442,14 +459,9 @@ def _style_outers(design: _StyleDesign, per_battle: tuple[np.ndarray, ...]) -> l
     """
     graph, m = design.graph, design.graph.n_models
     k = design.with_one.shape[0] - 1
-    battles, pairs = design.y.size, design.seg_start.size
-    per_pair = [np.zeros((k + 1, pairs)) for _ in per_battle]
+    per_pair = [np.zeros((k + 1, design.seg_start.size)) for _ in per_battle]
     square = [np.zeros((k, k)) for _ in per_battle]
-    ends = np.append(design.seg_start, battles)
-    cuts = np.searchsorted(ends, np.arange(_OUTER_BLOCK, battles, _OUTER_BLOCK), side="left")
-    edges = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]]))
-    for first, last in itertools.pairwise(edges.tolist()):
-        start, end = int(ends[first]), int(ends[last])
+    for start, end, first, last in design.blocks():
         rows = design.with_one[:, start:end]
         for vector, sums, block in zip(per_battle, per_pair, square, strict=True):
             weighted = rows * vector[start:end]
