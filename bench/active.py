@@ -223,7 +223,10 @@ def write_plan(board: Board, theta: np.ndarray, se: np.ndarray) -> SamplingPlan:
     a, b, n = index[i[seen]], index[j[seen]], board.sums["n"][seen]
     ratings = rating.CENTRE + rating.SCALE * theta[members]
     focus = np.ones(members.size, dtype=bool)
-    gains = sampling.plan_gains(members.size, a, b, n, ratings, se[members], focus)
+    widths = 2 * sampling.Z * rating.SCALE * se[members]
+    gains = sampling.plan_gains(
+        ratings, widths, focus, votes=float(n.sum()), floor=settings.ARENA_SAMPLER_FLOOR
+    )
     votes = np.bincount(a, weights=n, minlength=members.size) + np.bincount(
         b, weights=n, minlength=members.size
     )
