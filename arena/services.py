@@ -144,7 +144,11 @@ def sampling_plan_write(
     drawable = set(LLM.objects.drawable().filter(pk__in=model_ids).values_list("pk", flat=True))
     focus = np.array([pk in drawable for pk in model_ids], dtype=bool)
     gains = sampling.plan_gains(
-        np.asarray(ratings), np.asarray(widths), focus, votes=float(n.sum()), floor=settings.ARENA_SAMPLER_FLOOR
+        np.asarray(ratings),
+        np.asarray(widths),
+        focus,
+        votes=float(n.sum()),
+        floor=settings.ARENA_SAMPLER_FLOOR,
     )
     plan = SamplingPlan.of(list(model_ids), [int(v) for v in votes], gains)
     with transaction.atomic():

@@ -216,7 +216,9 @@ def test_each_snapshot_writes_a_plan_of_its_board_and_keeps_only_the_latest(
     stored = np.frombuffer(bytes(first.gains), dtype="<f8")
     kept = sampling.plan_gains(ratings, widths, focus, votes=66, floor=settings.ARENA_SAMPLER_FLOOR)
     np.testing.assert_allclose(stored, kept, rtol=1e-9)
-    everyone = sampling.plan_gains(ratings, widths, focus | True, votes=66, floor=settings.ARENA_SAMPLER_FLOOR)
+    everyone = sampling.plan_gains(
+        ratings, widths, focus | True, votes=66, floor=settings.ARENA_SAMPLER_FLOOR
+    )
     assert np.abs(everyone / everyone.sum() - stored / stored.sum()).max() > 0.01
 
     voted_battle(middle, weak, "b")
@@ -277,7 +279,7 @@ def test_a_model_left_wide_by_the_votes_so_far_is_caught_up() -> None:
 def test_models_out_of_focus_weigh_nothing_in_the_gains() -> None:
     k = 5
     ratings = np.linspace(900.0, 1100.0, k)
-    i, j = sampling.pairs(k)
+    i, _ = sampling.pairs(k)
     only = np.zeros(k, dtype=bool)
     only[0] = True
     gains = sampling.plan_gains(ratings, np.full(k, 30.0), only, votes=1000)
