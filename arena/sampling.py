@@ -114,7 +114,6 @@ def plan_gains(
     laplacian[i, j] = laplacian[j, i] = -q
     laplacian[np.diag_indices(k)] = -laplacian.sum(axis=1)
     inverse = np.linalg.pinv(laplacian)
-    share = q[:, None] * (inverse[i] - inverse[j]) ** 2  # c_pk: (pairs, models)
     width = np.nan_to_num(np.asarray(widths, dtype=np.float64), nan=0.0, posinf=0.0)
     counted = np.asarray(focus, dtype=bool)
     if not counted.any():
@@ -124,12 +123,25 @@ def plan_gains(
     past = np.where(counted & (width > 0), n * (width / (2 * Z) * LOGITS_PER_POINT) ** 2, 0.0) * n
     lam = counted / counted.sum()
     for _ in range(ROUNDS):
-        gain = np.sqrt(share @ lam)
+        gain = _gains(inverse, q, lam, i, j)
         mixed = floor / i.size + (1.0 - floor) * gain / gain.sum()
-        variance = np.where(counted, past + n * (share.T @ (1.0 / mixed)), 0.0)
+        # sum_p c_pk / mixed_p for every k, as the diagonal of L+ W L+ (W: the Laplacian weighing
+        # pair p by q_p / mixed_p): k x k products, where c itself would be pairs x models.
+        weighted = np.zeros((k, k))
+        weighted[i, j] = weighted[j, i] = -q / mixed
+        weighted[np.diag_indices(k)] = -weighted.sum(axis=1)
+        added = np.einsum("ik,ik->k", inverse, weighted @ inverse)
+        variance = np.where(counted, past + n * added, 0.0)
         lam = lam * np.exp(2.0 * (variance / variance.max() - 1.0))
         lam /= lam.sum()
-    gains: np.ndarray = np.sqrt(share @ lam)
+    return _gains(inverse, q, lam, i, j)
+
+
+def _gains(inverse: np.ndarray, q: np.ndarray, lam: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """sqrt(sum_k lam_k c_pk) for every pair p = (i, j): q_p (e_i - e_j)' L+ diag(lam) L+ (e_i - e_j)."""
+    spread = inverse @ (lam[:, None] * inverse)
+    diagonal = np.diag(spread)
+    gains: np.ndarray = np.sqrt(np.maximum(q * (diagonal[i] + diagonal[j] - 2.0 * spread[i, j]), 0.0))
     return gains
 
 
