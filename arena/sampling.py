@@ -20,21 +20,20 @@ active (`active_pairs`)
 
 Gains (`plan_gains`)
     Chiang et al. 2024 (arXiv 2403.04132, eq. 9) draw a pair in proportion to how much one more vote
-    on it would shrink the uncertainty of what is estimated. Here that is the board's ratings. Their
-    covariance C is the inverse of the Bradley-Terry information of the votes so far (at the board's
-    ratings, with a weak prior so that a model without votes is very uncertain but finite, then
-    mean-centred as the board shows them); one more vote on the pair (i, j), of information
-    q = p(1 - p) along u = e_i - e_j, shrinks model k's variance by
-        q * (C u)_k**2 / (1 + q * u'Cu)                                   (Sherman-Morrison).
-    A pair's gain is the square root of those shrinks summed over the models, each model weighted by
-    the width of its interval on the board to the power 2 * FOCUS: the widest intervals, those that
-    keep the board from a target precision, weigh most. The widths come from the board rather than
-    from C, because the board's intervals account for what C leaves out (its vote weights).
-    For a pair estimated from its own n votes alone (per-vote variance s2) the root of the shrink is
-    sqrt(s2/(n(n+1))), where eq. 9 has the shrink of the standard deviation,
-    sqrt(s2/n) - sqrt(s2/(n+1)): both grow with the pair's uncertainty and fall with its votes, the
-    root of the shrink as 1/n rather than n^-1.5, which spreads the votes better on the simulated
-    arenas of bench/active.py.
+    on it would shrink the uncertainty of what is estimated. The board weighs each vote by
+    1/propensity (their eq. 7), and then where the votes fell matters only through the propensities:
+    after n votes drawn with pair probabilities P, model k's variance is about
+        V_k(P) = sum_p c_pk / P_p / n,    c_pk = q_p * ((L+)_ik - (L+)_jk)**2,
+    L+ the pseudo-inverse of the Bradley-Terry information of one vote on every pair (q_p = p(1 - p)
+    at the board's ratings) and p = (i, j). The board is as good as its worst interval, so the plan
+    aims at the pair probabilities that make the largest variance smallest: for weights lam on the
+    models, P_p ~ sqrt(sum_k lam_k c_pk) minimises sum_k lam_k V_k, and multiplicative updates move
+    lam to the models whose variance would be largest (a minimax: the weights where no other P lowers
+    the maximum). A model's variance there is the board's own (its interval's half-width / 1.96,
+    squared, n votes' worth) plus what n more votes at P, the floor mixed in, would add: a model left
+    wide by the votes so far, or by an unlucky draw, is caught up. A pair's gain is that sqrt, the
+    weights of the final update; what they leave out (the boost, the operator's weights) the mixture
+    adds. Models not in focus (not drawable) weigh nothing.
 """
 
 from __future__ import annotations
@@ -46,11 +45,11 @@ from scipy.special import expit
 
 # Display ratings to logits: 400 points per factor of 10 in the odds (leaderboard.rating's scale).
 LOGITS_PER_POINT = math.log(10.0) / 400.0
-# Prior precision on each logit strength: a standard deviation of 10 logits (1700 points), weak
-# beside a handful of votes, but finite for a model that has none.
-PRIOR = 1e-2
-# How strongly the gains favour the widest intervals on the board (see bench/active.py).
-FOCUS = 10.0
+# The board's intervals: estimate +/- Z standard errors.
+Z = 1.96
+# Multiplicative updates of the models' weights in `plan_gains`: enough to settle within a percent
+# of the minimax on the arenas of bench/active.py, a second at 200 models.
+ROUNDS = 300
 
 
 def pairs(n_models: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,47 +90,59 @@ def active_pairs(
 
 
 def plan_gains(
-    n_models: int,
-    pair_i: np.ndarray,
-    pair_j: np.ndarray,
-    votes: np.ndarray,
     ratings: np.ndarray,
     widths: np.ndarray,
     focus: np.ndarray,
+    *,
+    votes: float,
+    floor: float = 0.0,
 ) -> np.ndarray:
-    """Each pair's gain (see the module's docstring), one per pair of `pairs(n_models)`.
+    """Each pair's gain (see the module's docstring), one per pair of `pairs(len(ratings))`.
 
-    pair_i, pair_j and votes give the votes per pair (a pair may repeat; its votes add up), ratings
-    the board's display ratings and widths its intervals' widths (in any unit: only their ratios
-    count), focus the models whose intervals count (those that can be drawn).
+    ratings are the board's display ratings and widths its 95% intervals' widths (display points; NaN
+    or inf where a model has none), focus the models whose intervals count (those that can be
+    drawn), votes the number of votes on the board and floor the share the sampler spreads evenly.
     """
-    k = n_models
     logits = np.asarray(ratings, dtype=np.float64) * LOGITS_PER_POINT
-    a, b = np.asarray(pair_i), np.asarray(pair_j)
-    n = np.asarray(votes, dtype=np.float64)
-    p = expit(logits[a] - logits[b])
-    weight = n * p * (1.0 - p)
-    info = np.zeros((k, k))
-    np.add.at(info, (a, b), -weight)
-    np.add.at(info, (b, a), -weight)
-    info[np.diag_indices(k)] = -info.sum(axis=1) + PRIOR
-    centre = np.eye(k) - 1.0 / k
-    cov = centre @ np.linalg.inv(info) @ centre
-    width = np.nan_to_num(np.asarray(widths, dtype=np.float64), nan=0.0, posinf=0.0)
-    chosen = np.asarray(focus, dtype=bool) & (width > 0)
-    lam = np.zeros(k)
-    if chosen.any():
-        lam[chosen] = (width[chosen] / width[chosen].max()) ** (2 * FOCUS)
-    else:
-        lam[:] = 1.0  # no interval to go by: every model alike
-    lam /= lam.sum()
-    spread = cov @ (lam[:, None] * cov)  # sum over models m of lam_m * C[m, :]' C[m, :]
+    k = logits.size
     i, j = pairs(k)
+    if i.size == 0:
+        return np.zeros(0)
     q = expit(logits[i] - logits[j])
     q *= 1.0 - q
-    diff = cov[i, i] + cov[j, j] - 2.0 * cov[i, j]
-    shrink = spread[i, i] + spread[j, j] - 2.0 * spread[i, j]
-    return np.sqrt(np.maximum(q * shrink / (1.0 + q * diff), 0.0))
+    laplacian = np.zeros((k, k))
+    laplacian[i, j] = laplacian[j, i] = -q
+    laplacian[np.diag_indices(k)] = -laplacian.sum(axis=1)
+    inverse = np.linalg.pinv(laplacian)
+    width = np.nan_to_num(np.asarray(widths, dtype=np.float64), nan=0.0, posinf=0.0)
+    counted = np.asarray(focus, dtype=bool)
+    if not counted.any():
+        counted = np.ones(k, dtype=bool)  # no model to go by: every model alike
+    n = max(float(votes), 1.0)
+    # The board's variance times n^2 (its score sums so far); a model without an interval adds none.
+    past = np.where(counted & (width > 0), n * (width / (2 * Z) * LOGITS_PER_POINT) ** 2, 0.0) * n
+    lam = counted / counted.sum()
+    for _ in range(ROUNDS):
+        gain = _gains(inverse, q, lam, i, j)
+        mixed = floor / i.size + (1.0 - floor) * gain / gain.sum()
+        # sum_p c_pk / mixed_p for every k, as the diagonal of L+ W L+ (W: the Laplacian weighing
+        # pair p by q_p / mixed_p): k x k products, where c itself would be pairs x models.
+        weighted = np.zeros((k, k))
+        weighted[i, j] = weighted[j, i] = -q / mixed
+        weighted[np.diag_indices(k)] = -weighted.sum(axis=1)
+        added = np.einsum("ik,ik->k", inverse, weighted @ inverse)
+        variance = np.where(counted, past + n * added, 0.0)
+        lam = lam * np.exp(2.0 * (variance / variance.max() - 1.0))
+        lam /= lam.sum()
+    return _gains(inverse, q, lam, i, j)
+
+
+def _gains(inverse: np.ndarray, q: np.ndarray, lam: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """sqrt(sum_k lam_k c_pk) for every pair p = (i, j): q_p (e_i - e_j)' L+ diag(lam) L+ (e_i - e_j)."""
+    spread = inverse @ (lam[:, None] * inverse)
+    diagonal = np.diag(spread)
+    gains: np.ndarray = np.sqrt(np.maximum(q * (diagonal[i] + diagonal[j] - 2.0 * spread[i, j]), 0.0))
+    return gains
 
 
 def choose(p: np.ndarray, u: float) -> int:

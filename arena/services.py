@@ -135,7 +135,13 @@ def sampling_plan_write(
     votes = np.bincount(a, weights=n, minlength=size) + np.bincount(b, weights=n, minlength=size)
     drawable = set(LLM.objects.drawable().filter(pk__in=model_ids).values_list("pk", flat=True))
     focus = np.array([pk in drawable for pk in model_ids], dtype=bool)
-    gains = sampling.plan_gains(size, a, b, n, np.asarray(ratings), np.asarray(widths), focus)
+    gains = sampling.plan_gains(
+        np.asarray(ratings),
+        np.asarray(widths),
+        focus,
+        votes=float(n.sum()),
+        floor=settings.ARENA_SAMPLER_FLOOR,
+    )
     plan = SamplingPlan.of(list(model_ids), [int(v) for v in votes], gains)
     with transaction.atomic():
         plan.save()

@@ -1,12 +1,13 @@
 """Active sampling against uniform sampling, on simulated arenas and the real rating engine.
 Prints figures, asserts nothing.
 
-    python bench/active.py                    # 20 models, 8 arenas per scenario, about 15 s
+    python bench/active.py                    # 20 models, 16 arenas per scenario, a few minutes
     python bench/active.py --seeds 20 --spread 100 --models 30
 
 An arena has models of known strength (Bradley-Terry, true ratings drawn around 1000 with --spread
 points of standard deviation; ties likelier between close models, counted as half a win). Votes come
-in snapshots of --snapshot votes, each snapshot's pairs drawn by one of two samplers, run by the
+in snapshots of --snapshot votes (250: a recompute every 300 s, as production's default, at 3,000
+votes an hour), each snapshot's pairs drawn by one of two samplers, run by the
 arena's own code (arena.sampling, and SamplingPlan.restricted for what a draw reads of a plan):
     uniform  the operator-weight sampler with equal weights: every pair alike
     active   the default sampler: from the plan written after the latest snapshot (before the first,
@@ -70,6 +71,9 @@ from leaderboard import rating  # noqa: E402
 from leaderboard.rating import A_WINS, B_WINS, TIE, PairCounts  # noqa: E402
 
 TIES = 0.2  # chance of a tie between two equal models, falling with the gap
+# Votes between two plans: production writes one with each overall snapshot, every
+# LEADERBOARD_RECOMPUTE_SECONDS (300 s); at 3,000 votes an hour that is 250 votes.
+SNAPSHOT = 250
 
 
 @dataclass
@@ -223,7 +227,10 @@ def write_plan(board: Board, theta: np.ndarray, se: np.ndarray) -> SamplingPlan:
     a, b, n = index[i[seen]], index[j[seen]], board.sums["n"][seen]
     ratings = rating.CENTRE + rating.SCALE * theta[members]
     focus = np.ones(members.size, dtype=bool)
-    gains = sampling.plan_gains(members.size, a, b, n, ratings, se[members], focus)
+    widths = 2 * sampling.Z * rating.SCALE * se[members]
+    gains = sampling.plan_gains(
+        ratings, widths, focus, votes=float(n.sum()), floor=settings.ARENA_SAMPLER_FLOOR
+    )
     votes = np.bincount(a, weights=n, minlength=members.size) + np.bincount(
         b, weights=n, minlength=members.size
     )
@@ -297,43 +304,117 @@ def make_arena(seed: int, models: int, spread: float, effects: float) -> Arena:
     return Arena(truth, pair_effects)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", type=int, default=20)
-    parser.add_argument("--newcomers", type=int, default=4)
-    parser.add_argument("--spread", type=float, default=150.0, help="sd of the true ratings, points")
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--snapshot", type=int, default=1000, help="votes between two plans")
-    parser.add_argument("--target", type=float, default=10.0, help="largest half-width, points")
-    parser.add_argument("--pair-effects", type=float, default=0.3, help="sd of the pair effects, logits")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    print(
-        f"{args.models} models, true ratings sd {args.spread:g} points, snapshots of {args.snapshot} votes, "
-        f"target half-width {args.target:g}; active: floor {settings.ARENA_SAMPLER_FLOOR:g}, boost "
-        f"{settings.ARENA_SAMPLER_BOOST:g} below {settings.ARENA_SAMPLER_NEW_MODEL_VOTES} votes, focus "
-        f"{sampling.FOCUS:g}"
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The arenas' options (bench/sampling.py takes them with a prefix)."""
+    parser.add_argument(f"--{prefix}models", type=int, default=20)
+    parser.add_argument(f"--{prefix}newcomers", type=int, default=4)
+    parser.add_argument(f"--{prefix}spread", type=float, default=150.0, help="sd of the true ratings, points")
+    parser.add_argument(f"--{prefix}seeds", type=int, default=16)
+    parser.add_argument(
+        f"--{prefix}snapshot",
+        type=int,
+        default=SNAPSHOT,
+        help="votes between two plans (default: a recompute every 300 s at 3,000 votes an hour)",
+    )
+    parser.add_argument(f"--{prefix}target", type=float, default=10.0, help="largest half-width, points")
+    parser.add_argument(
+        f"--{prefix}pair-effects", type=float, default=0.3, help="sd of the pair effects, logits"
     )
 
-    cold: dict[str, list[int]] = {"uniform": [], "active": []}
+
+@dataclass
+class ColdStart:
+    votes: dict[str, list[int]]  # per sampler, votes to target per arena
+    covered: dict[str, list[np.ndarray]]  # per sampler and arena, truth inside each 95% interval
+    check: np.ndarray  # the bench's intervals over the engine's bootstrap ones (uniform, arena 0)
+
+    @property
+    def ratio(self) -> float:
+        return float(np.mean(np.array(self.votes["active"]) / np.array(self.votes["uniform"])))
+
+
+def cold_start(args: argparse.Namespace) -> ColdStart:
+    """Every model new: votes to target for both samplers on the same arenas, and coverage at the stop."""
+    votes: dict[str, list[int]] = {"uniform": [], "active": []}
     covered: dict[str, list[np.ndarray]] = {"uniform": [], "active": []}
     check = None
     for seed in range(args.seeds):
         arena = make_arena(seed, args.models, args.spread, 0.0)
-        for sampler in cold:
-            votes, board = run(
+        for sampler in votes:
+            count, board = run(
                 arena, sampler, np.random.default_rng(seed), target=args.target, snapshot=args.snapshot
             )
-            cold[sampler].append(votes)
+            votes[sampler].append(count)
             theta, se = board.fit()
             covered[sampler].append(np.abs(theta - arena.target()) <= 1.96 * se)
             if sampler == "uniform" and check is None:
-                ours = 1.96 * rating.SCALE * board.fit()[1]
-                check = ours / board.engine_intervals()
-    cold_ratio = float(np.mean(np.array(cold["active"]) / np.array(cold["uniform"])))
-    _report("cold start", cold, cold_ratio)
+                check = 1.96 * rating.SCALE * se / board.engine_intervals()
+    assert check is not None
+    return ColdStart(votes, covered, check)
+
+
+def errors(
+    args: argparse.Namespace, budgets: list[int], effects: float, covered: list[float] | None = None
+) -> dict[str, np.ndarray]:
+    """Ratings' errors against the truth (points, arenas x models) after each arena's budget of votes:
+    uniform, active reweighted and active unweighted. covered, if given, gets per arena the share of
+    the active reweighted board's 95% intervals that hold the truth."""
+    found: dict[str, list[np.ndarray]] = {"uniform": [], "active reweighted": [], "active unweighted": []}
+    for seed in range(args.seeds):
+        arena = make_arena(seed, args.models, args.spread, effects)
+        truth = arena.target()
+        for sampler in ("uniform", "active"):
+            _, board = run(
+                arena,
+                sampler,
+                np.random.default_rng(seed),
+                target=args.target,
+                snapshot=args.snapshot,
+                budget=budgets[seed],
+            )
+            if sampler == "uniform":
+                found["uniform"].append(board.fit()[0] - truth)
+            else:
+                theta, se = board.fit()
+                found["active reweighted"].append(theta - truth)
+                if covered is not None:
+                    covered.append(float(np.mean(np.abs(theta - truth) <= 1.96 * se)))
+                found["active unweighted"].append(board.fit(weighted=False)[0] - truth)
+    return {name: rating.SCALE * np.array(values) for name, values in found.items()}
+
+
+def error_line(name: str, e: np.ndarray) -> str:
+    """Mean |error| over models and arenas, the worst model's (mean over arenas) and the bias."""
+    error, worst, bias = np.abs(e).mean(), np.abs(e).max(axis=1).mean(), np.abs(e.mean(axis=0)).mean()
+    return (
+        f"  {name:18s} mean |error| {error:5.2f}   worst model's {worst:5.2f}   bias {bias:5.2f} "
+        f"(noise alone gives about {error / np.sqrt(e.shape[0]):.2f})"
+    )
+
+
+def settings_line(args: argparse.Namespace) -> str:
+    return (
+        f"{args.models} models, true ratings sd {args.spread:g} points, snapshots of {args.snapshot} votes, "
+        f"target half-width {args.target:g}; active: floor {settings.ARENA_SAMPLER_FLOOR:g}, boost "
+        f"{settings.ARENA_SAMPLER_BOOST:g} below {settings.ARENA_SAMPLER_NEW_MODEL_VOTES} votes"
+    )
+
+
+def main() -> None:
+    args = parser().parse_args()
+    started = time.perf_counter()
+    print(settings_line(args))
+
+    cold = cold_start(args)
+    _report("cold start", cold.votes, cold.ratio)
     bounds = np.array(
         [
             best_ratio(make_arena(seed, args.models, args.spread, 0.0), settings.ARENA_SAMPLER_FLOOR)
@@ -344,14 +425,13 @@ def main() -> None:
         f"  the best fixed pair distribution, in the long run: {bounds[0]:.3f} of uniform's votes "
         f"({bounds[1]:.3f} with the floor)"
     )
-    assert check is not None
     print(
         "  truth inside the 95% intervals when each stopped: "
-        + ", ".join(f"{sampler} {np.mean(hits):.3f}" for sampler, hits in covered.items())
+        + ", ".join(f"{sampler} {np.mean(hits):.3f}" for sampler, hits in cold.covered.items())
     )
     print(
         f"  the bench's intervals over the engine's bootstrap ones (uniform, arena 0): "
-        f"{check.min():.3f} .. {check.max():.3f}, mean {check.mean():.3f}"
+        f"{cold.check.min():.3f} .. {cold.check.max():.3f}, mean {cold.check.mean():.3f}"
     )
 
     late: dict[str, list[int]] = {"uniform": [], "active": []}
@@ -382,39 +462,11 @@ def main() -> None:
     )
 
     for world, effects in (("Bradley-Terry", 0.0), ("pair effects", args.pair_effects)):
-        errors: dict[str, list[np.ndarray]] = {
-            "uniform": [],
-            "active reweighted": [],
-            "active unweighted": [],
-        }
-        for seed in range(args.seeds):
-            arena = make_arena(seed, args.models, args.spread, effects)
-            truth = arena.target()
-            budget = cold["uniform"][seed]
-            for sampler in ("uniform", "active"):
-                _, board = run(
-                    arena,
-                    sampler,
-                    np.random.default_rng(seed),
-                    target=args.target,
-                    snapshot=args.snapshot,
-                    budget=budget,
-                )
-                if sampler == "uniform":
-                    errors["uniform"].append(board.fit()[0] - truth)
-                else:
-                    errors["active reweighted"].append(board.fit()[0] - truth)
-                    errors["active unweighted"].append(board.fit(weighted=False)[0] - truth)
         print(f"error against the truth after uniform's votes to target, {world} world (points):")
-        for name, values in errors.items():
-            e = rating.SCALE * np.array(values)
-            error, worst, bias = np.abs(e).mean(), np.abs(e).max(axis=1).mean(), np.abs(e.mean(axis=0)).mean()
-            print(
-                f"  {name:18s} mean |error| {error:5.2f}   worst model's {worst:5.2f}   bias {bias:5.2f} "
-                f"(noise alone gives about {error / np.sqrt(args.seeds):.2f})"
-            )
+        for name, e in errors(args, cold.votes["uniform"], effects).items():
+            print(error_line(name, e))
     print(f"({time.perf_counter() - started:.0f} s)")
-    print(f"active/uniform votes to target: {cold_ratio:.3f}")
+    print(f"active/uniform votes to target: {cold.ratio:.3f}")
 
 
 def _report(name: str, votes: dict[str, list[int]], ratio: float) -> None:

@@ -21,8 +21,19 @@ arena are not independent). The arenas:
                 the most drawn pair about 20 times the rarest), each vote weighed by 1 / its pair's
                 probability (`--weights propensity`); sandwich and bootstrap intervals.
 
-The last line reads `coverage bootstrap <c1>, sandwich <c2>, style sandwich <c3>` (plain bootstrap,
-plain sandwich, style sandwich); the active sampler's figures are to join it.
+Active sampling (bench/active.py's cold start, on its own arenas: --active-seeds arenas of
+--active-models models, true ratings sd --active-spread points, plans every --active-snapshot votes)
+    votes     until every model's 95% half-width is at most --active-target points, active over uniform
+              on the same arenas (the mean over arenas of the ratio)
+    error     after as many votes as uniform needed, each model's rating error against the truth
+              (points): its mean absolute value over models and arenas, and the bias (each model's
+              error averaged over arenas), uniform beside active reweighted by inverse propensity; in
+              a Bradley-Terry world and one with pair effects (see bench/active.py)
+    coverage  the truth inside the reweighted board's 95% sandwich intervals where active stopped
+              (a stop chosen by the intervals themselves), and after uniform's votes (a fixed budget)
+
+The last line reads `active/uniform votes to target: <r>; coverage bootstrap <c1>, sandwich <c2>,
+style sandwich <c3>` (the active ratio, then plain bootstrap, plain sandwich, style sandwich).
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ import numpy as np
 from scipy.special import expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import active  # bench/active.py: sets Django up for the arena's sampler
 
 from leaderboard.rating import (
     A_WINS,
@@ -147,12 +161,50 @@ def weighted(rng: np.random.Generator, arenas: int) -> dict[str, Tally]:
     return tallies
 
 
+def active_sampling(args: argparse.Namespace) -> float:
+    """Prints the active sampler's figures (see the module's docstring); returns its votes ratio."""
+    options = argparse.Namespace(
+        **{
+            key.removeprefix("active_"): value
+            for key, value in vars(args).items()
+            if key.startswith("active_")
+        }
+    )
+    print(f"\nactive sampling, cold start: {active.settings_line(options)}; {options.seeds} arenas")
+    cold = active.cold_start(options)
+    for sampler, counts in cold.votes.items():
+        print(f"  votes to target, {sampler:8s} mean {np.mean(counts):8.0f}")
+    ratios = np.array(cold.votes["active"]) / np.array(cold.votes["uniform"])
+    error = np.std(ratios, ddof=1) / np.sqrt(ratios.size)
+    print(
+        f"  active/uniform {cold.ratio:.3f} ± {error:.3f} (arenas {ratios.min():.2f} .. {ratios.max():.2f})"
+    )
+    shares = [float(hits.mean()) for hits in cold.covered["active"]]
+    print(
+        f"  truth inside the reweighted board's 95% intervals where active stopped: {np.mean(shares):.3f} "
+        f"± {np.std(shares, ddof=1) / np.sqrt(len(shares)):.3f} "
+        f"(uniform's {np.mean(cold.covered['uniform']):.3f})"
+    )
+    for world, effects in (("Bradley-Terry", 0.0), ("pair effects", options.pair_effects)):
+        print(f"  error against the truth after uniform's votes to target, {world} world (points):")
+        covered: list[float] = []
+        for name, e in active.errors(options, cold.votes["uniform"], effects, covered).items():
+            if name != "active unweighted":
+                print(active.error_line(name, e))
+        print(
+            f"  {'':18s} truth inside active's reweighted 95% intervals there: {np.mean(covered):.3f} ± "
+            f"{np.std(covered, ddof=1) / np.sqrt(len(covered)):.3f}"
+        )
+    return cold.ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--arenas", type=int, default=1000, help="arenas a figure (default 1000)")
     parser.add_argument("--seed", type=int, default=15)
+    active.add_arguments(parser, prefix="active-")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
 
@@ -171,8 +223,10 @@ def main() -> None:
     skewed = weighted(rng, args.arenas)
     print(skewed["sandwich"].line("skewed pairs, propensity, sandwich"))
     print(skewed["bootstrap"].line("skewed pairs, propensity, bootstrap"))
+    ratio = active_sampling(args)
     print(
-        f"\ncoverage bootstrap {flat['bootstrap'].coverage:.3f}, sandwich {flat['sandwich'].coverage:.3f}, "
+        f"\nactive/uniform votes to target: {ratio:.3f}; "
+        f"coverage bootstrap {flat['bootstrap'].coverage:.3f}, sandwich {flat['sandwich'].coverage:.3f}, "
         f"style sandwich {styled['sandwich'].coverage:.3f}"
     )
 

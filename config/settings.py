@@ -334,7 +334,7 @@ if ARENA_SAMPLER not in ("active", "weights"):
     raise ImproperlyConfigured(f'ARENA_SAMPLER must be "active" or "weights", not {ARENA_SAMPLER!r}')
 # The active sampler's share of draws spread evenly over every pair that can be drawn: no pair
 # falls below floor/pairs, so an inverse-propensity weight stays within 1/floor of a uniform one's.
-ARENA_SAMPLER_FLOOR = env_float("ARENA_SAMPLER_FLOOR", default=0.2)
+ARENA_SAMPLER_FLOOR = env_float("ARENA_SAMPLER_FLOOR", default=0.15)
 # Its share of draws for pairs with a new model: one with fewer votes on the board than
 # ARENA_SAMPLER_NEW_MODEL_VOTES (or none, drawn after the latest snapshot).
 ARENA_SAMPLER_BOOST = env_float("ARENA_SAMPLER_BOOST", default=0.2)

@@ -68,6 +68,9 @@ _STYLE_CHORD_TOL = 1e-6
 # calls hold the GIL (repeat, reduceat, a matrix-vector product), and worker threads hand it over
 # between calls: blocks of a million values keep those hand-overs rare.
 _STYLE_BLOCK = 1 << 20
+# Battles per block of the Hessian's and the sandwich's sums (`_StyleDesign.blocks`): temporaries of a
+# few MB, in cache, where whole-length ones cost fresh pages.
+_OUTER_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ class _StyleDesign:
     def x(self) -> np.ndarray:  # (k, battles)
         return self.with_one[1:]
 
+    def blocks(self) -> list[tuple[int, int, int, int]]:
+        """(first battle, end battle, first pair, end pair) of blocks of about _OUTER_BLOCK battles,
+        each ending where a pair does (a pair longer than that is one block)."""
+        battles, pairs = self.y.size, self.seg_start.size
+        ends = np.append(self.seg_start, battles)
+        cuts = np.searchsorted(ends, np.arange(_OUTER_BLOCK, battles, _OUTER_BLOCK), side="left")
+        edges = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < pairs)], [pairs]]))
+        return [(int(ends[p0]), int(ends[p1]), int(p0), int(p1)) for p0, p1 in itertools.pairwise(edges)]
+
     @classmethod
     def build(
         cls,
@@ -164,7 +176,8 @@ class _StyleDesign:
         for start in range(0, battles, _STYLE_BLOCK):
             end = min(start + _STYLE_BLOCK, battles)
             block = with_one[1:, start:end]
-            block[...] = x[order[start:end]].T
+            # take, not x[order]: the same rows, gathered several times faster.
+            block[...] = np.take(x, order[start:end], axis=0).T
             block -= mean[:, None]
             block /= std[:, None]
             np.negative(block, out=block, where=flip[start:end])
@@ -229,15 +242,22 @@ class _StyleProblem:
     def hessian(self, curv: np.ndarray, cols: np.ndarray) -> np.ndarray:
         d, m = self.design, self.m
         k = d.with_one.shape[0] - 1
-        weighted = d.with_one_32 * curv[:, 0].astype(np.float32)
-        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms.
-        per_pair = np.add.reduceat(weighted, d.seg_start, axis=1) if curv.size else np.zeros((k + 1, 0))
+        c = curv[:, 0].astype(np.float32)
+        # Row 0 gives the per-pair curvature, the others the theta-beta cross terms; block by block
+        # of whole pairs, as `_style_outers`, without a (1 + k, battles) temporary.
+        per_pair = np.empty((k + 1, d.seg_start.size), dtype=np.float32)
+        square = np.zeros((k, k), dtype=np.float32)
+        for start, end, first, last in d.blocks():
+            rows = d.with_one_32[:, start:end]
+            weighted = rows * c[start:end]
+            per_pair[:, first:last] = np.add.reduceat(weighted, d.seg_start[first:last] - start, axis=1)
+            square += weighted[1:] @ rows[1:].T
         per_pair = per_pair.astype(np.float64)
         hess = d.graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
         cross = d.graph.incidence @ per_pair[1:].T
         hess[:m, m:] = cross
         hess[m:, :m] = cross.T
-        hess[m:, m:] = weighted[1:] @ d.with_one_32[1:].T
+        hess[m:, m:] = square
         hess[np.diag_indices(m + k)] += self.ridge[:, 0]
         return hess[None]
 
@@ -430,24 +450,32 @@ def rate_style(
     )
 
 
-def _style_outer(design: _StyleDesign, per_battle: np.ndarray) -> np.ndarray:
-    """sum_b per_battle_b u_b u_b' over battles, u_b = (e_i - e_j, x_b) its parameter direction.
+def _style_outers(design: _StyleDesign, per_battle: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """For each vector v, sum_b v_b u_b u_b' over battles, u_b = (e_i - e_j, x_b) its parameter direction.
 
-    (m + k, m + k), float64 throughout (the point Hessian of `_StyleProblem` rounds in float32,
-    harmless for a search direction, not for a covariance).
+    (m + k, m + k) each, float64 throughout (the point Hessian of `_StyleProblem` rounds in float32,
+    harmless for a search direction, not for a covariance). One pass over the battles, block by block
+    of whole pairs, so that no (1 + k, battles) temporary is made.
     """
     graph, m = design.graph, design.graph.n_models
     k = design.with_one.shape[0] - 1
-    weighted = design.with_one * per_battle
-    per_pair = (
-        np.add.reduceat(weighted, design.seg_start, axis=1) if per_battle.size else np.zeros((k + 1, 0))
-    )
-    outer = graph.hessian(per_pair[0][:, None], extra=k)[:, :, 0]
-    cross = graph.incidence @ per_pair[1:].T
-    outer[:m, m:] = cross
-    outer[m:, :m] = cross.T
-    outer[m:, m:] = weighted[1:] @ design.with_one[1:].T
-    return outer
+    per_pair = [np.zeros((k + 1, design.seg_start.size)) for _ in per_battle]
+    square = [np.zeros((k, k)) for _ in per_battle]
+    for start, end, first, last in design.blocks():
+        rows = design.with_one[:, start:end]
+        for vector, sums, block in zip(per_battle, per_pair, square, strict=True):
+            weighted = rows * vector[start:end]
+            sums[:, first:last] = np.add.reduceat(weighted, design.seg_start[first:last] - start, axis=1)
+            block += weighted[1:] @ rows[1:].T
+    outers = []
+    for sums, block in zip(per_pair, square, strict=True):
+        outer = graph.hessian(sums[0][:, None], extra=k)[:, :, 0]
+        cross = graph.incidence @ sums[1:].T
+        outer[:m, m:] = cross
+        outer[m:, :m] = cross.T
+        outer[m:, m:] = block
+        outers.append(outer)
+    return outers
 
 
 def _style_covariance(point: _StyleProblem, params: np.ndarray) -> np.ndarray:
@@ -461,7 +489,6 @@ def _style_covariance(point: _StyleProblem, params: np.ndarray) -> np.ndarray:
     if w is not None:
         curvature *= w
         resid *= w
-    hessian = _style_outer(design, curvature)
+    hessian, outer = _style_outers(design, (curvature, resid * resid))
     hessian[np.diag_indices(hessian.shape[0])] += point.ridge[:, 0]
-    outer = _style_outer(design, resid * resid)
     return _robust_covariance(hessian, outer, _components(design.graph.i, design.graph.j, m))

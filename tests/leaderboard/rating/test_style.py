@@ -147,3 +147,21 @@ def test_style_control_point_estimate_agrees_with_a_general_purpose_optimiser() 
     expected = reference.x[:m] - reference.x[:m].mean()
     assert np.max(np.abs(log_strengths(result.ratings.rating) - expected)) < 1e-5
     assert np.max(np.abs(result.coef - reference.x[m:])) < 1e-5
+
+
+def test_style_sandwich_is_the_same_whatever_the_block_of_its_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    a, b, outcome, x = simulate_style(rng, np.linspace(0.8, -0.8, 5), np.array([0.4, 0.1]), 3000, np.zeros(5))
+    weights = rng.uniform(0.5, 2.0, a.size)
+
+    whole = rate_style(a, b, outcome, x, 5, intervals="sandwich", weights=weights)
+    # Blocks of 7 battles end where a pair does: many blocks, some of them one long pair.
+    monkeypatch.setattr(style, "_OUTER_BLOCK", 7)
+    blocked = rate_style(a, b, outcome, x, 5, intervals="sandwich", weights=weights)
+
+    for field in ("rating", "ci_lower", "ci_upper"):
+        np.testing.assert_allclose(
+            getattr(blocked.ratings, field), getattr(whole.ratings, field), rtol=0, atol=1e-9
+        )
+    np.testing.assert_allclose(blocked.coef_lower, whole.coef_lower, rtol=0, atol=1e-12)
+    assert (whole.ratings.ci_upper - whole.ratings.ci_lower > 1.0).all()
