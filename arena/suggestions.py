@@ -12,7 +12,10 @@ SUGGESTIONS = [
         [
             _("Write a Python function that checks whether a string is a palindrome, ignoring punctuation."),
             _("Explain the difference between a process and a thread, with an example of each."),
-            _("Why does this SQL return duplicate rows: SELECT * FROM orders JOIN customers USING (id)?"),
+            _(
+                "Why does this query count some orders twice: SELECT c.name, COUNT(*) FROM customers c "
+                "JOIN orders o ON o.customer_id = c.id JOIN payments p ON p.order_id = o.id GROUP BY c.name?"
+            ),
         ],
     ),
     (
@@ -41,10 +44,11 @@ SUGGESTIONS = [
     ),
     (
         _("Other languages"),
-        [
-            _("Explique-moi la photosynthèse comme si j’avais dix ans."),
-            _("¿Cuál es la diferencia entre «ser» y «estar»? Da ejemplos."),
-            _("Übersetze ins Englische: „Ich verstehe nur Bahnhof.“ Was bedeutet das?"),
+        [  # prompts in other languages, so never translated
+            "Explique-moi la photosynthèse comme si j’avais dix ans.",
+            "¿Cuál es la diferencia entre «ser» y «estar»? Da ejemplos.",
+            "Übersetze ins Englische: „Ich verstehe nur Bahnhof.“ Was bedeutet das?",
+            "用三句话解释什么是区块链。",
         ],
     ),
 ]
