@@ -74,7 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.errors.DatabaseUnavailableMiddleware",
+    "config.static.static_files",  # WhiteNoise, for static files only
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "config.origin.origin_check",
@@ -83,9 +84,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Innermost and synchronous only, so that Django runs the whole chain in one thread: an
-    # asynchronous chain hops to a thread and back for every hook of every middleware.
-    "config.errors.DatabaseUnavailableMiddleware",
 ]
 
 # Content-Security-Policy of every response (django-csp): scripts, styles and everything else come

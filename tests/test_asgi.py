@@ -153,24 +153,3 @@ def test_the_web_process_loads_every_view_module_before_its_first_request() -> N
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
-
-
-def test_the_middleware_chain_runs_in_one_thread_under_asgi() -> None:
-    # The innermost middleware is synchronous only, so Django runs the whole chain synchronously: one
-    # thread hop for a request's middleware, instead of one per hook of each middleware when the
-    # chain is asynchronous (Django's MiddlewareMixin hops to a thread for every hook).
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    innermost = import_string(settings.MIDDLEWARE[-1])
-    assert getattr(innermost, "sync_capable", True) and not getattr(innermost, "async_capable", False)
-
-
-@pytest.mark.django_db
-def test_static_files_are_still_served_and_a_missing_one_is_a_404() -> None:
-    from django.conf import settings
-
-    css = answered(f"{settings.STATIC_URL}arena/arena.css")
-    assert css.status == 200 and b"{" in css.body
-    assert answered(f"{settings.STATIC_URL}arena/no-such-file.css").status == 404
-    assert answered("/nowhere.css").status == 404
