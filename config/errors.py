@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -143,12 +143,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     )
 
 
-class DatabaseUnavailableMiddleware(MiddlewareMixin):
+class DatabaseUnavailableMiddleware:
     """Answers a view that failed for want of the database with a JSON 503 under /api/ (the
-    exception handler does it for DRF views; this covers the plain ones, such as the answer stream).
+    exception handler does it for DRF views; this covers the plain ones, such as the answer stream)."""
 
-    Sync and async alike (MiddlewareMixin): a sync-only middleware would run every ASGI request's
-    whole chain in a thread, bridged back to the event loop for the views."""
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if request.path_info.startswith("/api/") and isinstance(exception, DATABASE_DOWN):
