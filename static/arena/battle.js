@@ -63,6 +63,7 @@
     // The vote bar stays for its Stop and Ask-again tools; a direct chat has no vote to cast.
     voteGroup.hidden = true;
     $("#vote-keys").hidden = true;
+    if ($("#reasons")) $("#reasons").hidden = true;
     regenerateButton.textContent = REGENERATE;
     prompt.placeholder = PLACEHOLDER;
     newRound.textContent = gettext("New chat");

@@ -34,7 +34,9 @@ def test_a_direct_chat_talks_with_the_named_model_over_two_turns_without_a_vote(
     assert visit.page.inner_text(".pane[data-side=a] .answer__body") == arena_models.beta_text
     assert visit.page.is_hidden("#vote-buttons")
     assert visit.page.is_hidden("#share")
-    assert "follow-up" in visit.page.inner_text("#composer").lower()
+    # The composer turns to a follow-up once the page has the battle's new state, just after the answer.
+    visit.page.wait_for_function("() => /follow-up/i.test(document.querySelector('#composer').innerText)")
+    assert visit.page.is_hidden("#reasons")  # no vote, so no reasons for one
     assert "/b/" in visit.page.url
 
     ask(visit, "And at sunset?")
