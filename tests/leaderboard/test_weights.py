@@ -247,7 +247,7 @@ def test_a_snapshot_says_how_it_weighed_votes_in_the_api_and_on_the_page(
     body = client.get("/api/v1/leaderboard/?board=overall").json()
     assert body["snapshot"]["weights"] == "propensity"
     page = client.get("/leaderboard/?board=overall").content.decode()
-    assert "inverse of the probability its pair was drawn" in page
+    assert "inverse of the probability with which its pair was drawn" in page
 
 
 def test_changing_the_weighting_republishes_every_board_and_keeping_it_does_not(
