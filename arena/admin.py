@@ -20,6 +20,7 @@ from arena.models import (
     VoterFlagAction,
 )
 from arena.reasons import VoteReason
+from arena.sharing import BattleShare
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -60,6 +61,19 @@ class BattleAdmin(RecordAdmin):
     list_filter = ["mode", "state", "created"]
     list_select_related = ["model_a", "model_b"]
     inlines = [TurnInline]
+
+
+@admin.register(BattleShare)
+class BattleShareAdmin(RecordAdmin):
+    """The visitors' share links. An operator may take one down (delete: the page is then gone, as
+    when its visitor revokes it), never make or change one; the token is left out of the list."""
+
+    list_display = ["battle", "created"]
+    readonly_fields = ["battle", "created"]
+    exclude = ["token"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("arena.delete_battleshare")
 
 
 @admin.register(Answer)

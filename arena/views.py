@@ -63,10 +63,13 @@ def remember_visitor(response: HttpResponse, token: str) -> None:
 class ModelOutputSerializer(serializers.ModelSerializer):
     label = serializers.CharField()
     demo = serializers.BooleanField(source="is_demo")
+    vision = serializers.BooleanField(
+        help_text="Whether the model reads images: only these answer a battle with one."
+    )
 
     class Meta:
         model = LLM
-        fields = ["name", "label", "organization", "license", "demo"]
+        fields = ["name", "label", "organization", "license", "demo", "vision"]
 
     def to_representation(self, instance: LLM) -> dict[str, Any]:
         if instance.visibility == LLM.Visibility.PRIVATE:
@@ -86,6 +89,7 @@ def revealed(llm: LLM) -> dict[str, Any]:
             "organization": "",
             "license": "",
             "demo": False,
+            "vision": False,
         }
     return {
         "name": llm.name,
@@ -93,6 +97,7 @@ def revealed(llm: LLM) -> dict[str, Any]:
         "organization": llm.organization,
         "license": llm.license,
         "demo": llm.is_demo,
+        "vision": llm.vision,
     }
 
 

@@ -190,3 +190,21 @@ def test_earlier_tries_and_vote_reasons_are_shown_but_never_changed(
 
     vote_page = admin_client.get(f"/admin/arena/vote/{voted.pk}/change/")
     assert vote_page.status_code == 200 and b"Plainly put." in vote_page.content
+
+
+def test_an_operator_takes_a_share_link_down_but_cannot_make_or_read_one(
+    voted: Vote, admin_client: Client, client: Client
+) -> None:
+    from arena.sharing import BattleShare, share_create
+
+    share, _ = share_create(battle=voted.battle)
+    assert client.get(f"/s/{share.token}/").status_code == 200
+    page = admin_client.get(f"/admin/arena/battleshare/{share.pk}/change/")
+    assert page.status_code == 200 and page.context["title"] == "View battle share"
+    assert share.token.encode() not in page.content  # the link is the visitor's to hand out
+    assert share.token.encode() not in admin_client.get("/admin/arena/battleshare/").content
+    assert admin_client.get("/admin/arena/battleshare/add/").status_code == 403
+    taken_down = admin_client.post(f"/admin/arena/battleshare/{share.pk}/delete/", {"post": "yes"})
+    assert taken_down.status_code == 302 and not BattleShare.objects.exists()
+    assert client.get(f"/s/{share.token}/").status_code == 404
+    assert Vote.objects.filter(pk=voted.pk).exists()  # the battle and its vote stay

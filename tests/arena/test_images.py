@@ -420,3 +420,12 @@ def test_a_fresh_model_for_an_image_battle_is_drawn_among_vision_models_only(
     drawn = {rounds.fresh_model(battle=played, turn=turn, answer=answer).pk for _ in range(20)}
     spare = {m.pk for m in eyes} - {played.model_a_id, played.model_b_id}
     assert drawn == spare and not drawn & {m.pk for m in blind}
+
+
+def test_the_model_list_and_the_pickers_say_which_models_read_images(make_llm: Any, client: Any) -> None:
+    seeing, blind = make_llm(vision=True, display_name="Seeing"), make_llm(vision=False, display_name="Blind")
+    listed = {m["name"]: m["vision"] for m in client.get("/api/v1/models/").json()}
+    assert listed[seeing.name] is True and listed[blind.name] is False
+    for page in ("/named/", "/chat/"):
+        html = client.get(page).content.decode()
+        assert f"{seeing.label} · reads images</option>" in html and f"{blind.label}</option>" in html
