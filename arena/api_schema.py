@@ -103,6 +103,10 @@ class TurnSerializer(serializers.Serializer):
 
 class VoteWinnerSerializer(serializers.Serializer):
     winner = serializers.ChoiceField(choices=Vote.Winner.choices)
+    tags = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="The reason tags sent with the vote, if any."
+    )
+    comment = serializers.CharField(required=False, help_text="The comment sent with the vote, if any.")
 
 
 class BattleDetailSerializer(BattleCreatedSerializer):

@@ -20,7 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import api_schema, battle_images, gate, reasons, rounds, services, streaming, visitors
-from arena.models import Battle
+from arena.models import Battle, Vote
+from arena.reasons import VoteReason
 from arena.suggestions import SUGGESTIONS
 from arena.throttles import TurnCreateThrottle
 from config.errors import DomainError, NotFound, error_body
@@ -157,6 +158,16 @@ class BattleCreateApi(APIView):
         return response
 
 
+def vote_body(vote: Vote) -> dict[str, Any]:
+    """The vote as its visitor sees it on reopening the battle: the verdict and any reasons."""
+    body: dict[str, Any] = {"winner": vote.winner}
+    try:
+        body |= {"tags": vote.reason.tags, "comment": vote.reason.comment}
+    except VoteReason.DoesNotExist:
+        pass
+    return body
+
+
 class BattleDetailApi(APIView):
     @api_schema.battle_detail
     def get(self, request: Request, battle_id: str) -> Response:
@@ -169,7 +180,7 @@ class BattleDetailApi(APIView):
                 for a in turn.answers.all()
             }
             turns.append({"index": turn.index, "prompt": turn.prompt, "answers": answers})
-        vote = battle.votes.first()
+        vote = battle.votes.select_related("reason").first()
         return Response(
             {
                 "id": str(battle.id),
@@ -177,7 +188,7 @@ class BattleDetailApi(APIView):
                 "state": battle.state,
                 "turns": turns,
                 "image": battle_images.url(battle),
-                "vote": {"winner": vote.winner} if vote else None,
+                "vote": vote_body(vote) if vote else None,
                 **battle_models(battle),
                 "actions": ActionsSerializer(services.battle_actions(battle, stored)).data,
             }

@@ -486,6 +486,7 @@
     battle.state = detail.state;
     if (detail.state === "voted") {
       reveal({ winner: detail.vote && detail.vote.winner, model_a: detail.model_a, model_b: detail.model_b });
+      if (window.arenaReasons) window.arenaReasons.show(detail.vote);
       return;
     }
     voteBox.hidden = false;

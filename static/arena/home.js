@@ -37,6 +37,13 @@
       for (const tag of tags) tag.disabled = true;
       comment.readOnly = true;
     },
+    // A voted battle reopened: the reasons it was given, locked.
+    show(vote) {
+      const given = new Set((vote && vote.tags) || []);
+      for (const tag of tags) tag.checked = given.has(tag.value);
+      comment.value = (vote && vote.comment) || "";
+      this.lock();
+    },
     reset() {
       for (const tag of tags) {
         tag.checked = false;

@@ -70,6 +70,9 @@ def test_a_vote_stores_its_tags_in_a_fixed_order_and_its_comment_cleaned(
     reason = VoteReason.objects.get(vote__battle=battle)
     assert reason.tags == ["accurate", "clear"]
     assert reason.comment == "Short and right."
+    # Reopening the battle gives its visitor the reasons back; a vote without any gives the verdict alone.
+    detail = client.get(f"/api/v1/battles/{battle.id}/").json()
+    assert detail["vote"] == {"winner": "a", "tags": ["accurate", "clear"], "comment": "Short and right."}
 
 
 def test_a_vote_without_reasons_stores_none(make_llm: Callable[..., LLM]) -> None:
@@ -77,6 +80,7 @@ def test_a_vote_without_reasons_stores_none(make_llm: Callable[..., LLM]) -> Non
     battle = answered(make_llm(), make_llm(), visitor)
     assert vote(client, battle, winner="tie", tags=[], comment="   ").status_code == 200
     assert Vote.objects.filter(battle=battle).exists() and not VoteReason.objects.exists()
+    assert client.get(f"/api/v1/battles/{battle.id}/").json()["vote"] == {"winner": "tie"}
 
 
 @pytest.mark.parametrize(

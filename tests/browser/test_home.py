@@ -100,6 +100,13 @@ def test_reasons_given_by_keyboard_are_stored_with_the_vote(
         and page.get_attribute("#reason-comment", "readonly") is not None
     )
     shoot(visit, "reasons-voted.png")
+    # Reopened from its address, the voted battle shows the reasons it was given, still locked.
+    page.reload()
+    page.wait_for_selector(".pane[data-side=a] .pane__reveal:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#reason-comment').value !== ''")
+    assert page.is_checked("input[value=accurate]") and page.is_checked("input[value=clear]")
+    assert not page.is_checked("input[value=safe]") and page.is_disabled("input[value=safe]")
+    assert page.input_value("#reason-comment").startswith("Short and to the point.")
     page.click("#new-round")
     assert page.is_enabled("input[value=accurate]") and not page.is_checked("input[value=accurate]")
     assert page.input_value("#reason-comment") == ""
