@@ -19,7 +19,7 @@ line (`python -m leaderboard.rating FILE`, see `__main__`).
 
 from __future__ import annotations
 
-from leaderboard.rating.bootstrap import INTERVAL, INTERVALS, Ratings, rank_from_intervals, rank_range, rate
+from leaderboard.rating.bootstrap import INTERVAL, INTERVALS, Ratings, rate
 from leaderboard.rating.bradley_terry import (
     CENTRE,
     RIDGE,
@@ -32,6 +32,7 @@ from leaderboard.rating.bradley_terry import (
     win_rate_matrix,
 )
 from leaderboard.rating.outcomes import A_WINS, B_WINS, BOTH_BAD, TIE, WINNER_NAMES, WINNERS
+from leaderboard.rating.ranks import rank_from_intervals, rank_range
 from leaderboard.rating.rated import MIN_VOTES, rated_models
 from leaderboard.rating.records import STYLE_KEYS, BattleFileError, iter_records, read_battle, style_counts
 from leaderboard.rating.sandwich import centred_variance, sandwich_covariance
