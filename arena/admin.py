@@ -41,11 +41,10 @@ class RecordAdmin(admin.ModelAdmin):
         return False
 
 
-class TurnInline(admin.TabularInline):
-    model = Turn
+class RecordInline:
+    """A record shown inside its parent's page, never added, changed or deleted there."""
+
     extra = 0
-    fields = ["index", "prompt", "created"]
-    readonly_fields = fields
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -53,6 +52,12 @@ class TurnInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class TurnInline(RecordInline, admin.TabularInline):
+    model = Turn
+    fields = ["index", "prompt", "created"]
+    readonly_fields = fields
 
 
 @admin.register(Battle)
@@ -95,18 +100,10 @@ class AnswerAttemptAdmin(RecordAdmin):
     search_fields = ["error"]
 
 
-class VoteReasonInline(admin.StackedInline):
+class VoteReasonInline(RecordInline, admin.StackedInline):
     model = VoteReason
-    extra = 0
     fields = ["tags", "comment"]
     readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Vote)
